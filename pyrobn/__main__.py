@@ -1,0 +1,3 @@
+from pyrobn.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,270 @@
+"""The one SVI training loop of the project: :func:`fit_svi`.
+
+It maximises the ELBO (lecture: log p(x) = ELBO + KL(q || p), so ELBO <= log p(x))
+with Pyro's stochastic variational inference, and adds what a training run needs:
+a progress bar, a history, a guard against divergence that rolls the parameters
+back, and checkpoints that resume bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyro
+import pyro.poutine as poutine
+import torch
+from pyro.infer import ELBO, Trace_ELBO
+from pyro.optim import Adam, PyroOptim
+from pyro.optim.optim import _get_state_dict, _load_state_dict
+from tqdm.auto import tqdm
+
+from pyrobn.errors import CheckpointError, ConfigurationError, TrainingDiverged
+
+_CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class History:
+    """What a training run did.
+
+    ``losses[i]`` is the loss (the negative ELBO estimate) evaluated at step ``i``
+    with the parameters before that step's update; a resumed run's history holds
+    the steps before the checkpoint too. ``steps`` counts the finite steps done.
+    """
+
+    losses: list[float] = field(default_factory=list)
+    wall_time: float = 0.0
+    steps: int = 0
+
+    @property
+    def final_loss(self) -> float:
+        """The last loss, or NaN before any step."""
+        return self.losses[-1] if self.losses else math.nan
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "losses": list(self.losses),
+            "wall_time": self.wall_time,
+            "steps": self.steps,
+        }
+
+
+def _snapshot(params: set[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(p, p.detach().clone()) for p in params]
+
+
+def _restore(snapshot: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    with torch.no_grad():
+        for p, saved in snapshot:
+            p.copy_(saved)
+
+
+def _grads_finite(params: set[torch.Tensor]) -> bool:
+    return all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
+
+
+def _finish(history: History, t0: float) -> None:
+    history.wall_time += time.perf_counter() - t0
+    history.steps = len(history.losses)
+
+
+ParamList = list[tuple[str, torch.Tensor]]
+
+
+def _param_sites(trace: poutine.Trace) -> ParamList:
+    """(name, unconstrained tensor) of every param site, in the order the trace met them."""
+    return [(name, site["value"].unconstrained()) for name, site in trace.nodes.items()]
+
+
+def save_checkpoint(
+    path: str | os.PathLike, optim: PyroOptim, params: ParamList, step: int, history: History
+) -> None:
+    """Write the parameters, the optimiser state, the RNG state and the history to ``path``.
+
+    Parameters are kept in the order the model and guide meet them, so a checkpoint
+    loads into a freshly built model of the same code even where Pyro names differ.
+    The file is written under a temporary name and renamed: a run killed while
+    writing never leaves a broken checkpoint behind.
+    """
+    state = {
+        "version": _CHECKPOINT_VERSION,
+        "step": step,
+        "names": [name for name, _ in params],
+        "params": [p.detach().clone() for _, p in params],
+        "optim": [
+            _get_state_dict(optim.optim_objs[p]) if p in optim.optim_objs else None
+            for _, p in params
+        ],
+        "rng": pyro.util.get_rng_state(),
+        "history": history.as_dict(),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = None) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (or :func:`fit_svi`)."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {exc}") from exc
+    if not isinstance(state, dict) or state.get("version") != _CHECKPOINT_VERSION:
+        raise CheckpointError(f"{str(path)!r} is not a pyrobn checkpoint (version 1)")
+    return state
+
+
+def _restore_checkpoint(state: dict[str, Any], params: ParamList, optim: PyroOptim) -> None:
+    """Copy a checkpoint's parameters and optimiser state into this run's ``params``."""
+    if len(params) != len(state["params"]):
+        raise CheckpointError(
+            f"the checkpoint holds {len(state['params'])} parameters "
+            f"({state['names']}) but this model and guide have {len(params)} "
+            f"({[name for name, _ in params]})"
+        )
+    with torch.no_grad():
+        for (name, p), saved_name, saved in zip(params, state["names"], state["params"]):
+            if p.shape != saved.shape:
+                raise CheckpointError(
+                    f"parameter {name!r} has shape {tuple(p.shape)} here but the checkpoint's "
+                    f"{saved_name!r} has {tuple(saved.shape)}"
+                )
+            p.copy_(saved.to(p.device, p.dtype))
+    for (_, p), optim_state in zip(params, state["optim"]):
+        if optim_state is not None:
+            optim.optim_objs[p] = optim._get_optim(p)
+            optim.grad_clip[p] = optim._get_grad_clip(p)
+            _load_state_dict(optim.optim_objs[p], optim_state)
+
+
+def fit_svi(
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    *args: Any,
+    loss: ELBO | None = None,
+    optim: PyroOptim | None = None,
+    steps: int = 1000,
+    progress: bool = True,
+    seed: int | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    callback: Callable[[int, float], None] | None = None,
+    description: str = "svi",
+    **kwargs: Any,
+) -> History:
+    """Fit ``guide`` to the posterior of ``model`` by maximising the ELBO with SVI.
+
+    Each step evaluates loss = -ELBO = -E_q[log p(x, z) - log q(z)] and its gradients,
+    checks that both are finite, snapshots the parameters and applies ``optim``.
+
+    Args:
+        model, guide: a Pyro model and guide of one signature; ``*args``/``**kwargs``
+            are passed to both at every step.
+        loss: a Pyro ELBO (default ``Trace_ELBO()``; ``TraceEnum_ELBO`` for enumerated
+            discrete sites, ``JitTrace_ELBO`` for speed).
+        optim: a Pyro optimiser (default ``Adam(lr=0.01)``).
+        steps: the total number of steps; a resumed run continues up to this count.
+        progress: show a progress bar with the current loss.
+        seed: seed Python, NumPy, torch and Pyro before the first step.
+        checkpoint: a path; the parameters, optimiser and RNG state are written there
+            every ``checkpoint_every`` steps (if given) and at the end.
+        resume: continue from ``checkpoint`` if that file exists; the continued run
+            reproduces the losses of an uninterrupted one exactly.
+        callback: called as ``callback(step, loss)`` after every step.
+
+    Returns:
+        a :class:`History` (loss per step, wall seconds, steps done).
+
+    Raises:
+        TrainingDiverged: naming the step whose loss or gradients were NaN or inf; the
+            parameters are left at their values of the previous step, the last finite one.
+
+    Example:
+        >>> history = fit_svi(model, guide, data, steps=500, progress=False, seed=0)
+    """
+    if steps < 0:
+        raise ConfigurationError(f"steps must be >= 0, got {steps}")
+    if checkpoint_every is not None and checkpoint_every <= 0:
+        raise ConfigurationError(f"checkpoint_every must be positive, got {checkpoint_every}")
+    if resume and checkpoint is None:
+        raise ConfigurationError("resume=True needs checkpoint=<path>")
+    loss = loss if loss is not None else Trace_ELBO()
+    optim = optim if optim is not None else Adam({"lr": 0.01})
+    if seed is not None:
+        pyro.set_rng_seed(seed)
+
+    history = History()
+    start = 0
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        state = load_checkpoint(checkpoint)
+        # Create every parameter (this draws random numbers, so before the RNG restore).
+        with torch.no_grad(), poutine.trace(param_only=True) as warm_up:
+            loss.loss(model, guide, *args, **kwargs)
+        _restore_checkpoint(state, _param_sites(warm_up.trace), optim)
+        pyro.util.set_rng_state(state["rng"])
+        start = int(state["step"])
+        history.losses = list(state["history"]["losses"])
+        history.wall_time = float(state["history"]["wall_time"])
+
+    bar = tqdm(
+        range(start, steps),
+        total=steps,
+        initial=start,
+        disable=not progress,
+        desc=description,
+        dynamic_ncols=True,
+    )
+    t0 = time.perf_counter()
+    refresh_every = max(1, (steps - start) // 100)
+    previous: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    param_list: ParamList = []
+    for step in bar:
+        with poutine.trace(param_only=True) as param_capture:
+            value = loss.loss_and_grads(model, guide, *args, **kwargs)
+        param_list = _param_sites(param_capture.trace)
+        params = {p for _, p in param_list}
+        value = float(value)
+        if not math.isfinite(value) or not _grads_finite(params):
+            pyro.infer.util.zero_grads(params)
+            if previous is not None:
+                _restore(previous)
+            bar.close()
+            _finish(history, t0)
+            raise TrainingDiverged(step, value)
+        previous = _snapshot(params)
+        optim(params)
+        pyro.infer.util.zero_grads(params)
+        if not all(bool(torch.isfinite(p).all()) for p in params):
+            _restore(previous)
+            history.losses.append(value)
+            bar.close()
+            _finish(history, t0)
+            raise TrainingDiverged(
+                step + 1,
+                math.nan,
+                f"training diverged at step {step}: its update made a parameter non-finite; "
+                f"the parameters were restored to their values before that update",
+            )
+        history.losses.append(value)
+        if callback is not None:
+            callback(step, value)
+        if progress and (step - start) % refresh_every == 0:
+            bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+        done = step + 1
+        if checkpoint is not None and checkpoint_every and done % checkpoint_every == 0:
+            save_checkpoint(checkpoint, optim, param_list, done, history)
+    bar.close()
+    _finish(history, t0)
+    if checkpoint is not None and param_list:
+        save_checkpoint(checkpoint, optim, param_list, len(history.losses), history)
+    return history

@@ -1,0 +1,1 @@
+"""The models: one module per paradigm, each a PyroModule with ``model()`` and ``guide()``."""
