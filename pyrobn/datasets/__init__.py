@@ -14,7 +14,7 @@ _EXPORTS = {
     "swiss_roll": ".manifold",
     "digits": ".manifold",
     "text_corpus": ".text",
-    "tagged_corpus": ".text",
+    "tagged_corpus": ".tagging",
 }
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)
