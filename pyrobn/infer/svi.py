@@ -229,8 +229,24 @@ def fit_svi(
     previous: list[tuple[torch.Tensor, torch.Tensor]] | None = None
     param_list: ParamList = []
     for step in bar:
-        with poutine.trace(param_only=True) as param_capture:
-            value = loss.loss_and_grads(model, guide, *args, **kwargs)
+        try:
+            with poutine.trace(param_only=True) as param_capture:
+                value = loss.loss_and_grads(model, guide, *args, **kwargs)
+        except ValueError as exc:
+            # Pyro's validation rejects NaN/inf distribution parameters before the loss
+            # exists: that is divergence too, unless the parameters were never finite.
+            if "invalid values" not in str(exc) or previous is None:
+                raise
+            _restore(previous)
+            bar.close()
+            _finish(history, t0)
+            raise TrainingDiverged(
+                step,
+                math.nan,
+                f"training diverged at step {step}: a distribution got non-finite "
+                f"parameters ({str(exc).splitlines()[0]}); the parameters were restored to "
+                f"their values at step {step - 1}, the last step with a finite loss",
+            ) from exc
         param_list = _param_sites(param_capture.trace)
         params = {p for _, p in param_list}
         value = float(value)

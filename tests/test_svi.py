@@ -1,0 +1,145 @@
+"""fit_svi: exact posterior on a conjugate model, divergence guard, checkpoint/resume."""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import Trace_ELBO
+from pyro.infer.autoguide import AutoNormal
+
+from pyrobn.errors import CheckpointError, ConfigurationError, TrainingDiverged
+from pyrobn.infer import fit_svi, load_checkpoint
+
+PRIOR_MEAN, PRIOR_SD, NOISE_SD = 0.0, 2.0, 1.0
+
+
+def normal_normal(x: torch.Tensor) -> None:
+    mu = pyro.sample("mu", dist.Normal(x.new_tensor(PRIOR_MEAN), x.new_tensor(PRIOR_SD)))
+    with pyro.plate("data", len(x)):
+        pyro.sample("obs", dist.Normal(mu, NOISE_SD), obs=x)
+
+
+def exact_posterior(x: torch.Tensor) -> tuple[float, float]:
+    precision = 1 / PRIOR_SD**2 + len(x) / NOISE_SD**2
+    mean = (PRIOR_MEAN / PRIOR_SD**2 + float(x.sum()) / NOISE_SD**2) / precision
+    return mean, precision**-0.5
+
+
+def test_conjugate_normal_reaches_exact_posterior(device):
+    x = (1.5 + torch.randn(50, generator=torch.Generator().manual_seed(1))).to(device)
+    guide = AutoNormal(normal_normal)
+    history = fit_svi(
+        normal_normal,
+        guide,
+        x,
+        steps=1500,
+        # decay the step size tenfold so the last iterates average out the gradient noise
+        optim=pyro.optim.ClippedAdam({"lr": 0.05, "lrd": 0.1 ** (1 / 1500)}),
+        loss=Trace_ELBO(num_particles=4, vectorize_particles=True),
+        progress=False,
+        seed=0,
+    )
+    mean, sd = exact_posterior(x)
+    loc = pyro.param("AutoNormal.locs.mu").item()
+    scale = pyro.param("AutoNormal.scales.mu").item()
+    assert abs(loc - mean) < 0.02  # posterior sd is 0.14: within 0.15 sd
+    assert abs(scale - sd) / sd < 0.15
+    assert history.steps == 1500 and len(history.losses) == 1500
+    assert history.wall_time > 0
+    # the loss decreased: the last 100 steps beat the first 100 on average
+    assert sum(history.losses[-100:]) < sum(history.losses[:100])
+
+
+def diverging_model() -> None:
+    """loss = -theta; SGD with lr 1 moves theta to 1, 2, 3, ...; NaN once theta > 4.5."""
+    theta = pyro.param("theta", torch.tensor(0.0))
+    pyro.factor("f", torch.where(theta < 4.5, theta, torch.full_like(theta, math.nan)))
+
+
+def empty_guide() -> None:
+    pass
+
+
+@pytest.mark.parametrize("validation", [True, False], ids=["validated", "unvalidated"])
+def test_divergence_raises_at_the_step_and_rolls_back(validation):
+    # validated: Pyro rejects the NaN factor; unvalidated: the loss itself is NaN
+    pyro.enable_validation(validation)
+    with pytest.raises(TrainingDiverged, match="step 5") as info:
+        fit_svi(
+            diverging_model,
+            empty_guide,
+            steps=20,
+            optim=pyro.optim.SGD({"lr": 1.0}),
+            progress=False,
+        )
+    assert info.value.step == 5
+    assert math.isnan(info.value.loss)
+    theta = pyro.param("theta")
+    assert torch.isfinite(theta).all()
+    assert float(theta) == 4.0  # the last step whose loss was finite
+
+
+def test_checkpoint_then_resume_equals_uninterrupted(tmp_path):
+    x = torch.randn(30, generator=torch.Generator().manual_seed(2))
+    kwargs = dict(steps=40, progress=False, optim=pyro.optim.Adam({"lr": 0.05}))
+
+    full = fit_svi(normal_normal, AutoNormal(normal_normal), x, seed=7, **kwargs)
+
+    pyro.clear_param_store()
+    path = tmp_path / "run.pt"
+    first = fit_svi(
+        normal_normal,
+        AutoNormal(normal_normal),
+        x,
+        seed=7,
+        checkpoint=path,
+        **{**kwargs, "steps": 15},
+    )
+    assert load_checkpoint(path)["step"] == 15 and first.steps == 15
+
+    pyro.clear_param_store()  # a new process would start from nothing
+    resumed = fit_svi(
+        normal_normal,
+        AutoNormal(normal_normal),
+        x,
+        seed=999,  # the checkpoint's RNG state wins
+        checkpoint=path,
+        resume=True,
+        optim=pyro.optim.Adam({"lr": 0.05}),
+        steps=40,
+        progress=False,
+    )
+    assert resumed.losses == full.losses
+    assert resumed.steps == 40
+
+
+def test_periodic_checkpoints_and_bad_files(tmp_path):
+    path = tmp_path / "periodic.pt"
+    x = torch.randn(10)
+    fit_svi(
+        normal_normal,
+        AutoNormal(normal_normal),
+        x,
+        steps=10,
+        checkpoint=path,
+        checkpoint_every=4,
+        progress=False,
+    )
+    assert load_checkpoint(path)["step"] == 10
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"bad\.pt"):
+        load_checkpoint(bad)
+
+
+def test_bad_options():
+    with pytest.raises(ConfigurationError, match="steps"):
+        fit_svi(normal_normal, empty_guide, torch.zeros(3), steps=-1)
+    with pytest.raises(ConfigurationError, match="checkpoint"):
+        fit_svi(normal_normal, empty_guide, torch.zeros(3), resume=True)
+    with pytest.raises(ConfigurationError, match="checkpoint_every"):
+        fit_svi(normal_normal, empty_guide, torch.zeros(3), checkpoint_every=0)
