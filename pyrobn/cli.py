@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+from pyrobn.errors import ConfigurationError
 
 
 def _info(_: argparse.Namespace) -> int:
@@ -25,14 +28,72 @@ def _info(_: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pyrobn", description="Bayesian networks and generative models in Pyro."
+def _tour(args: argparse.Namespace) -> int:
+    from pyrobn.tour import run_tour
+
+    out = Path(args.out)
+    runs = run_tour(out, quick=args.quick, progress=not args.no_progress)
+    failed = [r.name for r in runs if not r.ok]
+    print(
+        f"tour: {len(runs) - len(failed)} of {len(runs)} tutorials ok; page: {out / 'index.html'}"
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    if failed:
+        print(f"pyrobn tour: error: tutorial(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _tutorials(args: argparse.Namespace) -> int:
+    from pyrobn.tour import find_tutorial, list_tutorials, run_tutorial
+
+    if args.action == "list":
+        for path in list_tutorials():
+            print(path.stem)
+        return 0
+    if not args.name:
+        raise ConfigurationError(
+            "`pyrobn tutorials run` needs a NAME (see `pyrobn tutorials list`)"
+        )
+    path = find_tutorial(args.name)
+    out = Path(args.out)
+    run = run_tutorial(path, out, quick=args.quick)
+    print(
+        run.output_tail
+        if not run.ok
+        else f"{run.name}: ok in {run.seconds:.1f} s; outputs in {out / run.name}"
+    )
+    if not run.ok:
+        print(f"pyrobn tutorials: error: {run.name} failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pyrobn", description="Bayesian networks and generative models in Pyro.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     info = sub.add_parser("info", help="versions of pyrobn, pyro-ppl and torch, and the device")
     info.set_defaults(func=_info)
+
+    tour = sub.add_parser("tour", help="run every tutorial and build DIR/index.html")
+    tour.add_argument("--out", default="tour_output", help="output folder (default tour_output)")
+    tour.add_argument("--quick", action="store_true", help="smoke mode: few steps, small data")
+    tour.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tour.set_defaults(func=_tour)
+
+    tutorials = sub.add_parser("tutorials", help="list or run the tutorials")
+    tutorials.add_argument("action", choices=["list", "run"])
+    tutorials.add_argument("name", nargs="?", help="tutorial name or number (for run)")
+    tutorials.add_argument("--out", default="pyrobn_output", help="output folder")
+    tutorials.add_argument("--quick", action="store_true", help="smoke mode")
+    tutorials.set_defaults(func=_tutorials)
     return parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage in one line and exits with status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

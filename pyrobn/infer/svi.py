@@ -8,6 +8,7 @@ back, and checkpoints that resume bit-for-bit.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import pickle
@@ -26,6 +27,7 @@ from pyro.optim.optim import _get_state_dict, _load_state_dict
 from tqdm.auto import tqdm
 
 from pyrobn.errors import CheckpointError, ConfigurationError, TrainingDiverged
+from pyrobn.infer import distributed as distributed_ops
 
 _CHECKPOINT_VERSION = 1
 
@@ -160,6 +162,8 @@ def fit_svi(
     resume: bool = False,
     callback: Callable[[int, float], None] | None = None,
     description: str = "svi",
+    distributed: bool | None = None,
+    data_plate: str = "data",
     **kwargs: Any,
 ) -> History:
     """Fit ``guide`` to the posterior of ``model`` by maximising the ELBO with SVI.
@@ -174,13 +178,17 @@ def fit_svi(
             discrete sites, ``JitTrace_ELBO`` for speed).
         optim: a Pyro optimiser (default ``Adam(lr=0.01)``).
         steps: the total number of steps; a resumed run continues up to this count.
-        progress: show a progress bar with the current loss.
+        progress: show a progress bar with the current loss (rank 0 only when distributed).
         seed: seed Python, NumPy, torch and Pyro before the first step.
         checkpoint: a path; the parameters, optimiser and RNG state are written there
-            every ``checkpoint_every`` steps (if given) and at the end.
+            every ``checkpoint_every`` steps (if given) and at the end (by rank 0).
         resume: continue from ``checkpoint`` if that file exists; the continued run
             reproduces the losses of an uninterrupted one exactly.
         callback: called as ``callback(step, loss)`` after every step.
+        distributed: data-parallel training over ``torch.distributed`` (see
+            :mod:`pyrobn.infer.distributed`); ``None`` turns it on when launched by
+            ``torchrun`` with more than one process.
+        data_plate: the name of the plate whose rows are split across processes.
 
     Returns:
         a :class:`History` (loss per step, wall seconds, steps done).
@@ -188,6 +196,8 @@ def fit_svi(
     Raises:
         TrainingDiverged: naming the step whose loss or gradients were NaN or inf; the
             parameters are left at their values of the previous step, the last finite one.
+        DistributedError: a bad launch environment, data that cannot be split across the
+            processes, or a peer that died (after the group's timeout, on every rank).
 
     Example:
         >>> history = fit_svi(model, guide, data, steps=500, progress=False, seed=0)
@@ -200,6 +210,24 @@ def fit_svi(
         raise ConfigurationError("resume=True needs checkpoint=<path>")
     loss = loss if loss is not None else Trace_ELBO()
     optim = optim if optim is not None else Adam({"lr": 0.01})
+
+    context = None
+    sharding: Any = contextlib.nullcontext()
+    if distributed if distributed is not None else distributed_ops.launched_by_torchrun():
+        context = distributed_ops.setup()
+        seed = distributed_ops.shared_seed(seed, context)
+        sharding = distributed_ops.ShardDataPlate(data_plate, context)
+    is_main = context is None or context.is_main
+
+    # Create every parameter once, before the first step, from the seeded RNG; then
+    # seed again, so that the steps draw the same numbers in every kind of run.
+    if seed is not None:
+        pyro.set_rng_seed(seed)
+    with torch.no_grad(), sharding, poutine.trace(param_only=True) as warm_up:
+        loss.loss(model, guide, *args, **kwargs)
+    param_list = _param_sites(warm_up.trace)
+    if context is not None:
+        distributed_ops.broadcast_parameters([p for _, p in param_list], context)
     if seed is not None:
         pyro.set_rng_seed(seed)
 
@@ -207,10 +235,7 @@ def fit_svi(
     start = 0
     if resume and checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint)
-        # Create every parameter (this draws random numbers, so before the RNG restore).
-        with torch.no_grad(), poutine.trace(param_only=True) as warm_up:
-            loss.loss(model, guide, *args, **kwargs)
-        _restore_checkpoint(state, _param_sites(warm_up.trace), optim)
+        _restore_checkpoint(state, param_list, optim)
         pyro.util.set_rng_state(state["rng"])
         start = int(state["step"])
         history.losses = list(state["history"]["losses"])
@@ -220,67 +245,91 @@ def fit_svi(
         range(start, steps),
         total=steps,
         initial=start,
-        disable=not progress,
+        disable=not (progress and is_main),
         desc=description,
         dynamic_ncols=True,
     )
     t0 = time.perf_counter()
     refresh_every = max(1, (steps - start) // 100)
     previous: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-    param_list: ParamList = []
-    for step in bar:
-        try:
-            with poutine.trace(param_only=True) as param_capture:
-                value = loss.loss_and_grads(model, guide, *args, **kwargs)
-        except ValueError as exc:
-            # Pyro's validation rejects NaN/inf distribution parameters before the loss
-            # exists: that is divergence too, unless the parameters were never finite.
-            if "invalid values" not in str(exc) or previous is None:
-                raise
-            _restore(previous)
-            bar.close()
-            _finish(history, t0)
-            raise TrainingDiverged(
-                step,
-                math.nan,
-                f"training diverged at step {step}: a distribution got non-finite "
-                f"parameters ({str(exc).splitlines()[0]}); the parameters were restored to "
-                f"their values at step {step - 1}, the last step with a finite loss",
-            ) from exc
-        param_list = _param_sites(param_capture.trace)
-        params = {p for _, p in param_list}
-        value = float(value)
-        if not math.isfinite(value) or not _grads_finite(params):
-            pyro.infer.util.zero_grads(params)
-            if previous is not None:
-                _restore(previous)
-            bar.close()
-            _finish(history, t0)
-            raise TrainingDiverged(step, value)
-        previous = _snapshot(params)
-        optim(params)
-        pyro.infer.util.zero_grads(params)
-        if not all(bool(torch.isfinite(p).all()) for p in params):
-            _restore(previous)
+
+    def stop(error: TrainingDiverged, restore: list | None) -> TrainingDiverged:
+        if restore is not None:
+            _restore(restore)
+        bar.close()
+        _finish(history, t0)
+        return error
+
+    try:
+        for step in bar:
+            try:
+                with sharding, poutine.trace(param_only=True) as param_capture:
+                    value = loss.loss_and_grads(model, guide, *args, **kwargs)
+            except ValueError as exc:
+                # Pyro's validation rejects NaN/inf distribution parameters before the loss
+                # exists: that is divergence too, unless the parameters were never finite.
+                if "invalid values" not in str(exc) or previous is None:
+                    raise
+                raise stop(
+                    TrainingDiverged(
+                        step,
+                        math.nan,
+                        f"training diverged at step {step}: a distribution got non-finite "
+                        f"parameters ({str(exc).splitlines()[0]}); the parameters were restored "
+                        f"to their values at step {step - 1}, the last step with a finite loss",
+                    ),
+                    previous,
+                ) from exc
+            param_list = _param_sites(param_capture.trace)
+            params = [p for _, p in param_list]
+            value = float(value)
+            if context is not None:
+                value = distributed_ops.average_gradients_and_loss(params, value, context, step)
+            if not math.isfinite(value) or not _grads_finite(params):
+                pyro.infer.util.zero_grads(set(params))
+                raise stop(TrainingDiverged(step, value), previous)
+            previous = _snapshot(params)
+            optim(params)
+            pyro.infer.util.zero_grads(set(params))
+            if not all(bool(torch.isfinite(p).all()) for p in params):
+                history.losses.append(value)
+                raise stop(
+                    TrainingDiverged(
+                        step + 1,
+                        math.nan,
+                        f"training diverged at step {step}: its update made a parameter "
+                        "non-finite; the parameters were restored to their values before it",
+                    ),
+                    previous,
+                )
             history.losses.append(value)
-            bar.close()
-            _finish(history, t0)
-            raise TrainingDiverged(
-                step + 1,
-                math.nan,
-                f"training diverged at step {step}: its update made a parameter non-finite; "
-                f"the parameters were restored to their values before that update",
-            )
-        history.losses.append(value)
-        if callback is not None:
-            callback(step, value)
-        if progress and (step - start) % refresh_every == 0:
-            bar.set_postfix(loss=f"{value:.4g}", refresh=False)
-        done = step + 1
-        if checkpoint is not None and checkpoint_every and done % checkpoint_every == 0:
-            save_checkpoint(checkpoint, optim, param_list, done, history)
-    bar.close()
-    _finish(history, t0)
-    if checkpoint is not None and param_list:
-        save_checkpoint(checkpoint, optim, param_list, len(history.losses), history)
+            if callback is not None:
+                callback(step, value)
+            if progress and is_main and (step - start) % refresh_every == 0:
+                bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+            done = step + 1
+            if checkpoint is not None and checkpoint_every and done % checkpoint_every == 0:
+                _checkpoint(checkpoint, optim, param_list, done, history, context)
+        bar.close()
+        _finish(history, t0)
+        if checkpoint is not None and steps > start:
+            _checkpoint(checkpoint, optim, param_list, len(history.losses), history, context)
+    finally:
+        if context is not None:
+            distributed_ops.teardown(context)
     return history
+
+
+def _checkpoint(
+    path: str | os.PathLike,
+    optim: PyroOptim,
+    params: ParamList,
+    step: int,
+    history: History,
+    context: distributed_ops.DistributedContext | None,
+) -> None:
+    """Rank 0 writes the checkpoint; the others wait for it."""
+    if context is None or context.is_main:
+        save_checkpoint(path, optim, params, step, history)
+    if context is not None:
+        distributed_ops.barrier(context)
