@@ -1,17 +1,19 @@
-"""Every tutorial runs in smoke mode and writes the figures it promises."""
+"""The tour in quick mode: every tutorial runs in smoke mode, writes the figures it
+promises and the numbers it records, and the tour's page holds them all."""
 
 from __future__ import annotations
 
 import ast
 import json
-import os
-import subprocess
-import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-TUTORIALS = sorted((Path(__file__).parent.parent / "tutorials").glob("[0-9][0-9]_*.py"))
+from pyrobn.tour import TutorialRun, list_tutorials, run_tour
+
+TUTORIALS = list_tutorials()
+pytestmark = pytest.mark.xdist_group("tour")  # one worker runs the tour once
 
 
 def promised_figures(path: Path) -> list[str]:
@@ -24,26 +26,64 @@ def promised_figures(path: Path) -> list[str]:
     raise AssertionError(f"{path.name} makes no Tutorial(..., figures=[...])")
 
 
+@pytest.fixture(scope="session")
+def tour(tmp_path_factory) -> tuple[Path, dict[str, TutorialRun]]:
+    out = tmp_path_factory.mktemp("tour")
+    runs = run_tour(out, quick=True, progress=False)
+    return out, {run.name: run for run in runs}
+
+
 def test_there_are_tutorials():
-    assert any(t.name.startswith("00_") for t in TUTORIALS)
+    names = [t.stem for t in TUTORIALS]
+    assert names[0] == "00_mle_basics"
+    assert len(set(n[:2] for n in names)) == len(names), "two tutorials share a number"
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=[t.stem for t in TUTORIALS])
-def test_tutorial_smoke(path: Path, tmp_path: Path):
+def test_tutorial_smoke(path: Path, tour):
+    out, runs = tour
+    run = runs[path.stem]
+    assert run.ok, f"{path.name} failed:\n{run.output_tail}"
     figures = promised_figures(path)
     assert figures, f"{path.name} promises no figure"
-    env = dict(os.environ, PYROBN_SMOKE="1", PYROBN_OUT=str(tmp_path), MPLBACKEND="Agg")
-    result = subprocess.run(
-        [sys.executable, str(path)], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, (
-        f"{path.name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    )
-    out = tmp_path / path.stem
     for name in figures:
-        png = out / f"{name}.png"
+        png = out / path.stem / f"{name}.png"
         assert png.exists(), f"{path.name} promised {name}.png but did not write it"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{png} is not a PNG"
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / path.stem / "summary.json").read_text())
     assert summary["smoke"] is True
     assert summary["numbers"], f"{path.name} recorded no number"
+
+
+class _PageParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: list[str] = []
+        self.images: list[tuple[str, str]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "section":
+            self.sections.append(attrs["id"])
+        if tag == "img":
+            self.images.append((self.sections[-1], attrs["alt"]))
+            assert attrs["src"].startswith("data:image/png;base64,")
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_tour_page_holds_every_figure_and_number(tour):
+    out, runs = tour
+    parser = _PageParser()
+    parser.feed((out / "index.html").read_text(encoding="utf-8"))
+    assert parser.sections == [t.stem for t in TUTORIALS]
+    text = " ".join(parser.text)
+    for path in TUTORIALS:
+        for name in promised_figures(path):
+            assert (path.stem, name) in parser.images, f"{path.stem}/{name} missing from the page"
+        for key in runs[path.stem].summary.get("numbers", {}):
+            assert key in text, f"{path.stem}'s number {key} missing from the page"
+    summary = json.loads((out / "summary.json").read_text())
+    assert [t["name"] for t in summary["tutorials"]] == [t.stem for t in TUTORIALS]
