@@ -14,6 +14,7 @@ those rows: parameters after k steps match a single process to rounding error.
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 import warnings
@@ -59,8 +60,7 @@ def setup(timeout_s: float | None = None) -> DistributedContext:
     if torch_dist.is_available() and torch_dist.is_initialized():
         rank, world = torch_dist.get_rank(), torch_dist.get_world_size()
         on_cuda = torch_dist.get_backend() == "nccl"
-        device = torch.device("cuda", torch.cuda.current_device() if on_cuda else None)
-        device = device if on_cuda else torch.device("cpu")
+        device = torch.device(f"cuda:{torch.cuda.current_device()}" if on_cuda else "cpu")
         return DistributedContext(rank, world, device, created_group=False)
     missing = [name for name in _LAUNCH_VARIABLES if name not in os.environ]
     if missing:
@@ -91,14 +91,15 @@ def setup(timeout_s: float | None = None) -> DistributedContext:
             f"WORLD_SIZE={os.environ.get('WORLD_SIZE')}, MASTER_ADDR="
             f"{os.environ.get('MASTER_ADDR')}, MASTER_PORT={os.environ.get('MASTER_PORT')}): {exc}"
         ) from exc
+    # The group lives as long as the process: a script may fit several models in turn.
+    atexit.register(_leave_group)
     return DistributedContext(
         torch_dist.get_rank(), torch_dist.get_world_size(), device, created_group=True
     )
 
 
-def teardown(context: DistributedContext) -> None:
-    """Leave the group if :func:`setup` created it."""
-    if context.created_group and torch_dist.is_initialized():
+def _leave_group() -> None:
+    if torch_dist.is_initialized():
         torch_dist.destroy_process_group()
 
 

@@ -260,63 +260,59 @@ def fit_svi(
         _finish(history, t0)
         return error
 
-    try:
-        for step in bar:
-            try:
-                with sharding, poutine.trace(param_only=True) as param_capture:
-                    value = loss.loss_and_grads(model, guide, *args, **kwargs)
-            except ValueError as exc:
-                # Pyro's validation rejects NaN/inf distribution parameters before the loss
-                # exists: that is divergence too, unless the parameters were never finite.
-                if "invalid values" not in str(exc) or previous is None:
-                    raise
-                raise stop(
-                    TrainingDiverged(
-                        step,
-                        math.nan,
-                        f"training diverged at step {step}: a distribution got non-finite "
-                        f"parameters ({str(exc).splitlines()[0]}); the parameters were restored "
-                        f"to their values at step {step - 1}, the last step with a finite loss",
-                    ),
-                    previous,
-                ) from exc
-            param_list = _param_sites(param_capture.trace)
-            params = [p for _, p in param_list]
-            value = float(value)
-            if context is not None:
-                value = distributed_ops.average_gradients_and_loss(params, value, context, step)
-            if not math.isfinite(value) or not _grads_finite(params):
-                pyro.infer.util.zero_grads(set(params))
-                raise stop(TrainingDiverged(step, value), previous)
-            previous = _snapshot(params)
-            optim(params)
-            pyro.infer.util.zero_grads(set(params))
-            if not all(bool(torch.isfinite(p).all()) for p in params):
-                history.losses.append(value)
-                raise stop(
-                    TrainingDiverged(
-                        step + 1,
-                        math.nan,
-                        f"training diverged at step {step}: its update made a parameter "
-                        "non-finite; the parameters were restored to their values before it",
-                    ),
-                    previous,
-                )
-            history.losses.append(value)
-            if callback is not None:
-                callback(step, value)
-            if progress and is_main and (step - start) % refresh_every == 0:
-                bar.set_postfix(loss=f"{value:.4g}", refresh=False)
-            done = step + 1
-            if checkpoint is not None and checkpoint_every and done % checkpoint_every == 0:
-                _checkpoint(checkpoint, optim, param_list, done, history, context)
-        bar.close()
-        _finish(history, t0)
-        if checkpoint is not None and steps > start:
-            _checkpoint(checkpoint, optim, param_list, len(history.losses), history, context)
-    finally:
+    for step in bar:
+        try:
+            with sharding, poutine.trace(param_only=True) as param_capture:
+                value = loss.loss_and_grads(model, guide, *args, **kwargs)
+        except ValueError as exc:
+            # Pyro's validation rejects NaN/inf distribution parameters before the loss
+            # exists: that is divergence too, unless the parameters were never finite.
+            if "invalid values" not in str(exc) or previous is None:
+                raise
+            raise stop(
+                TrainingDiverged(
+                    step,
+                    math.nan,
+                    f"training diverged at step {step}: a distribution got non-finite "
+                    f"parameters ({str(exc).splitlines()[0]}); the parameters were restored "
+                    f"to their values at step {step - 1}, the last step with a finite loss",
+                ),
+                previous,
+            ) from exc
+        param_list = _param_sites(param_capture.trace)
+        params = [p for _, p in param_list]
+        value = float(value)
         if context is not None:
-            distributed_ops.teardown(context)
+            value = distributed_ops.average_gradients_and_loss(params, value, context, step)
+        if not math.isfinite(value) or not _grads_finite(params):
+            pyro.infer.util.zero_grads(set(params))
+            raise stop(TrainingDiverged(step, value), previous)
+        previous = _snapshot(params)
+        optim(params)
+        pyro.infer.util.zero_grads(set(params))
+        if not all(bool(torch.isfinite(p).all()) for p in params):
+            history.losses.append(value)
+            raise stop(
+                TrainingDiverged(
+                    step + 1,
+                    math.nan,
+                    f"training diverged at step {step}: its update made a parameter "
+                    "non-finite; the parameters were restored to their values before it",
+                ),
+                previous,
+            )
+        history.losses.append(value)
+        if callback is not None:
+            callback(step, value)
+        if progress and is_main and (step - start) % refresh_every == 0:
+            bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+        done = step + 1
+        if checkpoint is not None and checkpoint_every and done % checkpoint_every == 0:
+            _checkpoint(checkpoint, optim, param_list, done, history, context)
+    bar.close()
+    _finish(history, t0)
+    if checkpoint is not None and steps > start:
+        _checkpoint(checkpoint, optim, param_list, len(history.losses), history, context)
     return history
 
 
