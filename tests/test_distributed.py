@@ -92,3 +92,24 @@ def test_bad_launch_environment_says_what_to_set(monkeypatch):
 
     with pytest.raises(DistributedError, match="torchrun --nproc_per_node"):
         fit_svi(model, lambda: None, steps=1, progress=False, distributed=True)
+
+
+def test_the_example_trains_the_vae_on_two_processes(tmp_path):
+    example = Path(__file__).parent.parent / "examples" / "distributed_vae.py"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYROBN_DEVICE="cpu")
+    checkpoint = tmp_path / "vae.pt"
+    result = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"),
+            str(example),
+            *("--steps", "3", "--batch-size", "16", "--json", "--checkpoint", str(checkpoint)),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert '"processes": 2' in result.stdout
+    assert load_checkpoint(checkpoint)["step"] == 3
