@@ -1,0 +1,449 @@
+"""Exact inference on discrete factor graphs: a compiled log-space variable elimination.
+
+A discrete model whose joint factorises as p(x) ∝ Π_f φ_f(x_{S_f}) (a Bayesian network,
+eq. 8 of the notes, is the case φ_f = p(x_n | Pa(x_n))) answers every exact query by
+summing (or maximising) variables out one at a time, as the notes do by hand in eq. 3-7:
+
+    p(x_Q, e) = Σ_{x_R} Π_f φ_f(x_{S_f}) |_{evidence e}                (sum-product)
+    max_x p(x, e)                                                       (max-product, MPE)
+
+:class:`CompiledContraction` knows only the variables' cardinalities and the factors'
+scopes. For one *shape* of query (which variables are queried, observed and softly
+observed, and which factors take part) it compiles a :class:`Plan` once (elimination
+order by the greedy min-size heuristic, the permutations and views that align the
+factors) and caches it; running a plan is then a short list of tensor operations with
+no Python loop over data. Everything is in log space (products are sums,
+marginalisation is ``logsumexp``, maximisation is ``max``), so nothing underflows and
+probability zero is an exact ``-inf``.
+
+Evidence comes in two forms, both batched over a leading dimension of size B:
+
+* hard evidence ``{v: LongTensor(B)}`` slices the factors (the variable disappears);
+* soft evidence ``{v: Tensor(B, card_v)}``, a log-likelihood factor over the states of
+  ``v`` (0 for allowed states and -inf for excluded ones encodes a partly missing column).
+
+The same forward pass gives, by keeping what each elimination saw, the most probable
+explanation (max-product with a traceback) and exact posterior samples
+(forward filtering, backward sampling on the elimination tree; no rejection); its
+gradient gives every single-variable posterior at once (:meth:`all_marginals`) and
+EM's expected counts. :meth:`CompiledContraction.marginal` runs the same plan in
+linear space (products and sums: several times faster), for factors that
+:func:`underflow_safe` clears. Reductions over small axes are unrolled into
+elementwise operations, which torch runs far faster on large batches.
+
+Example:
+    >>> engine = CompiledContraction(cards=[2, 2], scopes=[(0,), (0, 1)])
+    >>> logp = engine.log_marginal([log_p0, log_p1_given_0], query=(0,),
+    ...                            evidence={1: torch.tensor([1])})   # log p(x0, x1=1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import reduce
+
+import torch
+
+from pyrobn.errors import ConfigurationError, UnknownVariableError, ZeroProbabilityEvidence
+
+SUM, MAX, SAMPLE = "sum", "max", "sample"
+_MODES = (SUM, MAX, SAMPLE)
+
+
+@dataclass(frozen=True)
+class _Input:
+    """How one factor enters a plan: permuted (observed axes first) then sliced."""
+
+    factor: int
+    perm: tuple[int, ...] | None  # None: already in that order
+    observed: tuple[int, ...]  # variables of the observed axes, in the permuted order
+    scope: tuple[int, ...]  # the free variables left, sorted
+
+
+@dataclass(frozen=True)
+class _Step:
+    """Combine the slots holding ``var`` and sum (or maximise) ``var`` out."""
+
+    var: int
+    slots: tuple[int, ...]
+    views: tuple[tuple[int, ...] | None, ...]  # per slot: its view on ``scope`` (or None)
+    scope: tuple[int, ...]  # the combined scope, sorted
+    axis: int  # the axis of ``var`` in the combined tensor (batch axis is 0)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A compiled contraction for one shape of query (see :meth:`CompiledContraction.plan`)."""
+
+    mode: str
+    inputs: tuple[_Input, ...]
+    soft: tuple[int, ...]
+    steps: tuple[_Step, ...]
+    final_slots: tuple[int, ...]
+    final_views: tuple[tuple[int, ...] | None, ...]
+    query: tuple[int, ...]
+    query_perm: tuple[int, ...]  # from sorted query order to the requested order
+
+
+#: reductions over an axis of at most this many states are unrolled into elementwise ops:
+#: torch's reduction kernels are slow on tiny inner axes of large batched tensors
+_UNROLL = 8
+
+
+def sum_axis(x: torch.Tensor, axis: int) -> torch.Tensor:
+    """Σ over ``axis``, unrolled for small axes of large tensors (same value as x.sum(axis))."""
+    k = x.shape[axis]
+    if k > _UNROLL or x.numel() < 256:
+        return x.sum(axis)
+    return reduce(torch.add, x.unbind(axis))
+
+
+def logsumexp_axis(x: torch.Tensor, axis: int) -> torch.Tensor:
+    """log Σ exp over ``axis`` (max-shifted; -inf rows stay -inf, gradients are softmax)."""
+    k = x.shape[axis]
+    if k > _UNROLL or x.numel() < 64:
+        return torch.logsumexp(x, axis)
+    parts = x.unbind(axis)
+    top = reduce(torch.maximum, parts).detach()
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    return torch.log(reduce(torch.add, (torch.exp(p - top) for p in parts))) + top
+
+
+def _view_on(
+    scope: Sequence[int], target: Sequence[int], cards: Sequence[int]
+) -> tuple[int, ...] | None:
+    """The view shape that broadcasts a (batch, *sorted scope) tensor over ``target``
+    (None when it is already aligned)."""
+    if tuple(scope) == tuple(target):
+        return None
+    inside = set(scope)
+    return (-1, *(cards[v] if v in inside else 1 for v in target))
+
+
+def _aligned(tensor: torch.Tensor, view: tuple[int, ...] | None) -> torch.Tensor:
+    return tensor if view is None else tensor.reshape(view)
+
+
+class CompiledContraction:
+    """Exact sum-/max-product over discrete factors in log space, with cached plans.
+
+    Args:
+        cards: the number of states of each variable (variables are 0..V-1).
+        scopes: for each factor, the variables of its table axes, in axis order.
+    """
+
+    def __init__(self, cards: Sequence[int], scopes: Sequence[Sequence[int]]) -> None:
+        self.cards = tuple(int(c) for c in cards)
+        self.scopes = tuple(tuple(int(v) for v in s) for s in scopes)
+        for f, scope in enumerate(self.scopes):
+            for v in scope:
+                if not 0 <= v < len(self.cards):
+                    raise UnknownVariableError(f"factor {f} names variable {v}, which is unknown")
+        self._plans: dict[tuple, Plan] = {}
+
+    # ------------------------------------------------------------------ compile
+    def plan(
+        self,
+        query: Sequence[int] = (),
+        observed: Sequence[int] = (),
+        soft: Sequence[int] = (),
+        mode: str = SUM,
+        factors: Sequence[int] | None = None,
+    ) -> Plan:
+        """The cached plan for this query shape (compiled on first use).
+
+        ``query`` variables stay in the result (in the given order); ``observed`` ones
+        are sliced away; every other variable of the chosen ``factors`` (default all)
+        is summed out (``mode="sum"``) or maximised out (``"max"``, ``"sample"``: these
+        need an empty query and keep what the traceback needs).
+        """
+        key = (tuple(query), tuple(sorted(observed)), tuple(sorted(soft)), mode, factors)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._compile(*key)
+            self._plans[key] = plan
+        return plan
+
+    def _compile(
+        self,
+        query: tuple[int, ...],
+        observed: tuple[int, ...],
+        soft: tuple[int, ...],
+        mode: str,
+        factors: Sequence[int] | None,
+    ) -> Plan:
+        if mode not in _MODES:
+            raise ConfigurationError(f"mode must be one of {_MODES}, got {mode!r}")
+        if mode != SUM and query:
+            raise ConfigurationError(f"mode {mode!r} eliminates every free variable: no query")
+        observed_set = set(observed)
+        if observed_set & set(query):
+            raise ConfigurationError(
+                f"variables {sorted(observed_set & set(query))} are both queried and observed"
+            )
+        if observed_set & set(soft):
+            raise ConfigurationError(
+                f"variables {sorted(observed_set & set(soft))} have both hard and soft evidence"
+            )
+        chosen = tuple(range(len(self.scopes))) if factors is None else tuple(factors)
+        if not chosen:
+            raise ConfigurationError("a contraction needs at least one factor")
+        inputs, scopes = [], []
+        for f in chosen:
+            scope = self.scopes[f]
+            obs_axes = [i for i, v in enumerate(scope) if v in observed_set]
+            free_axes = sorted(
+                (i for i, v in enumerate(scope) if v not in observed_set), key=lambda i: scope[i]
+            )
+            inputs.append(
+                _Input(
+                    factor=f,
+                    perm=None
+                    if obs_axes + free_axes == list(range(len(scope)))
+                    else tuple(obs_axes + free_axes),
+                    observed=tuple(scope[i] for i in obs_axes),
+                    scope=tuple(scope[i] for i in free_axes),
+                )
+            )
+            scopes.append(inputs[-1].scope)
+        scopes.extend((v,) for v in sorted(soft))
+        free = set().union(*map(set, scopes))
+        missing = [v for v in query if v not in free]
+        if missing:
+            raise ConfigurationError(f"variables {sorted(set(missing))} appear in no factor")
+        live: dict[int, tuple[int, ...]] = dict(enumerate(scopes))
+        to_eliminate = free - set(query)
+        steps = []
+        while to_eliminate:
+            # greedy min-size: eliminate the variable whose combined table is smallest
+            def size(v: int) -> tuple[int, int]:
+                joint = set().union(*(set(s) for s in live.values() if v in s))
+                n = 1
+                for u in joint:
+                    n *= self.cards[u]
+                return n, v
+
+            var = min(to_eliminate, key=size)
+            slots = tuple(sorted(k for k, s in live.items() if var in s))
+            scope = tuple(sorted(set().union(*(set(live[k]) for k in slots))))
+            views = tuple(_view_on(live[k], scope, self.cards) for k in slots)
+            for k in slots:
+                del live[k]
+            new_slot = len(scopes)
+            out = tuple(v for v in scope if v != var)
+            scopes.append(out)
+            live[new_slot] = out
+            steps.append(_Step(var, slots, views, scope, 1 + scope.index(var)))
+            to_eliminate.discard(var)
+        sorted_query = tuple(sorted(query))
+        final_slots = tuple(sorted(live))
+        final_views = tuple(_view_on(live[k], sorted_query, self.cards) for k in final_slots)
+        perm = (0, *(1 + sorted_query.index(v) for v in query))
+        return Plan(
+            mode,
+            tuple(inputs),
+            tuple(sorted(soft)),
+            tuple(steps),
+            final_slots,
+            final_views,
+            tuple(query),
+            perm,
+        )
+
+    # ------------------------------------------------------------------ run
+    def _forward(
+        self,
+        plan: Plan,
+        log_tables: Sequence[torch.Tensor],
+        evidence: Mapping[int, torch.Tensor],
+        soft_evidence: Mapping[int, torch.Tensor],
+        linear: bool = False,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        slots: list[torch.Tensor] = []
+        for inp in plan.inputs:
+            table = log_tables[inp.factor]
+            if inp.perm is not None:
+                table = table.permute(inp.perm)
+            if inp.observed:
+                table = table[tuple(evidence[v] for v in inp.observed)]
+            else:
+                table = table.unsqueeze(0)
+            slots.append(table)
+        slots.extend(soft_evidence[v] for v in plan.soft)
+        stash: list[torch.Tensor] = []
+        combine = torch.mul if linear else torch.add
+        marginalise = sum_axis if linear else logsumexp_axis
+        for step in plan.steps:
+            combined = reduce(
+                combine, (_aligned(slots[k], view) for k, view in zip(step.slots, step.views))
+            )
+            if plan.mode == SUM:
+                slots.append(marginalise(combined, step.axis))
+            elif plan.mode == MAX:
+                best, arg = combined.max(step.axis)
+                slots.append(best)
+                stash.append(arg)
+            else:
+                slots.append(marginalise(combined, step.axis))
+                stash.append(combined)
+        if plan.final_slots:
+            result = reduce(
+                combine,
+                (_aligned(slots[k], v) for k, v in zip(plan.final_slots, plan.final_views)),
+            )
+        else:  # pragma: no cover - every plan keeps at least one factor
+            result = log_tables[0].new_zeros((1,) * (1 + len(plan.query)))
+        if plan.query_perm != tuple(range(len(plan.query_perm))):
+            result = result.permute(plan.query_perm)
+        return result, stash
+
+    def log_marginal(
+        self,
+        log_tables: Sequence[torch.Tensor],
+        query: Sequence[int] = (),
+        evidence: Mapping[int, torch.Tensor] | None = None,
+        soft_evidence: Mapping[int, torch.Tensor] | None = None,
+        factors: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """log Σ_{x_R} Π_f φ_f with the evidence fixed: shape (B, *cards of ``query``).
+
+        With normalised factors (a Bayesian network) this is log p(x_Q, e); ``query=()``
+        gives the log evidence log p(e) per batch row. B is 1 for unbatched evidence.
+        Differentiable: the gradient w.r.t. log φ_f is the expected count of each of its
+        entries under the posterior (used by EM).
+        """
+        evidence = evidence or {}
+        soft_evidence = soft_evidence or {}
+        plan = self.plan(tuple(query), tuple(evidence), tuple(soft_evidence), SUM, factors)
+        return self._forward(plan, log_tables, evidence, soft_evidence)[0]
+
+    def marginal(
+        self,
+        tables: Sequence[torch.Tensor],
+        query: Sequence[int] = (),
+        evidence: Mapping[int, torch.Tensor] | None = None,
+        soft_evidence: Mapping[int, torch.Tensor] | None = None,
+        factors: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """:meth:`log_marginal` in linear space (tables and soft evidence as φ, not log φ).
+
+        The same plan with products and sums instead of sums and logsumexps: several
+        times faster, and exact as long as no nonzero product of entries underflows
+        float64; check that with :func:`underflow_safe` (the caller's job).
+        """
+        evidence = evidence or {}
+        soft_evidence = soft_evidence or {}
+        plan = self.plan(tuple(query), tuple(evidence), tuple(soft_evidence), SUM, factors)
+        return self._forward(plan, tables, evidence, soft_evidence, linear=True)[0]
+
+    def _traceback(
+        self,
+        plan: Plan,
+        stash: list[torch.Tensor],
+        n: int,
+        generator: torch.Generator | None,
+    ) -> dict[int, torch.Tensor]:
+        values: dict[int, torch.Tensor] = {}
+        device = stash[0].device if stash else None
+        for step, stored in zip(reversed(plan.steps), reversed(stash)):
+            rows = stored.shape[0]
+            if rows not in (1, n):
+                raise ConfigurationError(f"{n} draws for a batch of {rows} evidence rows")
+            batch = (
+                torch.arange(n, device=device)
+                if rows == n
+                else torch.zeros(n, dtype=torch.long, device=device)
+            )
+            others = tuple(values[v] for v in step.scope if v != step.var)
+            if plan.mode == MAX:
+                values[step.var] = stored[(batch, *others)]
+            else:
+                logits = stored.movedim(step.axis, -1)[(batch, *others)]
+                probs = torch.softmax(logits, -1)
+                values[step.var] = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        return values
+
+    def all_marginals(
+        self,
+        log_tables: Sequence[torch.Tensor],
+        variables: Sequence[int],
+        evidence: Mapping[int, torch.Tensor] | None = None,
+        factors: Sequence[int] | None = None,
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Every p(x_v | e) for v in ``variables`` from one forward and one backward pass.
+
+        A zero log-likelihood factor λ_v is attached to each variable; then
+        ∂ log Z / ∂ log λ_v(s) = p(x_v = s | e) (the same identity that gives EM its
+        expected counts). Returns (log Z (B,), {v: (B, card_v)}).
+        """
+        evidence = evidence or {}
+        device, dtype = log_tables[0].device, log_tables[0].dtype
+        batch = max((int(t.shape[0]) for t in evidence.values()), default=1)
+        with torch.enable_grad():
+            soft = {
+                v: torch.zeros(batch, self.cards[v], device=device, dtype=dtype).requires_grad_()
+                for v in variables
+            }
+            plan = self.plan((), tuple(evidence), tuple(soft), SUM, factors)
+            log_z = self._forward(plan, [t.detach() for t in log_tables], evidence, soft)[0]
+            grads = torch.autograd.grad(log_z.sum(), [soft[v] for v in variables])
+        return log_z.detach(), dict(zip(variables, grads))
+
+    def max_assignment(
+        self,
+        log_tables: Sequence[torch.Tensor],
+        evidence: Mapping[int, torch.Tensor] | None = None,
+        factors: Sequence[int] | None = None,
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Max-product: (max_x log Π_f φ_f (B,), the maximising state of each free variable).
+
+        For a Bayesian network this is the most probable explanation
+        argmax_x p(x, e) = argmax_x p(x | e) of all unobserved variables.
+        """
+        evidence = evidence or {}
+        plan = self.plan((), tuple(evidence), (), MAX, factors)
+        best, stash = self._forward(plan, log_tables, evidence, {})
+        return best, self._traceback(plan, stash, best.shape[0], None)
+
+    def sample(
+        self,
+        log_tables: Sequence[torch.Tensor],
+        n: int,
+        evidence: Mapping[int, torch.Tensor] | None = None,
+        factors: Sequence[int] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Exact draws of the free variables from p(x | e) ∝ Π_f φ_f (forward filtering,
+        backward sampling): (log evidence (B,), {variable: LongTensor(n)}).
+
+        The forward pass sums each variable out and keeps the table it summed; the
+        backward pass draws the variables in reverse elimination order from those
+        tables, conditioned on the values already drawn. ``n`` is 1 draw per evidence
+        row when the evidence is batched (B = n), or any number for B = 1.
+        """
+        evidence = evidence or {}
+        plan = self.plan((), tuple(evidence), (), SAMPLE, factors)
+        log_z, stash = self._forward(plan, log_tables, evidence, {})
+        if bool(torch.isneginf(log_z).any()):
+            raise ZeroProbabilityEvidence("cannot sample: the evidence has probability zero")
+        return log_z, self._traceback(plan, stash, n, generator)
+
+
+#: log of the smallest positive float64 (about -708) with a margin for sums of products
+_LOG_TINY = -650.0
+
+
+def underflow_safe(tables: Sequence[torch.Tensor]) -> bool:
+    """True when Π_f (smallest positive entry of φ_f) stays far above float64's underflow.
+
+    Every nonzero term of a sum-product over these factors (with hard evidence, which
+    only selects entries) is at least that product, so a linear-space contraction is
+    then exact to rounding.
+    """
+    total = 0.0
+    for t in tables:
+        positive = t[t > 0]
+        if positive.numel():
+            total += float(positive.min().log())
+    return total > _LOG_TINY

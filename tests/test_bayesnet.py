@@ -1,0 +1,520 @@
+"""Discrete Bayesian networks: the notes' numbers, brute force, the Pyro route, learning."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyro
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyro.infer import TraceEnum_ELBO, infer_discrete
+
+import pyrobn
+from pyrobn import CPT, DiscreteBayesianNetwork, student_network
+from pyrobn.datasets import student_samples
+from pyrobn.errors import (
+    ConfigurationError,
+    CycleError,
+    InvalidDistributionError,
+    OutOfSupportError,
+    ShapeError,
+    UnknownVariableError,
+    ZeroProbabilityEvidence,
+)
+from pyrobn.models.bayesnet import parse_query
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def brute_joint(net: DiscreteBayesianNetwork) -> np.ndarray:
+    """The full joint table Π_n p(x_n | Pa(x_n)) (eq. 8), axes in ``net.variables`` order."""
+    operands = []
+    for name in net.variables:
+        axes = [net.variables.index(p) for p in net.parents(name)] + [net.variables.index(name)]
+        operands += [net.table(name).cpu().numpy(), axes]
+    return np.einsum(*operands, list(range(len(net.variables))))
+
+
+def restrict(joint: np.ndarray, net, evidence: dict[str, int]) -> np.ndarray:
+    """The joint with evidence axes fixed by one-hot weights (axes kept, size unchanged)."""
+    out = joint
+    for name, state in evidence.items():
+        axis = net.variables.index(name)
+        shape = [1] * joint.ndim
+        shape[axis] = joint.shape[axis]
+        out = out * np.eye(joint.shape[axis])[state].reshape(shape)
+    return out
+
+
+@st.composite
+def random_networks(draw, max_nodes: int = 8):
+    """Random DAGs (up to 8 nodes, 2-4 states, <= 3 parents), declared in a shuffled order."""
+    n = draw(st.integers(1, max_nodes))
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    cards = [int(rng.integers(2, 5)) for _ in range(n)]
+    names = [f"v{i}" for i in rng.permutation(n)]
+    cpts = {}
+    for i in range(n):
+        k = int(rng.integers(0, min(3, i) + 1))
+        parents = [int(p) for p in rng.permutation(i)[:k]]
+        shape = [cards[p] for p in parents]
+        table = rng.dirichlet(np.ones(cards[i]), size=shape or None)
+        cpts[names[i]] = CPT(table, parents=[names[p] for p in parents])
+    order = list(cpts)
+    rng.shuffle(order)
+    net = DiscreteBayesianNetwork({name: cpts[name] for name in order}, device="cpu")
+    return net, rng
+
+
+def split(net, rng, max_query: int = 2):
+    """A random (query, evidence) pair over disjoint variables."""
+    names = list(rng.permutation(net.variables))
+    n_obs = int(rng.integers(0, len(names)))
+    evidence = {str(v): int(rng.integers(net.cardinality(v))) for v in names[:n_obs]}
+    rest = names[n_obs:]
+    query = [str(v) for v in rest[: int(rng.integers(1, min(max_query, len(rest)) + 1))]]
+    return query, evidence
+
+
+# ---------------------------------------------------------------------------- the notes
+
+
+def test_the_notes_four_numbers():
+    net = student_network()
+    assert net.query("x2")[1].item() == pytest.approx(0.695, abs=1e-9)  # eq. 3
+    assert net.query("x1", evidence={"x2": 0})[1].item() == pytest.approx(
+        0.225 / 0.305, abs=1e-9
+    )  # eq. 4-5
+    assert net.probability({"x2": 1, "x3": 1}) == pytest.approx(0.546, abs=1e-9)  # eq. 6
+    assert net.probability({"x3": 1}, evidence={"x2": 1}) == pytest.approx(
+        0.546 / 0.695, abs=1e-9
+    )  # eq. 7
+    assert 0.225 / 0.305 == pytest.approx(0.7377049, abs=1e-7)
+    assert 0.546 / 0.695 == pytest.approx(0.7856115, abs=1e-7)
+
+
+def test_student_network_structure_and_tables():
+    net = student_network()
+    assert net.variables == ("x1", "x2", "x3", "x4")
+    assert net.parents("x4") == ("x2", "x3")
+    # the notes list p(x4 | x2, x3) by rows (x2, x3) = (0,0), (1,0), (0,1), (1,1)
+    rows = [(0, 0, 0.05), (1, 0, 0.65), (0, 1, 0.60), (1, 1, 0.99)]
+    for x2, x3, p_pass in rows:
+        assert net.table("x4")[x2, x3, 1].item() == pytest.approx(p_pass, abs=1e-15)
+    joint = net.query(["x2", "x3"])
+    assert joint.shape == (2, 2)
+    assert joint[1, 1].item() == pytest.approx(0.546, abs=1e-12)
+    np.testing.assert_allclose(joint.sum().item(), 1.0, atol=1e-14)
+
+
+def test_named_states_are_accepted_everywhere():
+    net = student_network(named_states=True)
+    assert net.probability({"x3": "yes"}, evidence={"x2": "yes"}) == pytest.approx(
+        0.546 / 0.695, abs=1e-12
+    )
+    assert net.query("x1", evidence={"x2": "no"})[1].item() == pytest.approx(0.225 / 0.305)
+    assert net.mpe({"x4": "yes"}) == student_network().mpe({"x4": 1})
+
+
+# ---------------------------------------------------------------------------- brute force
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_networks())
+def test_queries_probabilities_and_mpe_equal_brute_force(case):
+    net, rng = case
+    joint = brute_joint(net)
+    query, evidence = split(net, rng)
+    weighted = restrict(joint, net, evidence)
+    axes = [net.variables.index(q) for q in query]
+    marginal = weighted.sum(tuple(a for a in range(joint.ndim) if a not in axes))
+    marginal = np.transpose(marginal, np.argsort(np.argsort(axes)))
+    np.testing.assert_allclose(
+        net.query(query, evidence).numpy(), marginal / marginal.sum(), rtol=1e-9, atol=1e-12
+    )
+    for name, table in net.marginals(evidence).items():
+        torch.testing.assert_close(table, net.query(name, evidence), rtol=1e-9, atol=1e-12)
+    net._refresh()
+    net._linear_ok = False  # the log-space route (taken when linear space could underflow)
+    np.testing.assert_allclose(
+        net.query(query, evidence).numpy(), marginal / marginal.sum(), rtol=1e-9, atol=1e-12
+    )
+    # probability of a random assignment of the query variables
+    assignment = {q: int(rng.integers(net.cardinality(q))) for q in query}
+    expected = restrict(weighted, net, assignment).sum() / weighted.sum()
+    assert net.probability(assignment, evidence) == pytest.approx(expected, rel=1e-9, abs=1e-14)
+    assert net.log_evidence(evidence) == pytest.approx(math.log(weighted.sum()), rel=1e-9)
+    # MPE of every unobserved variable
+    best = np.unravel_index(int(np.argmax(weighted)), weighted.shape)
+    expected_mpe = {v: int(best[i]) for i, v in enumerate(net.variables) if v not in evidence}
+    mpe, log_max = net.mpe(evidence, return_log_prob=True)
+    assert log_max == pytest.approx(math.log(weighted.max()), rel=1e-9)
+    if np.sort(weighted.ravel())[-2] < weighted.max() * (1 - 1e-9):  # no tie
+        assert mpe == expected_mpe
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_networks(max_nodes=6))
+def test_log_prob_with_missing_entries_equals_brute_force(case):
+    net, rng = case
+    joint = brute_joint(net)
+    rows = 5
+    data = {
+        v: torch.as_tensor(rng.integers(-1, net.cardinality(v), size=rows)) for v in net.variables
+    }
+    got = net.log_prob(data)
+    for k in range(rows):
+        evidence = {v: int(col[k]) for v, col in data.items() if col[k] >= 0}
+        expected = math.log(restrict(joint, net, evidence).sum())
+        assert got[k].item() == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore:TraceEnum_ELBO found no sample sites")
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_networks(max_nodes=5))
+def test_fast_route_equals_the_pyro_route(case):
+    """TraceEnum_ELBO on the model/guide pair gives -log p(data); infer_discrete (T=0) the MPE."""
+    net, rng = case
+    rows = 4
+    data = {
+        v: torch.as_tensor(rng.integers(-1, net.cardinality(v), size=rows)) for v in net.variables
+    }
+    if len(net.variables) > 1:
+        del data[str(rng.choice(net.variables))]  # a wholly hidden variable
+    loss = TraceEnum_ELBO(max_plate_nesting=1).loss(net.model, net.guide, data)
+    assert loss == pytest.approx(-net.log_prob(data).sum().item(), rel=1e-9)
+    # the MPE of everything given one row of evidence
+    _, evidence = split(net, rng)
+    mpe = net.mpe(evidence)
+    weighted = restrict(brute_joint(net), net, evidence)
+    if np.sort(weighted.ravel())[-2] < weighted.max() * (1 - 1e-9):
+        decoder = infer_discrete(net.model, first_available_dim=-2, temperature=0)
+        trace = pyro.poutine.trace(decoder).get_trace(
+            {v: torch.tensor([s]) for v, s in evidence.items()} or None
+        )
+        for name, state in mpe.items():
+            assert int(trace.nodes[name]["value"].reshape(-1)[0]) == state
+
+
+def test_pyro_route_with_partly_missing_columns():
+    net = student_network()
+    data = student_samples(400, seed=2, missing=0.3)
+    loss = TraceEnum_ELBO(max_plate_nesting=1).loss(net.model, net.guide, data)
+    assert loss == pytest.approx(-net.log_prob(data).sum().item(), rel=1e-12)
+
+
+def test_long_chains_use_log_space_and_do_not_underflow():
+    """p(all ones) = 0.5 * 1e-3^199 is below float64's range: the log route gets it exactly."""
+    n, stay = 200, 1e-3
+    cpts = {"c0": CPT([0.5, 0.5])}
+    for i in range(1, n):
+        cpts[f"c{i}"] = CPT([[0.5, 0.5], [1 - stay, stay]], parents=[f"c{i - 1}"])
+    net = DiscreteBayesianNetwork(cpts, device="cpu")
+    ones = {f"c{i}": 1 for i in range(n)}
+    expected = math.log(0.5) + (n - 1) * math.log(stay)
+    assert net.log_evidence(ones) == pytest.approx(expected, rel=1e-12)
+    assert not net._linear_ok
+    del ones["c0"]
+    posterior = net.query("c0", evidence=ones)
+    # p(c0 | rest) ∝ p(c0) p(c1=1 | c0): [0.5 * 0.5, 0.5 * 1e-3]
+    np.testing.assert_allclose(posterior.numpy(), [0.5 / (0.5 + stay), stay / (0.5 + stay)])
+
+
+def test_set_table_is_validated_and_seen_by_the_next_query():
+    net = student_network()
+    assert net.query("x2")[1].item() == pytest.approx(0.695)
+    net.set_table("x1", [0.5, 0.5])
+    assert net.query("x2")[1].item() == pytest.approx(0.5 * 0.2 + 0.5 * 0.75)
+    with pytest.raises(InvalidDistributionError, match=r"p\(x1\)"):
+        net.set_table("x1", [0.5, 0.6])
+
+
+def test_student_samples_hide_and_drop_entries():
+    full = student_samples(2000, seed=0)
+    assert set(full) == {"x1", "x2", "x3", "x4"}
+    assert all(bool(((v == 0) | (v == 1)).all()) for v in full.values())
+    hidden = student_samples(2000, seed=0, hidden="x1")
+    assert bool((hidden["x1"] == -1).all())
+    assert torch.equal(hidden["x4"], full["x4"])  # same seed, same draws
+    holes = student_samples(20_000, seed=0, missing=0.25)
+    share = float((holes["x2"] == -1).double().mean())
+    assert abs(share - 0.25) < 4 * math.sqrt(0.25 * 0.75 / 20_000)
+    with pytest.raises(ConfigurationError, match="x9"):
+        student_samples(10, hidden="x9")
+
+
+# ---------------------------------------------------------------------------- batches
+
+
+def test_batched_evidence_equals_one_query_at_a_time():
+    net = student_network()
+    x2 = torch.tensor([0, 1, 1, 0, 1])
+    x4 = torch.tensor([1, 1, 0, 0, 1])
+    batched = net.query("x1", evidence={"x2": x2, "x4": x4})
+    assert batched.shape == (5, 2)
+    probs = net.probability({"x3": 1}, evidence={"x2": x2, "x4": x4})
+    mpe = net.mpe({"x2": x2, "x4": x4})
+    log_ev = net.log_evidence({"x2": x2, "x4": x4})
+    marginals = net.marginals({"x2": x2, "x4": x4})
+    torch.testing.assert_close(marginals["x1"], batched, rtol=1e-12, atol=1e-14)
+    draws = net.sample(5, evidence={"x2": x2, "x4": x4}, seed=0)  # one draw per row
+    assert torch.equal(draws["x2"], x2) and torch.equal(draws["x4"], x4)
+    for b in range(5):
+        ev = {"x2": int(x2[b]), "x4": int(x4[b])}
+        torch.testing.assert_close(batched[b], net.query("x1", evidence=ev), rtol=0, atol=1e-14)
+        assert probs[b].item() == pytest.approx(net.probability({"x3": 1}, ev), abs=1e-14)
+        assert {k: int(v[b]) for k, v in mpe.items()} == net.mpe(ev)
+        assert log_ev[b].item() == pytest.approx(net.log_evidence(ev), abs=1e-14)
+
+
+def test_probability_of_an_assignment_that_contradicts_the_evidence_is_zero():
+    net = student_network()
+    assert net.probability({"x2": 1}, evidence={"x2": 0}) == 0.0
+    assert net.probability({"x2": 1, "x3": 1}, evidence={"x2": 1}) == pytest.approx(0.546 / 0.695)
+
+
+# ---------------------------------------------------------------------------- sampling
+
+
+def _within_4_se(freq: np.ndarray, exact: np.ndarray, n: int) -> bool:
+    se = np.sqrt(exact * (1 - exact) / n)
+    return bool(np.all(np.abs(freq - exact) <= 4 * se + 1e-12))
+
+
+def test_ancestral_samples_agree_with_exact_joint(device):
+    net = student_network(device=device)
+    n = 100_000
+    s = net.sample(n, seed=0)
+    assert all(v.device.type == device.type and v.shape == (n,) for v in s.values())
+    flat = ((s["x1"] * 2 + s["x2"]) * 2 + s["x3"]) * 2 + s["x4"]
+    freq = torch.bincount(flat.cpu(), minlength=16).double().numpy() / n
+    assert _within_4_se(freq, brute_joint(net).ravel(), n)
+
+
+def test_posterior_samples_are_exact_not_rejection(device):
+    net = student_network(device=device)
+    n = 100_000
+    s = net.sample(n, evidence={"x4": 0}, seed=1)
+    assert bool((s["x4"] == 0).all())
+    exact = net.query(["x1", "x2", "x3"], evidence={"x4": 0}).cpu().numpy().ravel()
+    flat = (s["x1"] * 2 + s["x2"]) * 2 + s["x3"]
+    freq = torch.bincount(flat.cpu(), minlength=8).double().numpy() / n
+    assert _within_4_se(freq, exact, n)
+    again = net.sample(10, evidence={"x4": 0}, seed=1)
+    assert all(torch.equal(again[k], net.sample(10, evidence={"x4": 0}, seed=1)[k]) for k in again)
+
+
+def test_queries_run_on_the_device_of_the_tables(device):
+    net = student_network(device=device)
+    assert net.query("x2").device.type == device.type
+    assert net.query("x2")[1].item() == pytest.approx(0.695, abs=1e-12)
+    data = student_samples(50, seed=0, hidden="x1")
+    assert net.log_prob(data).device.type == device.type
+
+
+# ---------------------------------------------------------------------------- learning
+
+
+def test_mle_from_50000_samples_recovers_the_tables():
+    truth = student_network()
+    data = truth.sample(50_000, seed=4)
+    learned = student_network()
+    for name in learned.variables:  # start far from the truth
+        learned.set_table(name, torch.full_like(learned.table(name), 0.5))
+    result = learned.fit(data)
+    assert result.method == "closed-form"
+    for name in truth.variables:
+        assert (learned.table(name) - truth.table(name)).abs().max().item() < 0.02
+    assert result.final_log_likelihood == pytest.approx(learned.log_prob(data).sum().item())
+
+
+def test_map_with_dirichlet_pseudo_counts_is_the_closed_form():
+    net = DiscreteBayesianNetwork(
+        {"a": CPT([0.5, 0.5]), "b": CPT([[0.5, 0.25, 0.25], [0.2, 0.3, 0.5]], parents=["a"])},
+        device="cpu",
+    )
+    a = torch.tensor([0, 0, 0, 1, 1, 0])
+    b = torch.tensor([2, 2, 0, 1, 1, 2])
+    net.fit({"a": a, "b": b}, prior=1.5)
+    counts = np.zeros((2, 3))
+    np.add.at(counts, (a.numpy(), b.numpy()), 1)
+    expected = (counts + 1.5) / (counts.sum(1, keepdims=True) + 3 * 1.5)
+    np.testing.assert_allclose(net.table("b").numpy(), expected, rtol=1e-14)
+    np.testing.assert_allclose(net.table("a").numpy(), [5.5 / 9, 3.5 / 9], rtol=1e-14)
+    # a parent state never seen gives a uniform row under plain MLE
+    net.fit({"a": torch.zeros(4, dtype=torch.long), "b": torch.tensor([0, 1, 1, 2])})
+    np.testing.assert_allclose(net.table("b")[1].numpy(), [1 / 3] * 3, rtol=1e-14)
+
+
+def test_em_with_x1_hidden_reaches_the_true_log_likelihood():
+    truth = student_network()
+    data = student_samples(20_000, seed=0, hidden="x1")
+    true_ll = truth.log_prob(data).sum().item()
+    learned = student_network()
+    result = learned.fit(data, restarts=3, seed=0)
+    assert result.method == "em" and len(result.restarts) == 3
+    history = np.array(result.log_likelihood)
+    assert np.all(np.diff(history) >= -1e-9 * abs(history[-1]))  # EM never goes down
+    assert result.final_log_likelihood == pytest.approx(learned.log_prob(data).sum().item())
+    assert result.final_log_likelihood >= true_ll - 0.005 * abs(true_ll)
+
+
+def test_map_em_pseudo_counts_pull_towards_uniform():
+    data = student_samples(300, seed=8, hidden="x1")
+    net = student_network()
+    net.fit(data, prior=1e7, restarts=1, max_iter=5)
+    for name in net.variables:
+        table = net.table(name)
+        uniform = torch.full_like(table, 1 / table.shape[-1])
+        torch.testing.assert_close(table, uniform, rtol=0, atol=1e-4)
+
+
+def test_svi_on_the_model_guide_pair_reaches_the_em_optimum():
+    """The Pyro learning route: TraceEnum_ELBO with x1 enumerated is the exact -log p."""
+    data = student_samples(500, seed=6, hidden="x1")
+    em = student_network()
+    em_result = em.fit(data, restarts=2, seed=0)
+    svi = student_network()
+    result = svi.fit(data, method="svi", restarts=1, steps=80, lr=0.15, seed=0)
+    assert result.method == "svi" and len(result.log_likelihood) == 80
+    learned = svi.log_prob(data).sum().item()
+    assert learned == pytest.approx(result.final_log_likelihood, rel=1e-3)
+    assert learned >= em_result.final_log_likelihood - 0.005 * abs(em_result.final_log_likelihood)
+    assert learned <= em_result.final_log_likelihood + 1e-6 * abs(em_result.final_log_likelihood)
+    with pytest.raises(ConfigurationError, match="method"):
+        svi.fit(data, method="gibbs")
+
+
+def test_em_with_missing_entries_stops_at_a_maximum():
+    data = student_samples(3000, seed=5, missing=0.2)
+    net = student_network()
+    result = net.fit(data, restarts=2, seed=1)
+    assert result.method == "em"
+    # at a maximum of the marginal likelihood one more EM step changes nothing
+    again = student_network()
+    again.load_state_dict(net.state_dict())
+    step = again.fit(data, restarts=1, seed=7)
+    assert step.final_log_likelihood <= result.final_log_likelihood + 1e-6 * abs(
+        result.final_log_likelihood
+    )
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def test_bad_tables_are_refused_with_the_fault_named():
+    with pytest.raises(InvalidDistributionError, match=r"'x4'.*x2=1, x3=0.*sums to 1.1"):
+        DiscreteBayesianNetwork(
+            {
+                "x2": CPT([0.5, 0.5]),
+                "x3": CPT([0.5, 0.5]),
+                "x4": CPT([[[0.5, 0.5], [0.5, 0.5]], [[0.5, 0.6], [0.5, 0.5]]], ["x2", "x3"]),
+            }
+        )
+    with pytest.raises(InvalidDistributionError, match="negative"):
+        DiscreteBayesianNetwork({"a": CPT([1.2, -0.2])})
+    with pytest.raises(ShapeError, match=r"\(2, 2\).*got \(3, 2\)"):
+        DiscreteBayesianNetwork({"a": CPT([0.5, 0.5]), "b": CPT([[1, 0]] * 3, ["a"])})
+    with pytest.raises(UnknownVariableError, match="'b' has parent 'z'"):
+        DiscreteBayesianNetwork({"b": CPT([[1, 0], [0, 1]], ["z"])})
+    with pytest.raises(CycleError, match=r"a -> b -> c -> a|b -> c -> a -> b|c -> a -> b -> c"):
+        DiscreteBayesianNetwork(
+            {
+                "a": CPT([[1, 0], [0, 1]], ["c"]),
+                "b": CPT([[1, 0], [0, 1]], ["a"]),
+                "c": CPT([[1, 0], [0, 1]], ["b"]),
+                "d": CPT([0.5, 0.5]),
+            }
+        )
+    # rows summing to 1 within the tolerance pass
+    DiscreteBayesianNetwork({"a": CPT([0.5 + 5e-7, 0.5])})
+
+
+def test_bad_queries_are_refused():
+    net = student_network(named_states=True)
+    with pytest.raises(UnknownVariableError, match="x9"):
+        net.query("x9")
+    with pytest.raises(UnknownVariableError, match="'x2' has no state 'maybe'"):
+        net.query("x1", evidence={"x2": "maybe"})
+    with pytest.raises(OutOfSupportError, match="state 2 of 'x2'"):
+        net.query("x1", evidence={"x2": 2})
+    with pytest.raises(OutOfSupportError, match="'x3'"):
+        net.log_prob({"x3": torch.tensor([0, 1, 2])})
+    with pytest.raises(ShapeError, match="one length"):
+        net.query("x1", evidence={"x2": torch.tensor([0, 1]), "x3": torch.tensor([0, 1, 1])})
+    with pytest.raises(ConfigurationError, match="both queried"):
+        net.query("x1", evidence={"x1": 0})
+
+
+def test_zero_probability_evidence_raises_instead_of_nan():
+    net = DiscreteBayesianNetwork(
+        {"a": CPT([1.0, 0.0]), "b": CPT([[1.0, 0.0], [0.5, 0.5]], ["a"])}, device="cpu"
+    )
+    for call in (
+        lambda: net.query("a", evidence={"b": 1}),
+        lambda: net.probability({"a": 0}, evidence={"b": 1}),
+        lambda: net.mpe({"b": 1}),
+        lambda: net.sample(10, evidence={"b": 1}, seed=0),
+        lambda: net.marginals({"b": 1}),
+    ):
+        with pytest.raises(ZeroProbabilityEvidence, match="'b': 1"):
+            call()
+    with pytest.raises(ZeroProbabilityEvidence, match=r"rows \[1\]"):
+        net.query("a", evidence={"b": torch.tensor([0, 1])})
+    assert net.probability({"b": 1}) == 0.0
+
+
+# ---------------------------------------------------------------------------- persistence
+
+
+def test_save_load_and_json_round_trips_are_exact(tmp_path):
+    net = student_network(named_states=True)
+    net.fit(student_samples(500, seed=3))
+    net.save(tmp_path / "net.pt")
+    loaded = DiscreteBayesianNetwork.load(tmp_path / "net.pt")
+    text = net.to_json(tmp_path / "net.json")
+    from_json = DiscreteBayesianNetwork.from_json(tmp_path / "net.json")
+    from_text = DiscreteBayesianNetwork.from_json(text)
+    for other in (loaded, from_json, from_text):
+        assert other.variables == net.variables and other.states == net.states
+        for name in net.variables:
+            assert torch.equal(other.table(name), net.table(name))
+            assert other.parents(name) == net.parents(name)
+    with pytest.raises(ConfigurationError, match="format"):
+        DiscreteBayesianNetwork.from_json('{"nodes": []}')
+
+
+def test_parse_query_and_ask():
+    assert parse_query("P(x2=1, x3=1)").assignment == {"x2": 1, "x3": 1}
+    q = parse_query("P(x3=yes | x2=1)")
+    assert q.kind == "probability" and q.assignment == {"x3": "yes"} and q.evidence == {"x2": 1}
+    q = parse_query("x1 | x2=0")
+    assert q.kind == "marginal" and q.variables == ("x1",) and q.evidence == {"x2": 0}
+    assert parse_query("x2, x3").variables == ("x2", "x3")
+    assert parse_query("mpe | x4=1").kind == "mpe"
+    net = student_network()
+    assert net.ask("P(x2=1, x3=1)") == pytest.approx(0.546, abs=1e-12)
+    assert net.ask("x1 | x2=0")[1].item() == pytest.approx(0.225 / 0.305, abs=1e-12)
+    assert net.ask("mpe | x4=1") == net.mpe({"x4": 1})
+    assert parse_query("P(x1 | x2=0)") == parse_query("x1 | x2=0")
+    with pytest.raises(pyrobn.errors.PyrobnValueError, match="name=value"):
+        parse_query("P(x2=1, x3)")
+    with pytest.raises(pyrobn.errors.PyrobnValueError, match="no variable"):
+        parse_query("| x2=1")
+
+
+def test_plot_draws_every_node_and_edge():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ax = student_network().plot()
+    from matplotlib.patches import Circle, FancyArrowPatch
+
+    assert sum(isinstance(p, Circle) for p in ax.patches) == 4
+    assert sum(isinstance(p, FancyArrowPatch) for p in ax.patches) == 4
+    texts = {t.get_text() for t in ax.texts}
+    assert {"x1", "x2", "x3", "x4"} <= texts
