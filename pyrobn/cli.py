@@ -68,6 +68,41 @@ def _tutorials(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_network(name: str):
+    from pyrobn.models.bayesnet import DiscreteBayesianNetwork, student_network
+
+    if name == "student":
+        return student_network()
+    return DiscreteBayesianNetwork.from_json(Path(name))
+
+
+def _state_label(net, variable: str, state: int) -> str:
+    names = net.states[variable]
+    return f"{variable}={names[state] if names else state}"
+
+
+def _query(args: argparse.Namespace) -> int:
+    import itertools
+
+    from pyrobn.models.bayesnet import parse_query
+
+    net = _load_network(args.network)
+    query = parse_query(args.query)
+    answer = net.ask(args.query)
+    if query.kind == "probability":
+        print(f"{args.query.strip()} = {float(answer):.{args.digits}g}")
+    elif query.kind == "mpe":
+        assignment = ", ".join(_state_label(net, v, int(s)) for v, s in answer.items())
+        print(f"mpe: {assignment}")
+    else:
+        table = answer.detach().cpu()
+        shape = [net.cardinality(v) for v in query.variables]
+        for states in itertools.product(*(range(k) for k in shape)):
+            label = ", ".join(_state_label(net, v, s) for v, s in zip(query.variables, states))
+            print(f"{label}\t{float(table[states]):.{args.digits}g}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pyrobn", description="Bayesian networks and generative models in Pyro.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -79,6 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     tour.add_argument("--quick", action="store_true", help="smoke mode: few steps, small data")
     tour.add_argument("--no-progress", action="store_true", help="no progress bar")
     tour.set_defaults(func=_tour)
+
+    query = sub.add_parser(
+        "query",
+        help="exact query on a Bayesian network",
+        description="Exact queries: 'P(x2=1, x3=1)', 'P(x3=1 | x2=1)', 'x1 | x2=0', "
+        "'x2, x3', 'mpe | x4=1'. States are indices or names.",
+    )
+    query.add_argument("network", help="'student' (the notes' network) or a JSON file")
+    query.add_argument("query", help="the query, quoted")
+    query.add_argument("--digits", type=int, default=6, help="significant digits")
+    query.set_defaults(func=_query)
 
     tutorials = sub.add_parser("tutorials", help="list or run the tutorials")
     tutorials.add_argument("action", choices=["list", "run"])

@@ -132,8 +132,10 @@ def _parse_assignments(text: str, where: str) -> dict[str, Value]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         if "=" not in part:
             raise PyrobnValueError(f"{where}: {part!r} is not of the form name=value")
-        name, value = part.split("=", 1)
-        out[name.strip()] = _parse_value(value)
+        name, value = (t.strip() for t in part.split("=", 1))
+        if name in out:
+            raise PyrobnValueError(f"{where}: {name!r} is given twice")
+        out[name] = _parse_value(value)
     return out
 
 
