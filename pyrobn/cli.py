@@ -29,10 +29,13 @@ def _info(_: argparse.Namespace) -> int:
 
 
 def _tour(args: argparse.Namespace) -> int:
-    from pyrobn.tour import run_tour
+    from pyrobn.tour import copy_gallery, run_tour
 
     out = Path(args.out)
     runs = run_tour(out, quick=args.quick, progress=not args.no_progress)
+    if args.gallery:
+        copied = copy_gallery(out, runs, Path(args.gallery))
+        print(f"tour: {len(copied)} figures copied to {args.gallery}")
     failed = [r.name for r in runs if not r.ok]
     print(
         f"tour: {len(runs) - len(failed)} of {len(runs)} tutorials ok; page: {out / 'index.html'}"
@@ -113,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     tour.add_argument("--out", default="tour_output", help="output folder (default tour_output)")
     tour.add_argument("--quick", action="store_true", help="smoke mode: few steps, small data")
     tour.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tour.add_argument("--gallery", default=None, help="also copy one figure per tutorial here")
     tour.set_defaults(func=_tour)
 
     query = sub.add_parser(

@@ -165,6 +165,20 @@ def write_page(out: Path, runs: list[TutorialRun], quick: bool, total_seconds: f
     return path
 
 
+def copy_gallery(out: Path, runs: list[TutorialRun], gallery: Path) -> list[Path]:
+    """Copy each tutorial's first figure to ``gallery/<tutorial>.png`` (the README's gallery)."""
+    import shutil
+
+    gallery.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for run in runs:
+        figures = run.summary.get("figures", [])
+        source = out / run.name / f"{figures[0]}.png" if figures else None
+        if run.ok and source is not None and source.exists():
+            copied.append(Path(shutil.copyfile(source, gallery / f"{run.name}.png")))
+    return copied
+
+
 def run_tour(out: Path, quick: bool = False, progress: bool = True) -> list[TutorialRun]:
     """Run every tutorial in order; write ``index.html`` and ``summary.json`` to ``out``."""
     from tqdm.auto import tqdm
