@@ -1,0 +1,178 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+# ---
+
+# %% [markdown]
+# # 07 · Markov chains of order k: n-gram text models
+#
+# Notes, section 2.1.3.3, eq. 11 and Figura 4. A first-order Markov chain factorises
+#
+# p(x) = p(x_1) ∏_t p(x_{t+1} | x_t)                                      (eq. 11)
+#
+# and, when homogeneous, stores p(x_{t+1} = j | x_t = i) in a transition matrix P_ij.
+# Order k conditions on the k previous tokens: k = 0 is the unigram (bag of words),
+# k = 1 the bigram, k = 2 the trigram. `pyrobn.MarkovChain(order=k)` counts every
+# (k+1)-gram (vectorised: each n-gram is hashed to one integer and counted with
+# `torch.unique`) and smooths with add-α,
+#
+# p(w | h) = (N(h, w) + α) / (N(h) + α |V|),
+#
+# the posterior mean under a Dirichlet(α) prior on each row. Each text is padded with k
+# start symbols `<s>` (which give p(x_1 … x_k) of eq. 11) and one end symbol `</s>`.
+#
+# The text: the course notes themselves (chapter 2, Spanish), shipped with pyrobn.
+
+# %%
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+import pyrobn
+from pyrobn.datasets import text_corpus
+from pyrobn.tutorial import Tutorial
+
+tut = Tutorial(
+    "07_markov_text",
+    figures=["transition_matrix", "perplexity_vs_order", "smoothing", "generated_text"],
+    title="n-gram Markov chains (eq. 11) on the course notes",
+)
+pyrobn.set_seed(0)
+train, held_out = text_corpus("apuntes", held_out=0.1, seed=0)
+if tut.smoke:
+    train = train[:80]
+tut.record("train_paragraphs", len(train))
+tut.record("held_out_paragraphs", len(held_out))
+tut.record("train_characters", sum(len(p) for p in train))
+
+# %% [markdown]
+# ## The bigram transition matrix P_ij (eq. 11)
+# A character bigram is exactly eq. 11's chain over the alphabet. Below: P_ij among the
+# 25 most frequent characters (rows: current character, columns: next).
+
+# %%
+alpha = 0.05
+bigram = pyrobn.MarkovChain(order=1, alpha=alpha, unknown="unk", min_count=2).fit(train)
+P = bigram.transition_matrix().cpu()
+unigram_counts = pyrobn.MarkovChain(order=0, alpha=alpha, unknown="unk", min_count=2).fit(train)
+frequent = unigram_counts.transition_matrix()[0].cpu().argsort(descending=True)[:25]
+labels = [repr(bigram.vocab[i])[1:-1].replace(" ", "␣") for i in frequent]
+fig, ax = plt.subplots(figsize=(7, 6))
+im = ax.imshow(P[frequent][:, frequent], cmap="viridis")
+ax.set_xticks(range(25), labels, fontsize=7)
+ax.set_yticks(range(25), labels, fontsize=7)
+ax.set(xlabel="next character j", ylabel="current character i",
+       title="bigram P_ij = p(x_{t+1} = j | x_t = i)")  # fmt: skip
+fig.colorbar(im, ax=ax, shrink=0.8)
+tut.save(fig, "transition_matrix")
+tut.record("p_after_q_of_u", float(P[bigram.index["q"], bigram.index["u"]]), fmt=".3f")
+
+# %% [markdown]
+# ## Order vs held-out perplexity
+# Perplexity = exp(−(1/N) Σ log p(x_t | context)) on text the model has not seen: the
+# effective number of equally likely next characters. More context predicts better, up
+# to the point where most contexts of the held-out text were never seen in training
+# (the table grows as |V|^k); the training perplexity keeps falling: overfitting.
+#
+# Words are much sparser than characters: with thousands of words, most word triples of
+# the held-out text never occur in training, and add-α gives every unseen continuation
+# the same tiny share. On Python's help topics the word bigram divides the unigram's
+# perplexity by four, but the trigram gains almost nothing over the bigram (and on less
+# text it loses): the reason real n-gram models use backoff or interpolation (Katz,
+# Kneser–Ney), which pyrobn does not implement.
+
+# %%
+orders = list(range(6)) if not tut.smoke else [0, 1, 2]
+models = {}
+train_ppl, test_ppl = [], []
+for k in orders:
+    models[k] = pyrobn.MarkovChain(order=k, alpha=alpha, unknown="unk", min_count=2).fit(train)
+    train_ppl.append(models[k].perplexity(train))
+    test_ppl.append(models[k].perplexity(held_out))
+    tut.record(f"char_order{k}_held_out_perplexity", test_ppl[-1], fmt=".2f")
+    tut.record(f"char_order{k}_distinct_ngrams", int(models[k].ngram_keys.numel()))
+
+# words: the same on Python's own English help topics (shipped with Python)
+words_train, words_test = text_corpus("python-docs", held_out=0.1, seed=0)
+if tut.smoke:
+    words_train = words_train[:200]
+word_ppl = []
+for k in (0, 1, 2):
+    mc = pyrobn.MarkovChain(order=k, alpha=0.01, level="word", unknown="unk", min_count=2)
+    word_ppl.append(mc.fit(words_train).perplexity(words_test))
+    tut.record(f"word_order{k}_held_out_perplexity", word_ppl[-1], fmt=".1f")
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+axes[0].plot(orders, train_ppl, "o-", label="train")
+axes[0].plot(orders, test_ppl, "s-", label="held out")
+axes[0].set(xlabel="order k", ylabel="perplexity", yscale="log",
+            title=f"characters, course notes (α = {alpha})")  # fmt: skip
+axes[0].legend()
+axes[1].bar(["unigram", "bigram", "trigram"], word_ppl, color=["C0", "C1", "C2"])
+axes[1].set(ylabel="held-out perplexity", title="words, Python help topics (α = 0.01)")
+tut.save(fig, "perplexity_vs_order")
+
+# %% [markdown]
+# ## Smoothing: α trades seen against unseen n-grams
+# α → 0 is the maximum-likelihood estimate N(h, w)/N(h), which gives probability 0 (and
+# infinite perplexity) to any n-gram the training text lacks; large α flattens every row
+# towards uniform. The best α shrinks as the counts per context grow.
+
+# %%
+alphas = np.logspace(-4, 1, 11 if not tut.smoke else 4)
+smooth: dict[int, list[float]] = {}
+for k in (1, 2, 3):
+    smooth[k] = []
+    for a in alphas:
+        mc = pyrobn.MarkovChain(order=k, alpha=float(a), unknown="unk", min_count=2)
+        smooth[k].append(mc.fit(train).perplexity(held_out))
+fig, ax = plt.subplots(figsize=(6, 4))
+for k, values in smooth.items():
+    ax.plot(alphas, values, "o-", label=f"order {k}")
+    best = int(np.argmin(values))
+    tut.record(f"char_order{k}_best_alpha", float(alphas[best]), fmt=".1e")
+    tut.record(f"char_order{k}_best_held_out_perplexity", values[best], fmt=".2f")
+ax.set(xscale="log", yscale="log", xlabel="α", ylabel="held-out perplexity",
+       title="add-α smoothing")  # fmt: skip
+ax.legend()
+tut.save(fig, "smoothing")
+
+# %% [markdown]
+# ## Generated text: ancestral sampling (notes 2.1.2)
+# Each model generates by drawing one character at a time from p(x_t | context). The
+# unigram ignores context (letter soup with the right letter frequencies), the bigram
+# learns which letters follow which, the trigram and beyond produce syllables and real
+# Spanish words. `temperature` < 1 sharpens p^(1/T) towards the most likely character.
+#
+# Watch the high orders fail: once a sample wanders into a context that never occurred in
+# training, add-α makes that row uniform, and the text dissolves into random symbols
+# (a backoff model would fall back on a shorter context instead).
+
+# %%
+samples = {}
+for k in orders[:4] if len(orders) > 3 else orders:
+    samples[k] = models[k].generate("la ", n=160, temperature=1.0, seed=1)
+    print(f"order {k}: {samples[k]!r}")
+cold = models[orders[-1]].generate("la ", n=160, temperature=0.5, seed=1)
+print(f"order {orders[-1]}, T = 0.5: {cold!r}")
+for k, text in samples.items():
+    tut.record(f"sample_order{k}", text)
+
+fig, ax = plt.subplots(figsize=(10, 0.9 * (len(samples) + 1) + 0.5))
+ax.axis("off")
+lines = [(f"order {k}", t) for k, t in samples.items()] + [(f"order {orders[-1]}, T=0.5", cold)]
+for i, (name, text) in enumerate(lines):
+    wrapped = "\n".join(text[j : j + 95] for j in range(0, min(len(text), 190), 95))
+    ax.text(0, 1 - i / len(lines), f"{name}:", fontsize=9, weight="bold", va="top",
+            transform=ax.transAxes)  # fmt: skip
+    ax.text(0.16, 1 - i / len(lines), wrapped, fontsize=8, family="monospace", va="top",
+            parse_math=False,
+            transform=ax.transAxes)  # fmt: skip
+ax.set_title("text generated from the prompt 'la ' (seed 1)")
+tut.save(fig, "generated_text")
+tut.record("entropy_rate_bits_best_order",
+           math.log2(min(test_ppl)), fmt=".2f")  # fmt: skip
