@@ -1,0 +1,213 @@
+"""The chunked HMM kernels against brute force and hmmlearn (notes 2.1.3.4, eq. 12)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from hmmlearn import hmm
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pyrobn.infer import hmm_ops
+
+
+def random_tables(k: int, v: int, seed: int, sticky: float = 0.0):
+    g = torch.Generator().manual_seed(seed)
+
+    def rows(*shape):
+        x = -torch.rand(*shape, generator=g, dtype=torch.float64).log()
+        return x / x.sum(-1, keepdim=True)
+
+    trans = rows(k, k)
+    if sticky:
+        trans = (1 - sticky) * trans + sticky * torch.eye(k, dtype=torch.float64)
+    return rows(k), trans, rows(k, v)
+
+
+def brute_force(init, trans, emission, x):
+    """log p(x), p(z_t | x) and max_z log p(z, x) by listing all K^T state paths (eq. 12)."""
+    k, length = len(init), len(x)
+    joints, paths = [], list(itertools.product(range(k), repeat=length))
+    for z in paths:
+        lp = math.log(init[z[0]]) + sum(math.log(emission[z[t], x[t]]) for t in range(length))
+        lp += sum(math.log(trans[z[t - 1], z[t]]) for t in range(1, length))
+        joints.append(lp)
+    joints = torch.tensor(joints, dtype=torch.float64)
+    log_p = torch.logsumexp(joints, 0)
+    weights = (joints - log_p).exp()
+    marginals = torch.zeros(length, k, dtype=torch.float64)
+    for w, z in zip(weights, paths):
+        marginals[torch.arange(length), torch.tensor(z)] += w
+    best = int(joints.argmax())
+    return log_p, marginals, joints[best], torch.tensor(paths[best])
+
+
+def categorical_reference(init, trans, emission):
+    ref = hmm.CategoricalHMM(n_components=len(init), implementation="scaling")
+    ref.startprob_, ref.transmat_ = init.numpy(), trans.numpy()
+    ref.emissionprob_ = emission.numpy()
+    ref.n_features = emission.shape[1]
+    return ref
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    k=st.integers(1, 3),
+    v=st.integers(1, 4),
+    length=st.integers(1, 5),
+    seed=st.integers(0, 10_000),
+)
+def test_kernels_equal_brute_force(k, v, length, seed):
+    init, trans, emission = random_tables(k, v, seed)
+    x = torch.randint(v, (length,), generator=torch.Generator().manual_seed(seed))
+    log_p, marginals, best, _path = brute_force(init, trans, emission, x.tolist())
+    obs = emission.T[x][None]
+    assert torch.allclose(hmm_ops.forward_log_prob(obs, init, trans)[0], log_p, rtol=1e-10)
+    gamma, log_p2, _ = hmm_ops.forward_backward(obs, init, trans)
+    assert torch.allclose(gamma[0], marginals, rtol=1e-9, atol=1e-12)
+    assert torch.allclose(log_p2[0], log_p, rtol=1e-10)
+    found, score = hmm_ops.viterbi(obs.log(), init.log(), trans.log())
+    assert torch.allclose(score[0], best, rtol=1e-10)
+    joint = init[found[0, 0]].log() + emission[found[0], x].log().sum()
+    joint = joint + trans[found[0, :-1], found[0, 1:]].log().sum()
+    assert torch.allclose(joint, best, rtol=1e-10)  # an optimal path (ties allowed)
+
+
+@pytest.mark.parametrize(
+    ("k", "v", "n", "length", "sticky"),
+    [(2, 3, 1, 3000, 0.0), (4, 50, 3, 800, 0.0), (16, 20, 5, 400, 0.0), (7, 9, 2, 1500, 0.9)],
+)
+def test_categorical_kernels_equal_hmmlearn(k, v, n, length, sticky):
+    """Several K, vocabularies and lengths; long enough to be cut into many chunks."""
+    init, trans, emission = random_tables(k, v, seed=k * v + n, sticky=sticky)
+    ref = categorical_reference(init, trans, emission)
+    x = torch.randint(v, (n, length), generator=torch.Generator().manual_seed(k))
+    obs = emission.T[x]
+    log_p = hmm_ops.forward_log_prob(obs, init, trans)
+    gamma, log_p2, _ = hmm_ops.forward_backward(obs, init, trans)
+    path, best = hmm_ops.viterbi(obs.log(), init.log(), trans.log())
+    for i in range(n):
+        xi = x[i].numpy()[:, None]
+        assert log_p[i].item() == pytest.approx(ref.score(xi), rel=1e-6)
+        assert log_p2[i].item() == pytest.approx(ref.score(xi), rel=1e-6)
+        np.testing.assert_allclose(gamma[i].numpy(), ref.predict_proba(xi), rtol=1e-6, atol=1e-12)
+        ref_best, _ref_path = ref.decode(xi)
+        assert best[i].item() == pytest.approx(ref_best, rel=1e-9)
+        # categorical emissions can tie; our path must score the same as hmmlearn's
+        z = path[i]
+        joint = init[z[0]].log() + emission[z, x[i]].log().sum() + trans[z[:-1], z[1:]].log().sum()
+        assert joint.item() == pytest.approx(ref_best, rel=1e-9)
+
+
+@pytest.mark.parametrize(("k", "d", "length"), [(3, 1, 2000), (5, 2, 600)])
+def test_gaussian_viterbi_path_equals_hmmlearn(k, d, length):
+    """Continuous emissions make the optimal path unique: the paths must be identical."""
+    rng = np.random.default_rng(k)
+    ref = hmm.GaussianHMM(n_components=k, covariance_type="diag", implementation="scaling")
+    ref.startprob_ = rng.dirichlet(np.ones(k))
+    ref.transmat_ = rng.dirichlet(np.ones(k), size=k)
+    ref.means_ = rng.normal(0, 2, size=(k, d))
+    ref.covars_ = rng.uniform(0.5, 2.0, size=(k, d))
+    x, _ = ref.sample(length, random_state=k)
+    means = torch.tensor(ref.means_)
+    var = torch.tensor(ref.covars_[:, np.arange(d), np.arange(d)])
+    xt = torch.tensor(x)[None, :, None, :]
+    log_b = (-0.5 * ((xt - means) ** 2 / var + torch.log(2 * math.pi * var))).sum(-1)
+    offset = log_b.amax(-1)
+    init, trans = torch.tensor(ref.startprob_), torch.tensor(ref.transmat_)
+    path, best = hmm_ops.viterbi(log_b, init.log(), trans.log())
+    ref_best, ref_path = ref.decode(x)
+    assert best.item() == pytest.approx(ref_best, rel=1e-9)
+    assert torch.equal(path[0], torch.as_tensor(ref_path))
+    log_p = hmm_ops.forward_log_prob((log_b - offset[..., None]).exp(), init, trans, None, offset)
+    assert log_p.item() == pytest.approx(ref.score(x), rel=1e-9)
+
+
+def test_chains_that_never_forget_are_still_exact():
+    """Identity transitions defeat the chunk guesses: the rounds fall back to exactness."""
+    k, v, length = 3, 4, 700
+    init, _, emission = random_tables(k, v, seed=3)
+    trans = torch.eye(k, dtype=torch.float64)
+    x = torch.randint(v, (1, length), generator=torch.Generator().manual_seed(0))
+    obs = emission.T[x]
+    expected = torch.logsumexp(init.log() + emission.log()[:, x[0]].sum(-1), 0)
+    assert torch.allclose(hmm_ops.forward_log_prob(obs, init, trans)[0], expected, rtol=1e-12)
+    _norms, _, rounds = hmm_ops._normalised_scan(obs, init, trans, store=False)
+    assert rounds > 2  # the guesses were wrong and re-run
+    gamma, _, _ = hmm_ops.forward_backward(obs, init, trans)
+    state_post = (init.log() + emission.log()[:, x[0]].sum(-1) - expected).exp()
+    assert torch.allclose(gamma[0], state_post.expand(length, k), rtol=1e-9)
+    path, _best = hmm_ops.viterbi(obs.log(), init.log(), trans.log())
+    winner = int((init.log() + emission.log()[:, x[0]].sum(-1)).argmax())
+    assert bool((path[0] == winner).all())
+
+
+def test_padding_equals_separate_sequences():
+    """Padded steps are no-ops: a padded batch equals each sequence on its own."""
+    k, v = 4, 6
+    init, trans, emission = random_tables(k, v, seed=11)
+    lengths = [700, 31, 1, 250]
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(v, (len(lengths), max(lengths)), generator=g)
+    mask = torch.arange(max(lengths))[None] < torch.tensor(lengths)[:, None]
+    obs = emission.T[x]
+    log_p = hmm_ops.forward_log_prob(obs, init, trans, mask)
+    gamma, _, _ = hmm_ops.forward_backward(obs, init, trans, mask)
+    path, best = hmm_ops.viterbi(obs.log(), init.log(), trans.log(), mask)
+    for i, n in enumerate(lengths):
+        alone = obs[i : i + 1, :n]
+        assert torch.allclose(log_p[i], hmm_ops.forward_log_prob(alone, init, trans)[0])
+        g_alone, _, _ = hmm_ops.forward_backward(alone, init, trans)
+        assert torch.allclose(gamma[i, :n], g_alone[0], rtol=1e-9, atol=1e-14)
+        assert bool((gamma[i, n:] == 0).all())
+        p_alone, b_alone = hmm_ops.viterbi(alone.log(), init.log(), trans.log())
+        assert torch.allclose(best[i], b_alone[0])
+        assert torch.equal(path[i, :n], p_alone[0])
+        assert bool((path[i, n:] == -1).all())
+
+
+def test_expected_transitions_equal_brute_force():
+    k, v, length = 2, 3, 5
+    init, trans, emission = random_tables(k, v, seed=5)
+    x = [0, 2, 1, 1, 0]
+    paths = list(itertools.product(range(k), repeat=length))
+    weights = []
+    for z in paths:
+        p = init[z[0]] * emission[z[0], x[0]]
+        for t in range(1, length):
+            p = p * trans[z[t - 1], z[t]] * emission[z[t], x[t]]
+        weights.append(p)
+    weights = torch.stack(weights)
+    weights = weights / weights.sum()
+    expected = torch.zeros(k, k, dtype=torch.float64)
+    for w, z in zip(weights, paths):
+        for t in range(1, length):
+            expected[z[t - 1], z[t]] += w
+    obs = emission.T[torch.tensor(x)][None]
+    _, _, xi = hmm_ops.forward_backward(obs, init, trans, transitions=True)
+    assert torch.allclose(xi, expected, rtol=1e-10)
+
+
+def test_impossible_sequence_has_minus_infinite_log_prob():
+    init = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    trans = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    emission = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    x = torch.tensor([[0, 0, 1, 0]])
+    obs = emission.T[x]
+    assert hmm_ops.forward_log_prob(obs, init, trans)[0] == -math.inf
+    _, best = hmm_ops.viterbi(obs.log(), init.log(), trans.log())
+    assert best[0] == -math.inf
+
+
+def test_kernels_follow_the_device_of_their_inputs(device):
+    init, trans, emission = random_tables(3, 4, seed=2)
+    init, trans, emission = init.to(device), trans.to(device), emission.to(device)
+    x = torch.randint(4, (2, 300), generator=torch.Generator().manual_seed(0)).to(device)
+    obs = emission.T[x]
+    assert hmm_ops.forward_log_prob(obs, init, trans).device.type == device.type
+    path, best = hmm_ops.viterbi(obs.log(), init.log(), trans.log())
+    assert path.device.type == device.type and best.device.type == device.type
