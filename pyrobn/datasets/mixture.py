@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from pyrobn.device import device as default_device
 from pyrobn.validation import check_positive
 
-#: the notes' worked example (2.4.4): r = p(z = 0) = 0.8, N(-1, 1) and N(3, 2^2)
+#: the notes' worked example (2.4.4, eq. 49-50): z ~ Bernoulli(r), r = p(z = 1) = 0.8,
+#: p0 = N(-1, 1) and p1 = N(3, 2^2), so p(x) = (1 - r) p0(x) + r p1(x) (eq. 50)
 COURSE_MIXTURE = {"r": 0.8, "mu0": -1.0, "s0": 1.0, "mu1": 3.0, "s1": 2.0}
 
 
@@ -23,22 +26,34 @@ def course_mixture(
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """n draws of x ~ r N(mu0, s0^2) + (1 - r) N(mu1, s1^2), the notes' eq. 49 data.
+    """n draws of x ~ (1 - r) N(mu0, s0^2) + r N(mu1, s1^2), the notes' eq. 49-50 data.
 
-    z ~ Bernoulli(1 - r) picks the component (z = 0 with probability r = 0.8), then
-    x | z ~ N(mu_z, s_z^2) with (mu0, s0) = (-1, 1) and (mu1, s1) = (3, 2).
+    As the notes' ``Mixture.generate_data``: z ~ Bernoulli(r) (z = 1 with probability
+    r = 0.8), then x | z ~ N(mu_z, s_z^2) with (mu0, s0) = (-1, 1) and (mu1, s1) = (3, 2).
     Returns x of shape (n,), and z too when ``return_labels``.
     """
     check_positive(n, "n")
     g = _generator(seed)
     p = COURSE_MIXTURE
-    z = (torch.rand(n, generator=g, dtype=dtype) >= p["r"]).long()
+    z = (torch.rand(n, generator=g, dtype=dtype) < p["r"]).long()
     mu = torch.tensor([p["mu0"], p["mu1"]], dtype=dtype)[z]
     s = torch.tensor([p["s0"], p["s1"]], dtype=dtype)[z]
     x = mu + s * torch.randn(n, generator=g, dtype=dtype)
     target = device if device is not None else default_device()
     x, z = x.to(target), z.to(target)
     return (x, z) if return_labels else x
+
+
+def course_mixture_log_prob(x: torch.Tensor, r: float | torch.Tensor = 0.8) -> torch.Tensor:
+    """log p(x) of eq. 50, log[(1 - r) N(x | -1, 1) + r N(x | 3, 2^2)], elementwise in x.
+
+    ``r`` = p(z = 1) may be a tensor (for example a grid of r values shaped to broadcast).
+    """
+    p = COURSE_MIXTURE
+    r = torch.as_tensor(r, dtype=x.dtype, device=x.device)
+    log_p0 = -0.5 * ((x - p["mu0"]) / p["s0"]) ** 2 - math.log(math.sqrt(2 * math.pi) * p["s0"])
+    log_p1 = -0.5 * ((x - p["mu1"]) / p["s1"]) ** 2 - math.log(math.sqrt(2 * math.pi) * p["s1"])
+    return torch.logaddexp(torch.log1p(-r) + log_p0, torch.log(r) + log_p1)
 
 
 def inverse_sine(
