@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
+# One thread per test process (and per tutorial subprocess): with pytest-xdist on two
+# cores, two torch threads per worker make small tensor operations several times slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pyro
 import pytest
 import torch
 
 import pyrobn
 
+torch.set_num_threads(1)
 DEVICES = [str(d) for d in pyrobn.available_devices()]
 
 

@@ -15,7 +15,6 @@ from pyrobn.errors import DistributedError
 from pyrobn.infer import fit_svi, load_checkpoint
 
 WORKER = str(Path(__file__).parent / "distributed_worker.py")
-pytestmark = pytest.mark.xdist_group("distributed")
 
 
 def launch(*args: str, processes: int = 2, timeout: float = 240) -> subprocess.CompletedProcess:

@@ -13,7 +13,6 @@ import pytest
 from pyrobn.tour import TutorialRun, list_tutorials, run_tour
 
 TUTORIALS = list_tutorials()
-pytestmark = pytest.mark.xdist_group("tour")  # one worker runs the tour once
 
 
 def promised_figures(path: Path) -> list[str]:
