@@ -1,0 +1,199 @@
+# %% [markdown]
+# # 12 · How much does each posterior approximation lose?
+#
+# Variational inference maximises the ELBO, log p(x) = ELBO(q) + KL(q || p(theta | x))
+# (lecture), inside a chosen family q. `pyrobn.infer.compare_guides` trains several
+# families on one model and reports, per guide, the final ELBO, the wall time, the
+# posterior mean / sd / HDI, and, given the exact posterior, KL(q || p) and the moment
+# errors; it also returns one `arviz.InferenceData` per guide (draws + pointwise
+# log-likelihood, so `arviz.loo` works) and a forest plot.
+#
+# Guides: `AutoDelta` (MAP, notes eq. 25-26), `AutoNormal` (diagonal Gaussian),
+# `AutoMultivariateNormal`, `AutoLowRankMultivariateNormal`, `AutoLaplaceApproximation`
+# (Gaussian at the mode, inverse-Hessian covariance), a hand-written guide, and NUTS.
+# Three models: (a) Bayesian linear regression with correlated features (exact Gaussian
+# posterior), (b) the notes' mixture weight r (2.4.4, eq. 50) with a Beta prior (exact
+# posterior by 1-D quadrature), (c) a Gaussian mixture with unknown means whose
+# assignments are summed out by enumeration.
+
+# %%
+import functools
+
+import pandas as pd
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.infer.autoguide import AutoLowRankMultivariateNormal
+from pyro.ops.indexing import Vindex
+
+import pyrobn
+from pyrobn.infer import compare_guides
+from pyrobn.infer.compare import GridDensity
+from pyrobn.plots.compare import marginals
+from pyrobn.tutorial import Tutorial
+
+tut = Tutorial(
+    "12_compare_guides",
+    figures=["regression_marginals", "regression_forest", "weight_marginals", "mixture_forest"],
+)
+torch.set_num_threads(1)
+device = pyrobn.device()
+pd.set_option("display.width", 160)
+pd.set_option("display.max_columns", 12)
+steps = tut.steps(3000, 100)
+samples = tut.steps(1000, 50)
+warmup = tut.steps(500, 30)
+common = dict(steps=steps, num_samples=samples, warmup_steps=warmup, lr=0.05, final_lr=0.001)
+
+
+def report(comparison, label):
+    """Print the table and record the per-guide numbers."""
+    columns = [
+        c
+        for c in ["mean", "sd", "sd_ratio", "mean_error", "kl", "elbo", "wall_time"]
+        if c in comparison.table
+    ]
+    print(comparison.table[columns].round(4).to_string())
+    first = comparison.table.groupby(level="guide", sort=False).first()
+    for key in ["kl", "elbo", "wall_time"]:
+        if key in first:
+            tut.record(f"{label}: {key}", {g: round(float(v), 5) for g, v in first[key].items()})
+
+
+# %% [markdown]
+# ## (a) Bayesian linear regression, correlated features
+# theta ~ N(0, I), y = theta^T x + N(0, 0.5^2); features 0 and 1 correlate at 0.95, so the
+# posterior of their coefficients is strongly (negatively) correlated. The exact posterior
+# is `BayesianLinearRegression.posterior`.
+
+# %%
+n = tut.steps(100, 40)
+g = torch.Generator().manual_seed(0)
+X = torch.randn(n, 3, generator=g, dtype=torch.float64)
+X[:, 1] = 0.95 * X[:, 0] + 0.31 * X[:, 1]
+y = X @ torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64)
+y = y + 0.5 * torch.randn(n, generator=g, dtype=torch.float64)
+X, y = X.to(device), y.to(device)
+blr = pyrobn.BayesianLinearRegression(3, noise_scale=0.5, lam=1.0).to(device)
+exact = blr.posterior(X, y)
+regression = compare_guides(
+    blr,
+    {
+        "delta": "delta",
+        "normal": "normal",
+        "mvn": "mvn",
+        "lowrank(1)": functools.partial(AutoLowRankMultivariateNormal, rank=1),
+        "laplace": "laplace",
+        "hand-written": blr.guide,
+        "nuts": "nuts",
+    },
+    X,
+    y,
+    num_particles=16,
+    reference={"theta": exact},
+    **common,
+)
+report(regression, "regression")
+tut.record("regression: log evidence (exact)", float(blr.log_evidence(X, y)))
+tut.record(
+    "regression: AutoNormal sd / exact sd",
+    regression.table.loc["normal"]["sd_ratio"].round(3).tolist(),
+)
+
+# %% [markdown]
+# `AutoNormal` cannot represent the correlation: minimising KL(q || p) with a diagonal q
+# matches the posterior *precision* diagonal, so its sds of theta[0] and theta[1] are far
+# too small. The full-covariance guides and the Laplace approximation (exact here, the
+# posterior being Gaussian) recover them; NUTS agrees within Monte Carlo error.
+
+# %%
+marginal = dist.Normal(exact.mean[0].cpu(), exact.covariance_matrix[0, 0].sqrt().cpu())
+fig = marginals(regression, "theta", index=0, reference=marginal)
+fig.axes[0].set_title("posterior of theta[0] (correlated feature)")
+tut.save(fig, "regression_marginals")
+tut.save(regression.plot_forest(), "regression_forest")
+print(regression.loo())
+
+# %% [markdown]
+# ## (b) The mixture weight r (notes 2.4.4, eq. 50)
+# p(x) = (1 - r) N(-1, 1) + r N(3, 2^2) with r = p(z = 1) unknown, prior r ~ Beta(2, 2);
+# z is enumerated (summed out exactly). The exact posterior of r is computed on a grid.
+
+# %%
+x = pyrobn.datasets.course_mixture(tut.steps(500, 100), seed=0, device=device)
+locs = torch.tensor([-1.0, 3.0], dtype=x.dtype, device=x.device)
+scales = torch.tensor([1.0, 2.0], dtype=x.dtype, device=x.device)
+
+
+def weight_model(x):
+    r = pyro.sample("r", dist.Beta(x.new_tensor(2.0), x.new_tensor(2.0)))
+    with pyro.plate("data", x.shape[0]):
+        z = pyro.sample("z", dist.Bernoulli(r)).long()
+        pyro.sample("x", dist.Normal(locs[z], scales[z]), obs=x)
+
+
+grid = torch.linspace(1e-4, 1 - 1e-4, 4001, dtype=torch.float64, device=x.device)
+components = dist.Normal(locs, scales).log_prob(x[:, None])
+log_lik = torch.logaddexp(
+    (1 - grid).log()[:, None] + components[:, 0], grid.log()[:, None] + components[:, 1]
+).sum(-1)
+exact_r = GridDensity(grid, dist.Beta(2.0, 2.0).log_prob(grid.cpu()).to(grid) + log_lik)
+weight = compare_guides(
+    weight_model,
+    {"delta": "delta", "normal": "normal", "laplace": "laplace", "nuts": "nuts"},
+    x,
+    num_particles=8,
+    reference={"r": exact_r},
+    **common,
+)
+report(weight, "mixture weight r")
+tut.record(
+    "mixture weight r: exact posterior mean, sd", [float(exact_r.mean), float(exact_r.stddev)]
+)
+fig = marginals(weight, "r", reference=exact_r, grid=grid)
+fig.axes[0].set_title("posterior of the mixture weight r")
+tut.save(fig, "weight_marginals")
+
+# %% [markdown]
+# The posterior of r is nearly Gaussian in logit space, so every Gaussian guide is close;
+# the Laplace approximation is built on the mode in the unconstrained (logit) space.
+
+# %% [markdown]
+# ## (c) A Gaussian mixture with enumerated assignments
+# Two components with unknown means mu_k ~ N(m_k, 2^2) (m = (-1, 3) breaks the label
+# symmetry), known scales (1, 2), unknown weight r ~ Beta(2, 2); every z_n is summed out
+# by `TraceEnum_ELBO` (and by NUTS). No closed form: NUTS is the yardstick.
+
+# %%
+prior_means = torch.tensor([-1.0, 3.0], dtype=x.dtype, device=x.device)
+
+
+def mixture_model(x):
+    r = pyro.sample("r", dist.Beta(x.new_tensor(2.0), x.new_tensor(2.0)))
+    mu = pyro.sample("mu", dist.Normal(prior_means, 2.0).to_event(1))
+    with pyro.plate("data", x.shape[0]):
+        z = pyro.sample("z", dist.Bernoulli(r)).long()
+        # Vindex: pick component z of mu, broadcasting batches of draws and enumeration
+        pyro.sample("x", dist.Normal(Vindex(mu)[..., z], scales[z]), obs=x)
+
+
+mixture = compare_guides(
+    mixture_model,
+    {"delta": "delta", "normal": "normal", "mvn": "mvn", "laplace": "laplace", "nuts": "nuts"},
+    x,
+    num_particles=4,
+    **common,
+)
+report(mixture, "gaussian mixture")
+nuts_mean = mixture.table.loc["nuts"]["mean"]
+for name in ["normal", "mvn", "laplace"]:
+    gap = (mixture.table.loc[name]["mean"] - nuts_mean).abs().max()
+    tut.record(f"gaussian mixture: max |mean - NUTS mean| ({name})", float(gap), fmt=".4f")
+tut.save(mixture.plot_forest(), "mixture_forest")
+
+# %% [markdown]
+# Enumeration makes every guide's ELBO exact in z, but the landscape in (r, mu) still has
+# local optima: in the full run, `AutoNormal` (Pyro's default `init_to_feasible` starts it
+# at mu = (0, 0)) settled at mu ≈ (4.9, 1.8) with an ELBO about 30 nats below the others,
+# while `AutoMultivariateNormal` and the Laplace approximation (initialised at the prior
+# median) agree with NUTS to 0.004. Compare ELBOs before trusting a guide.
