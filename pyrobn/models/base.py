@@ -12,7 +12,7 @@ import os
 from typing import Any, TypeVar
 
 import torch
-from pyro.nn import PyroModule
+from pyro.nn import PyroModule, pyro_method
 
 from pyrobn.errors import CheckpointError
 
@@ -30,6 +30,18 @@ class PyrobnModule(PyroModule):
 
     #: how many nested plates the model uses (for ``TraceEnum_ELBO``)
     max_plate_nesting: int = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # ``model``/``guide`` are called directly (``SVI(net.model, net.guide)``), not through
+        # ``forward``: without ``pyro_method`` their parameters would not be registered
+        # with Pyro, and SVI would silently leave them untrained.
+        super().__init_subclass__(**kwargs)
+        for name in ("model", "guide"):
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "_pyrobn_pyro_method", False):
+                wrapped = pyro_method(method)
+                wrapped._pyrobn_pyro_method = True
+                setattr(cls, name, wrapped)
 
     def __init__(self, **config: Any) -> None:
         super().__init__(name=f"{type(self).__name__}_{next(_counter)}")
