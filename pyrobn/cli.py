@@ -106,6 +106,45 @@ def _query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from pyrobn.infer import compare_examples as examples
+    from pyrobn.infer import compare_guides
+
+    build = {"regression": examples.correlated_regression, "mixture": examples.mixture_weight}
+    if args.n is not None and args.n < 2:
+        raise ConfigurationError(f"--n must be at least 2, got {args.n}")
+    sizes = {} if args.n is None else {"n": args.n}
+    problem = build[args.problem](seed=args.seed, **sizes)
+    names = args.guides.split(",") if args.guides else list(problem.guides)
+    unknown = [g for g in names if g not in problem.guides]
+    if unknown:
+        raise ConfigurationError(
+            f"unknown guide(s) {unknown} for {args.problem}; choose from {list(problem.guides)}"
+        )
+    comparison = compare_guides(
+        problem.model,
+        {name: problem.guides[name] for name in names},
+        *problem.data,
+        steps=args.steps,
+        num_samples=args.samples,
+        warmup_steps=max(args.samples // 2, 10),
+        num_particles=problem.num_particles,
+        reference=problem.reference,
+        lr=0.05,
+        final_lr=0.001,
+        progress=False,
+    )
+    columns = [
+        c for c in ["mean", "sd", "sd_ratio", "kl", "elbo", "wall_time"] if c in comparison.table
+    ]
+    with pd.option_context("display.width", 160, "display.max_columns", 12):
+        print(f"{problem.name}: {args.steps} SVI steps, {args.samples} draws per guide")
+        print(comparison.table[columns].round(4).to_string())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pyrobn", description="Bayesian networks and generative models in Pyro.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -129,6 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("query", help="the query, quoted")
     query.add_argument("--digits", type=int, default=6, help="significant digits")
     query.set_defaults(func=_query)
+
+    compare = sub.add_parser("compare", help="compare guides on tutorial 12's problems")
+    compare.add_argument("problem", choices=["regression", "mixture"])
+    compare.add_argument("--steps", type=int, default=2000, help="SVI steps per guide")
+    compare.add_argument("--samples", type=int, default=500, help="posterior draws per guide")
+    compare.add_argument("--guides", default=None, help="comma-separated subset of the guides")
+    compare.add_argument("--n", type=int, default=None, help="data size")
+    compare.add_argument("--seed", type=int, default=0)
+    compare.set_defaults(func=_compare)
 
     tutorials = sub.add_parser("tutorials", help="list or run the tutorials")
     tutorials.add_argument("action", choices=["list", "run"])

@@ -39,6 +39,9 @@ def test_tutorials_list():
         (("query", "student", "x1 | x4=0, x4=1"), "x4"),
         (("query", "no_such_file.json", "x1"), "no_such_file.json"),
         (("query", "student"), "required"),
+        (("compare", "nonsense"), "invalid choice"),
+        (("compare", "mixture", "--guides", "bogus"), "unknown guide(s) ['bogus']"),
+        (("compare", "regression", "--n", "1"), "--n must be at least 2"),
     ],
 )
 def test_bad_input_is_one_line(args, needle):
@@ -71,3 +74,15 @@ def test_query_on_a_json_network(tmp_path):
     lines = result.stdout.splitlines()
     assert lines[0].startswith("rain=no") and lines[1].startswith("rain=yes")
     assert abs(float(lines[1].split()[-1]) - 0.18 / 0.26) < 1e-5
+
+
+def test_compare_prints_the_table():
+    result = pyrobn(
+        "compare", "regression", "--steps", "100", "--samples", "30", "--guides", "normal,laplace"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("regression: 100 SVI steps")
+    assert "kl" in lines[1] and "sd_ratio" in lines[1]
+    body = "\n".join(lines[2:])
+    assert "normal" in body and "laplace" in body and "theta[1]" in body

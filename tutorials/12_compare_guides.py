@@ -17,18 +17,13 @@
 # assignments are summed out by enumeration.
 
 # %%
-import functools
-
 import pandas as pd
-import pyro
 import pyro.distributions as dist
 import torch
-from pyro.infer.autoguide import AutoLowRankMultivariateNormal
-from pyro.ops.indexing import Vindex
 
 import pyrobn
 from pyrobn.infer import compare_guides
-from pyrobn.infer.compare import GridDensity
+from pyrobn.infer.compare_examples import correlated_regression, mixture_means, mixture_weight
 from pyrobn.plots.compare import marginals
 from pyrobn.tutorial import Tutorial
 
@@ -64,33 +59,20 @@ def report(comparison, label):
 # ## (a) Bayesian linear regression, correlated features
 # theta ~ N(0, I), y = theta^T x + N(0, 0.5^2); features 0 and 1 correlate at 0.95, so the
 # posterior of their coefficients is strongly (negatively) correlated. The exact posterior
-# is `BayesianLinearRegression.posterior`.
+# is `BayesianLinearRegression.posterior`. The three problems of this tutorial are built by
+# `pyrobn.infer.compare_examples` (also behind `pyrobn compare regression | mixture`).
 
 # %%
-n = tut.steps(100, 40)
-g = torch.Generator().manual_seed(0)
-X = torch.randn(n, 3, generator=g, dtype=torch.float64)
-X[:, 1] = 0.95 * X[:, 0] + 0.31 * X[:, 1]
-y = X @ torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64)
-y = y + 0.5 * torch.randn(n, generator=g, dtype=torch.float64)
-X, y = X.to(device), y.to(device)
-blr = pyrobn.BayesianLinearRegression(3, noise_scale=0.5, lam=1.0).to(device)
-exact = blr.posterior(X, y)
+problem = correlated_regression(n=tut.steps(100, 40), device=device)
+blr, (X, y) = problem.model, problem.data
+exact = problem.reference["theta"]
 regression = compare_guides(
     blr,
-    {
-        "delta": "delta",
-        "normal": "normal",
-        "mvn": "mvn",
-        "lowrank(1)": functools.partial(AutoLowRankMultivariateNormal, rank=1),
-        "laplace": "laplace",
-        "hand-written": blr.guide,
-        "nuts": "nuts",
-    },
+    problem.guides,
     X,
     y,
-    num_particles=16,
-    reference={"theta": exact},
+    num_particles=problem.num_particles,
+    reference=problem.reference,
     **common,
 )
 report(regression, "regression")
@@ -120,30 +102,14 @@ print(regression.loo())
 # z is enumerated (summed out exactly). The exact posterior of r is computed on a grid.
 
 # %%
-x = pyrobn.datasets.course_mixture(tut.steps(500, 100), seed=0, device=device)
-locs = torch.tensor([-1.0, 3.0], dtype=x.dtype, device=x.device)
-scales = torch.tensor([1.0, 2.0], dtype=x.dtype, device=x.device)
-
-
-def weight_model(x):
-    r = pyro.sample("r", dist.Beta(x.new_tensor(2.0), x.new_tensor(2.0)))
-    with pyro.plate("data", x.shape[0]):
-        z = pyro.sample("z", dist.Bernoulli(r)).long()
-        pyro.sample("x", dist.Normal(locs[z], scales[z]), obs=x)
-
-
-grid = torch.linspace(1e-4, 1 - 1e-4, 4001, dtype=torch.float64, device=x.device)
-components = dist.Normal(locs, scales).log_prob(x[:, None])
-log_lik = torch.logaddexp(
-    (1 - grid).log()[:, None] + components[:, 0], grid.log()[:, None] + components[:, 1]
-).sum(-1)
-exact_r = GridDensity(grid, dist.Beta(2.0, 2.0).log_prob(grid.cpu()).to(grid) + log_lik)
+problem = mixture_weight(n=tut.steps(500, 100), device=device)
+exact_r, grid = problem.reference["r"], problem.extra["grid"]
 weight = compare_guides(
-    weight_model,
-    {"delta": "delta", "normal": "normal", "laplace": "laplace", "nuts": "nuts"},
-    x,
-    num_particles=8,
-    reference={"r": exact_r},
+    problem.model,
+    problem.guides,
+    *problem.data,
+    num_particles=problem.num_particles,
+    reference=problem.reference,
     **common,
 )
 report(weight, "mixture weight r")
@@ -165,24 +131,9 @@ tut.save(fig, "weight_marginals")
 # by `TraceEnum_ELBO` (and by NUTS). No closed form: NUTS is the yardstick.
 
 # %%
-prior_means = torch.tensor([-1.0, 3.0], dtype=x.dtype, device=x.device)
-
-
-def mixture_model(x):
-    r = pyro.sample("r", dist.Beta(x.new_tensor(2.0), x.new_tensor(2.0)))
-    mu = pyro.sample("mu", dist.Normal(prior_means, 2.0).to_event(1))
-    with pyro.plate("data", x.shape[0]):
-        z = pyro.sample("z", dist.Bernoulli(r)).long()
-        # Vindex: pick component z of mu, broadcasting batches of draws and enumeration
-        pyro.sample("x", dist.Normal(Vindex(mu)[..., z], scales[z]), obs=x)
-
-
+problem = mixture_means(n=tut.steps(500, 100), device=device)
 mixture = compare_guides(
-    mixture_model,
-    {"delta": "delta", "normal": "normal", "mvn": "mvn", "laplace": "laplace", "nuts": "nuts"},
-    x,
-    num_particles=4,
-    **common,
+    problem.model, problem.guides, *problem.data, num_particles=problem.num_particles, **common
 )
 report(mixture, "gaussian mixture")
 nuts_mean = mixture.table.loc["nuts"]["mean"]
