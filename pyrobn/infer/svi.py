@@ -58,18 +58,43 @@ class History:
         }
 
 
-def _snapshot(params: set[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(p, p.detach().clone()) for p in params]
+class _Snapshot:
+    """The parameters' values before the last update, kept in reused buffers.
+
+    One fused ``_foreach_copy_`` a step: the divergence guard costs one copy of the
+    parameters, not an allocation per tensor.
+    """
+
+    def __init__(self) -> None:
+        self.params: list[torch.Tensor] = []
+        self.buffers: list[torch.Tensor] = []
+
+    def take(self, params: list[torch.Tensor]) -> None:
+        same = len(params) == len(self.params) and all(a is b for a, b in zip(params, self.params))
+        with torch.no_grad():
+            if same:
+                torch._foreach_copy_(self.buffers, [p.detach() for p in params])
+            else:
+                self.params = list(params)
+                self.buffers = [p.detach().clone() for p in params]
+
+    def restore(self) -> None:
+        if self.params:
+            with torch.no_grad():
+                torch._foreach_copy_([p.detach() for p in self.params], self.buffers)
 
 
-def _restore(snapshot: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-    with torch.no_grad():
-        for p, saved in snapshot:
-            p.copy_(saved)
+def _grads_finite(params: list[torch.Tensor]) -> bool:
+    """Whether every gradient is finite, in one reduction and one device sync."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return True
+    return bool(torch.stack(torch._foreach_norm(grads)).isfinite().all())
 
 
-def _grads_finite(params: set[torch.Tensor]) -> bool:
-    return all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
+def _clear_grads(params: list[torch.Tensor]) -> None:
+    for p in params:
+        p.grad = None
 
 
 def _finish(history: History, t0: float) -> None:
@@ -251,11 +276,10 @@ def fit_svi(
     )
     t0 = time.perf_counter()
     refresh_every = max(1, (steps - start) // 100)
-    previous: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    snapshot = _Snapshot()
 
-    def stop(error: TrainingDiverged, restore: list | None) -> TrainingDiverged:
-        if restore is not None:
-            _restore(restore)
+    def stop(error: TrainingDiverged) -> TrainingDiverged:
+        snapshot.restore()
         bar.close()
         _finish(history, t0)
         return error
@@ -267,7 +291,7 @@ def fit_svi(
         except ValueError as exc:
             # Pyro's validation rejects NaN/inf distribution parameters before the loss
             # exists: that is divergence too, unless the parameters were never finite.
-            if "invalid values" not in str(exc) or previous is None:
+            if "invalid values" not in str(exc) or not snapshot.params:
                 raise
             raise stop(
                 TrainingDiverged(
@@ -276,8 +300,7 @@ def fit_svi(
                     f"training diverged at step {step}: a distribution got non-finite "
                     f"parameters ({str(exc).splitlines()[0]}); the parameters were restored "
                     f"to their values at step {step - 1}, the last step with a finite loss",
-                ),
-                previous,
+                )
             ) from exc
         param_list = _param_sites(param_capture.trace)
         params = [p for _, p in param_list]
@@ -285,22 +308,12 @@ def fit_svi(
         if context is not None:
             value = distributed_ops.average_gradients_and_loss(params, value, context, step)
         if not math.isfinite(value) or not _grads_finite(params):
-            pyro.infer.util.zero_grads(set(params))
-            raise stop(TrainingDiverged(step, value), previous)
-        previous = _snapshot(params)
+            # an update that made the parameters non-finite shows here, one step later
+            _clear_grads(params)
+            raise stop(TrainingDiverged(step, value))
+        snapshot.take(params)
         optim(params)
-        pyro.infer.util.zero_grads(set(params))
-        if not all(bool(torch.isfinite(p).all()) for p in params):
-            history.losses.append(value)
-            raise stop(
-                TrainingDiverged(
-                    step + 1,
-                    math.nan,
-                    f"training diverged at step {step}: its update made a parameter "
-                    "non-finite; the parameters were restored to their values before it",
-                ),
-                previous,
-            )
+        _clear_grads(params)
         history.losses.append(value)
         if callback is not None:
             callback(step, value)
