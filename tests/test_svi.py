@@ -12,7 +12,7 @@ from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
 
 from pyrobn.errors import CheckpointError, ConfigurationError, TrainingDiverged
-from pyrobn.infer import fit_svi, load_checkpoint
+from pyrobn.infer import FusedAdam, fit_svi, load_checkpoint
 
 PRIOR_MEAN, PRIOR_SD, NOISE_SD = 0.0, 2.0, 1.0
 
@@ -143,3 +143,52 @@ def test_bad_options():
         fit_svi(normal_normal, empty_guide, torch.zeros(3), resume=True)
     with pytest.raises(ConfigurationError, match="checkpoint_every"):
         fit_svi(normal_normal, empty_guide, torch.zeros(3), checkpoint_every=0)
+
+
+def test_fused_adam_is_pyro_adam_in_one_step(tmp_path):
+    x = torch.randn(30, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    pyro_run = fit_svi(
+        normal_normal,
+        AutoNormal(normal_normal),
+        x,
+        steps=30,
+        seed=1,
+        progress=False,
+        optim=pyro.optim.Adam({"lr": 0.05}),
+    )
+    pyro.clear_param_store()
+    fused_run = fit_svi(
+        normal_normal,
+        AutoNormal(normal_normal),
+        x,
+        steps=30,
+        seed=1,
+        progress=False,
+        optim=FusedAdam(lr=0.05),
+    )
+    assert fused_run.losses == pytest.approx(pyro_run.losses, rel=1e-10)
+    # and it checkpoints and resumes exactly
+    pyro.clear_param_store()
+    path = tmp_path / "fused.pt"
+    fit_svi(
+        normal_normal,
+        AutoNormal(normal_normal),
+        x,
+        steps=12,
+        seed=1,
+        progress=False,
+        optim=FusedAdam(lr=0.05),
+        checkpoint=path,
+    )
+    pyro.clear_param_store()
+    resumed = fit_svi(
+        normal_normal,
+        AutoNormal(normal_normal),
+        x,
+        steps=30,
+        progress=False,
+        optim=FusedAdam(lr=0.05),
+        checkpoint=path,
+        resume=True,
+    )
+    assert resumed.losses == fused_run.losses

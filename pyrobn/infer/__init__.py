@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pyrobn._lazy import lazy_exports
+from pyrobn.infer.optim import FusedAdam
 from pyrobn.infer.svi import History, fit_svi, load_checkpoint, save_checkpoint
 
 _EXPORTS = {
@@ -13,4 +14,4 @@ _EXPORTS = {
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = ["History", "fit_svi", "load_checkpoint", "save_checkpoint", *_EXPORTS]
+__all__ = ["FusedAdam", "History", "fit_svi", "load_checkpoint", "save_checkpoint", *_EXPORTS]

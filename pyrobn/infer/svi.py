@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from pyrobn.errors import CheckpointError, ConfigurationError, TrainingDiverged
 from pyrobn.infer import distributed as distributed_ops
+from pyrobn.infer.optim import FusedAdam
 
 _CHECKPOINT_VERSION = 1
 
@@ -103,6 +104,7 @@ def _finish(history: History, t0: float) -> None:
 
 
 ParamList = list[tuple[str, torch.Tensor]]
+Optimiser = PyroOptim | FusedAdam
 
 
 def _param_sites(trace: poutine.Trace) -> ParamList:
@@ -111,7 +113,7 @@ def _param_sites(trace: poutine.Trace) -> ParamList:
 
 
 def save_checkpoint(
-    path: str | os.PathLike, optim: PyroOptim, params: ParamList, step: int, history: History
+    path: str | os.PathLike, optim: Optimiser, params: ParamList, step: int, history: History
 ) -> None:
     """Write the parameters, the optimiser state, the RNG state and the history to ``path``.
 
@@ -125,10 +127,7 @@ def save_checkpoint(
         "step": step,
         "names": [name for name, _ in params],
         "params": [p.detach().clone() for _, p in params],
-        "optim": [
-            _get_state_dict(optim.optim_objs[p]) if p in optim.optim_objs else None
-            for _, p in params
-        ],
+        "optim": _optimiser_state(optim, [p for _, p in params]),
         "rng": pyro.util.get_rng_state(),
         "history": history.as_dict(),
     }
@@ -150,7 +149,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = None) -> dict[s
     return state
 
 
-def _restore_checkpoint(state: dict[str, Any], params: ParamList, optim: PyroOptim) -> None:
+def _restore_checkpoint(state: dict[str, Any], params: ParamList, optim: Optimiser) -> None:
     """Copy a checkpoint's parameters and optimiser state into this run's ``params``."""
     if len(params) != len(state["params"]):
         raise CheckpointError(
@@ -166,11 +165,22 @@ def _restore_checkpoint(state: dict[str, Any], params: ParamList, optim: PyroOpt
                     f"{saved_name!r} has {tuple(saved.shape)}"
                 )
             p.copy_(saved.to(p.device, p.dtype))
-    for (_, p), optim_state in zip(params, state["optim"]):
+    tensors = [p for _, p in params]
+    if isinstance(optim, FusedAdam):
+        optim.load_state_of(tensors, state["optim"])
+        return
+    for p, optim_state in zip(tensors, state["optim"]):
         if optim_state is not None:
             optim.optim_objs[p] = optim._get_optim(p)
             optim.grad_clip[p] = optim._get_grad_clip(p)
             _load_state_dict(optim.optim_objs[p], optim_state)
+
+
+def _optimiser_state(optim: Optimiser, params: list[torch.Tensor]) -> list[Any]:
+    """Per parameter (in trace order): its optimiser state, or None if never stepped."""
+    if isinstance(optim, FusedAdam):
+        return optim.state_of(params)
+    return [_get_state_dict(optim.optim_objs[p]) if p in optim.optim_objs else None for p in params]
 
 
 def fit_svi(
@@ -178,7 +188,7 @@ def fit_svi(
     guide: Callable[..., Any],
     *args: Any,
     loss: ELBO | None = None,
-    optim: PyroOptim | None = None,
+    optim: Optimiser | None = None,
     steps: int = 1000,
     progress: bool = True,
     seed: int | None = None,
@@ -201,7 +211,8 @@ def fit_svi(
             are passed to both at every step.
         loss: a Pyro ELBO (default ``Trace_ELBO()``; ``TraceEnum_ELBO`` for enumerated
             discrete sites, ``JitTrace_ELBO`` for speed).
-        optim: a Pyro optimiser (default ``Adam(lr=0.01)``).
+        optim: a Pyro optimiser (default ``Adam(lr=0.01)``), or
+            :class:`pyrobn.infer.optim.FusedAdam` (one multi-tensor step for all parameters).
         steps: the total number of steps; a resumed run continues up to this count.
         progress: show a progress bar with the current loss (rank 0 only when distributed).
         seed: seed Python, NumPy, torch and Pyro before the first step.
@@ -331,7 +342,7 @@ def fit_svi(
 
 def _checkpoint(
     path: str | os.PathLike,
-    optim: PyroOptim,
+    optim: Optimiser,
     params: ParamList,
     step: int,
     history: History,

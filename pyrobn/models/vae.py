@@ -43,11 +43,12 @@ from pyro.infer import (
 )
 from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
-from pyro.optim import Adam, PyroOptim
+from pyro.optim import PyroOptim
 from torch import nn
 
 from pyrobn.device import to_tensor
 from pyrobn.errors import ConfigurationError, OutOfSupportError, ShapeError
+from pyrobn.infer.optim import FusedAdam
 from pyrobn.infer.svi import History, fit_svi
 from pyrobn.models.base import PyrobnModule
 from pyrobn.nn import ACTIVATIONS, check_sizes, encoder_decoder
@@ -279,7 +280,7 @@ class _AutoencodingModel(PyrobnModule):
             *args,
             batch_size=subsample,
             loss=make_elbo(loss, jit, num_particles),
-            optim=optim if optim is not None else Adam({"lr": lr}),
+            optim=optim if optim is not None else FusedAdam(lr=lr),
             steps=steps,
             **kwargs,
         )
