@@ -211,3 +211,70 @@ def test_kernels_follow_the_device_of_their_inputs(device):
     assert hmm_ops.forward_log_prob(obs, init, trans).device.type == device.type
     path, best = hmm_ops.viterbi(obs.log(), init.log(), trans.log())
     assert path.device.type == device.type and best.device.type == device.type
+
+
+def reference_viterbi_score(log_obs, log_init, log_trans, length):
+    """max_z log p(z, x) by the plain sequential max-product recursion (a step-by-step loop)."""
+    delta = log_init + log_obs[0]
+    for t in range(1, length):
+        delta = (delta[:, None] + log_trans).amax(0) + log_obs[t]
+    return delta.max()
+
+
+def path_log_joint(path, log_obs, log_init, log_trans):
+    """log p(z, x) of one given state path (eq. 12)."""
+    steps = torch.arange(len(path))
+    return log_init[path[0]] + log_obs[steps, path].sum() + log_trans[path[:-1], path[1:]].sum()
+
+
+@pytest.mark.parametrize(
+    ("k", "chain", "lengths"),
+    [
+        (3, "random", [1500, 1, 977]),
+        (5, "sticky", [1200, 640]),
+        (4, "absorbing", [900, 899]),
+        (40, "random", [4000, 3333]),  # few long chunks: the back-track splits them
+    ],
+)
+def test_chunked_viterbi_equals_sequential_recursion(k, chain, lengths):
+    """Many chunks, padding, filler steps past T, near-deterministic and -inf transitions:
+    the best score equals the sequential recursion and the returned path attains it."""
+    init, trans, _ = random_tables(k, 2, seed=k)
+    if chain == "sticky":
+        trans = 0.02 * trans + 0.98 * torch.eye(k, dtype=torch.float64)
+    elif chain == "absorbing":  # state 0 never leaves: log A_0j = -inf for j != 0
+        trans[0] = torch.eye(k, dtype=torch.float64)[0]
+    g = torch.Generator().manual_seed(7)
+    log_obs = 2.0 * torch.randn(len(lengths), max(lengths), k, generator=g, dtype=torch.float64)
+    mask = torch.arange(max(lengths))[None] < torch.tensor(lengths)[:, None]
+    log_obs = torch.where(mask[..., None], log_obs, torch.zeros_like(log_obs))
+    path, best = hmm_ops.viterbi(log_obs, init.log(), trans.log(), mask)
+    for i, n in enumerate(lengths):
+        expected = reference_viterbi_score(log_obs[i], init.log(), trans.log(), n)
+        assert best[i].item() == pytest.approx(expected.item(), rel=1e-12, abs=1e-9)
+        found = path_log_joint(path[i, :n], log_obs[i], init.log(), trans.log())
+        assert found.item() == pytest.approx(expected.item(), rel=1e-12, abs=1e-9)
+        assert bool((path[i, n:] == -1).all())
+
+
+def test_near_underflow_blocks_are_redone_exactly():
+    """Factors so small that a block between renormalisations underflows: scaling every
+    factor by c adds T log c to log p(x) and to the best score, and the path stays optimal
+    (categorical emissions have exact ties, so the path itself may switch between them)."""
+    k, v, length = 3, 5, 400
+    init, trans, emission = random_tables(k, v, seed=5)
+    x = torch.randint(v, (2, length), generator=torch.Generator().manual_seed(2))
+    obs = emission.T[x]
+    tiny = 1e-40  # a block of 8 steps multiplies the mass by about 1e-320 < UNDERFLOW
+    shift = length * math.log(tiny)
+    log_p = hmm_ops.forward_log_prob(obs, init, trans)
+    assert torch.allclose(hmm_ops.forward_log_prob(obs * tiny, init, trans), log_p + shift)
+    gamma, _, _ = hmm_ops.forward_backward(obs, init, trans)
+    gamma_tiny, _, _ = hmm_ops.forward_backward(obs * tiny, init, trans)
+    assert torch.allclose(gamma_tiny, gamma, rtol=1e-9, atol=1e-14)
+    _, best = hmm_ops.viterbi(obs.log(), init.log(), trans.log())
+    path_tiny, best_tiny = hmm_ops.viterbi((obs * tiny).log(), init.log(), trans.log())
+    assert torch.allclose(best_tiny, best + shift, rtol=1e-12)
+    for i in range(len(x)):
+        found = path_log_joint(path_tiny[i], obs[i].log(), init.log(), trans.log())
+        assert found.item() == pytest.approx(best[i].item(), rel=1e-12)

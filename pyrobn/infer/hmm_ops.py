@@ -25,9 +25,12 @@ run again from the true boundary until all boundaries agree (relative tolerance
 the result is exact whatever the model; a chain that never forgets (an identity transition
 matrix, say) merely costs more rounds, down to the speed of a sequential scan.
 
-Viterbi back-tracking is chunked the same way: each chunk back-tracks from a state guessed
-by back-tracking W steps of the next chunk, and guesses are checked (exactly: states are
-integers) against the path the next chunk actually took.
+Viterbi back-tracking is chunked the same way, on the forward pass's own buffer (no
+re-layout): each chunk back-tracks from a state guessed by back-tracking W steps of the
+next chunk, and guesses are checked (exactly: states are integers) against the path the
+next chunk actually took. The max-plus step materialises (K, K, rows) and reduces it with
+``amax`` (values only: ``max`` with indices costs about 5 times more per element), so the
+back-track recomputes one arg-max over K per row and step instead of storing pointers.
 
 Conventions: ``obs`` (N, T, K) holds per-step emission factors b_t(k) = p(x_t | z_t = k)
 (probability space, optionally divided by a per-step constant whose log is in ``offset``),
@@ -54,12 +57,18 @@ VITERBI_ATOL = 1e-9
 #: forward vector forgets its start to 1e-12 within 24-32 steps and the max-plus one
 #: (rank convergence) within 16-24; a wrong guess only costs a re-run of its chunk
 WARM_UP = {"sum": 32, "max": 24, "back": 24}
-#: sum-product vectors are renormalised every this many steps (and at chunk ends)
-RENORMALISE_EVERY = 4
+#: sum-product vectors are renormalised every this many steps (and at chunk ends); a
+#: block whose mass comes near underflow is redone step by step (``UNDERFLOW``)
+RENORMALISE_EVERY = 8
 #: a renormaliser below this means the mass came near underflow: redo every step
 UNDERFLOW = 1e-200
 #: elements of one (rows, K, K) max-plus intermediate: small enough to stay in cache
 MAXPLUS_ELEMENTS = 2**16
+#: at most this many rows for the max-plus pass (small K: fewer, longer chunks pay)
+MAXPLUS_ROWS = 2048
+#: rows the Viterbi back-track aims for (its steps are (rows, K) gathers and arg-maxes; long
+#: chunks are split for it)
+BACKTRACK_ROWS = 512
 
 #: intra-op threads while a kernel runs on CPU (None: leave torch's setting). The kernels'
 #: per-step operations are sized to stay in cache (about 64K elements); threading them costs
@@ -98,6 +107,12 @@ RowRun = Callable[[torch.Tensor | None, torch.Tensor], tuple[torch.Tensor, list[
 
 
 # ----------------------------------------------------------------------------- chunk layout
+def _sum_rows(n_states: int) -> int:
+    """Target rows of a sum-product step (rows, K) @ (K, K): measured on 1 x 100,000 and
+    256 x 200 (more rows cost more per step than the shorter chunks save)."""
+    return 1024 if n_states <= 8 else (512 if n_states <= 32 else 256)
+
+
 def chunk_length(n_seq: int, length: int, n_states: int, kind: str) -> int:
     """The chunk length L for ``n_seq`` sequences of ``length`` steps.
 
@@ -106,14 +121,16 @@ def chunk_length(n_seq: int, length: int, n_states: int, kind: str) -> int:
     materialise (rows, K, K), so they use fewer rows for larger K.
     """
     if kind == "sum":
-        target_rows = 4096 if n_states <= 8 else (2048 if n_states <= 32 else 1024)
-    elif kind == "max":
-        target_rows = int(min(4096, max(16, MAXPLUS_ELEMENTS // n_states**2)))
-    else:  # back-tracking: (rows, K) gathers
-        target_rows = int(min(4096, max(256, 2**18 // n_states)))
+        target_rows = _sum_rows(n_states)
+    else:  # "max": the Viterbi forward pass (its back-track reuses the layout)
+        target_rows = int(min(MAXPLUS_ROWS, max(16, MAXPLUS_ELEMENTS // n_states**2)))
     chunks = max(1, math.ceil(target_rows / max(n_seq, 1)))
     min_len = WARM_UP["sum"]
     chunks = max(1, min(chunks, length // min_len))
+    # among chunk counts down to 3/4 of that, take the one with the fewest filler steps
+    # past T (filler steps are padding, which costs a select per step)
+    candidates = range(chunks, max(1, (3 * chunks) // 4) - 1, -1)
+    chunks = min(candidates, key=lambda c: math.ceil(length / c) * c - length)
     return math.ceil(length / chunks)
 
 
@@ -134,49 +151,49 @@ def _from_chunks(x: torch.Tensor, length: int) -> torch.Tensor:
     return x.reshape(n, c * chunk, *x.shape[3:])[:, :length]
 
 
-def _warm_slab(chunks: torch.Tensor, width: int) -> torch.Tensor:
-    """The last ``width`` steps of the previous chunk of every chunk: (N, C, W, ...).
-
-    Chunk 0 has no previous chunk; its slab is a copy of its own tail and is never used.
-    """
-    tails = chunks[:, :, chunks.shape[2] - width :]
-    return torch.cat([tails[:, :1], tails[:, :-1]], dim=1)
-
-
 def _speculative(
     run: RowRun,
     starts: torch.Tensor,
     n_chunks: int,
     same: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     link: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    *,
+    backwards: bool = False,
+    dim: int = 0,
 ) -> tuple[torch.Tensor, list[torch.Tensor], int]:
     """Run all rows from guessed ``starts``, then re-run rows whose guess was wrong.
 
-    Rows are chunks, row r = n * C + c; row r's true start is ``link(end of row r - 1, r)``
-    for c >= 1 (``link`` defaults to the end itself) and rows with c = 0 start exactly.
+    Rows are chunks, row r = n * C + c, indexed along ``dim`` of ``starts``, of the ends
+    and of every output. Row r's true start is ``link(end of its predecessor, r)`` (``link``
+    defaults to the end itself); the predecessor is row r - 1 (chunk c - 1), or row r + 1
+    (chunk c + 1) when ``backwards``, and the rows with no predecessor start exactly.
     ``run(rows, starts)`` runs the given rows (None = all) and returns their ends and
     per-row outputs. Returns the ends, the outputs and the number of rounds.
     """
     ends, outputs = run(None, starts)
-    n_rows = starts.shape[0]
+    n_rows = starts.shape[dim]
     device = starts.device
-    candidates = torch.arange(n_rows, device=device).reshape(-1, n_chunks)[:, 1:].reshape(-1)
+    step = -1 if backwards else 1
+    exact_chunk = n_chunks - 1 if backwards else 0
+    all_rows = torch.arange(n_rows, device=device)
+    candidates = all_rows[(all_rows % n_chunks) != exact_chunk]
     rounds = 1
     while candidates.numel():
-        previous_ends = ends[candidates - 1]
+        previous_ends = ends.index_select(dim, candidates - step)
         proposed = previous_ends if link is None else link(previous_ends, candidates)
-        wrong = ~same(starts[candidates], proposed)
+        wrong = ~same(starts.index_select(dim, candidates), proposed)
         rows = candidates[wrong]
         if not rows.numel():
             break
-        starts[rows] = proposed[wrong]
-        new_ends, new_outputs = run(rows, starts[rows])
-        ends[rows] = new_ends
+        fixed = proposed.index_select(dim, wrong.nonzero()[:, 0])
+        starts.index_copy_(dim, rows, fixed)
+        new_ends, new_outputs = run(rows, fixed)
+        ends.index_copy_(dim, rows, new_ends)
         for stored, new in zip(outputs, new_outputs):
-            stored[rows] = new
+            stored.index_copy_(dim if dim >= 0 else stored.dim() + dim, rows, new)
         rounds += 1
-        successors = rows + 1
-        candidates = successors[(successors % n_chunks) != 0]
+        successors = rows + step
+        candidates = successors[(successors % n_chunks) != exact_chunk]
     return ends, outputs, rounds
 
 
@@ -245,18 +262,20 @@ def _normalised_scan(
 
     starts = obs.new_full((n * n_chunks, k), 1.0 / k)
     if n_chunks > 1:
+        # guess row r's start from the last W steps of row r - 1 (row 0's guess is unused);
+        # the steps are strided views, not a copy
         width = min(chunk, WARM_UP["sum"])
-        warm = _warm_slab(chunks, width).reshape(n * n_chunks, width, k)
-        v = starts
-        for t, b_t in enumerate(warm.unbind(1)):
+        v = starts[1:]
+        for t, b_t in enumerate(rows_obs[:-1, chunk - width :].unbind(1)):
             v = (v @ trans) * b_t
             if (t + 1) % every == 0 or t + 1 == width:
                 v = v / v.sum(-1, keepdim=True)
-        starts = v
+        starts[1:] = v
     _, outputs, rounds = _speculative(run, starts, n_chunks, _same_distribution)
     norms = outputs[0].reshape(n, -1)
-    positive = norms[norms > 0]
-    if every > 1 and positive.numel() and bool(positive.min() < UNDERFLOW):
+    # a block whose mass fell below UNDERFLOW (or to 0: it may have underflowed, or the
+    # sequence is impossible; step by step tells which) is redone renormalising every step
+    if every > 1 and bool((norms < UNDERFLOW).any()):
         return _normalised_scan(obs, first, trans, store=store, every=1)
     vectors = None
     if store:
@@ -348,145 +367,175 @@ def forward_backward(
 
 
 # ----------------------------------------------------------------------------- max-product
-def _maxplus_scan(
-    log_obs: torch.Tensor, log_init: torch.Tensor, log_trans: torch.Tensor, pad: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """d_t = log_obs_t + max_i [d_{t-1}(i) + log A_i.], chunked.
+def _chunk_pads(
+    pad: torch.Tensor | None, n: int, length: int, chunk: int, device: torch.device
+) -> torch.Tensor | None:
+    """(rows, L) padding flags of the chunk rows (filler steps past T count as padding);
+    None when no step is padded."""
+    filler = (-length) % chunk
+    if pad is None and not filler:
+        return None
+    if pad is None:
+        pad = torch.zeros((n, length), dtype=torch.bool, device=device)
+    return _to_chunks(pad, chunk, True).reshape(-1, chunk)
 
-    Padded steps (``pad`` True) copy d_{t-1}. Returns d_t (N, T, K) up to a constant per
-    chunk (each chunk starts from a vector with max 0), the gains max_k d (N, C) at the
-    chunks' ends (so max_z log p(z, x) = the gains of all chunks but the last, plus
-    max_k d_{T-1}) and the number of rounds.
+
+def _viterbi_chunked(
+    log_obs: torch.Tensor, log_init: torch.Tensor, log_trans: torch.Tensor, pad: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Viterbi on chunk rows: max-plus forward pass, then the arg-max back-track.
+
+    Layout: row r = n * C + c is chunk c of sequence n (L steps); the vectors are kept
+    states-first, d_t as (K, rows), stored time-major in one (L, K, rows) buffer, so the
+    max over predecessors, d_t(j) = log_obs_t(j) + max_i [d_{t-1}(i) + log A_ij], reduces
+    contiguous slabs. Padded steps (``pad`` True, and the filler steps past T) copy
+    d_{t-1}. Chunk c > 0 starts from a vector with max 0 guessed by a warm-up over the end
+    of chunk c - 1 and checked (``VITERBI_ATOL``); its end maximum is its gain, so
+    max_z log p(z, x) = the sum of the chunks' gains.
+
+    The back-track z_{t-1} = argmax_i [d_{t-1}(i) + log A_{i, z_t}] (or z_t if step t is
+    padding) runs on the same buffer, every chunk at once from the last step to the first;
+    chunk c guesses its last state by back-tracking W steps of chunk c + 1, and the guess is
+    checked (exactly) against where chunk c + 1 really ends. Returns paths (N, T) and
+    scores (N,).
     """
     n, length, k = log_obs.shape
+    device = log_obs.device
     chunk = chunk_length(n, length, k, "max")
-    chunks = _to_chunks(log_obs, chunk, 0.0)
-    n_chunks = chunks.shape[1]
-    rows_obs = chunks.reshape(n * n_chunks, chunk, k)
-    pad_rows = None
-    if pad is not None:
-        pad_rows = _to_chunks(pad, chunk, True).reshape(n * n_chunks, chunk)
-    is_first = (torch.arange(n * n_chunks, device=log_obs.device) % n_chunks) == 0
-    # states-first layout: a vector is (K, rows), so max_i runs over contiguous slabs
-    log_trans_3d = log_trans.unsqueeze(-1)  # [i, j, 1]
-    log_init_col = log_init.unsqueeze(-1)
+    obs_rows = _to_chunks(log_obs, chunk, 0.0).reshape(-1, chunk, k)  # (R, L, K)
+    n_rows = obs_rows.shape[0]
+    n_chunks = n_rows // n
+    pad_rows = _chunk_pads(pad, n, length, chunk, device)
+    chunk_of_row = torch.arange(n_rows, device=device) % n_chunks
+    is_first = chunk_of_row == 0
+    trans_ij1 = log_trans.unsqueeze(-1)  # [i, j, 1]
+    init_col = log_init.unsqueeze(-1)
 
-    def propagate(v: torch.Tensor) -> torch.Tensor:
-        # max_i [v(i) + log A_ij] for v (K, rows), in blocks of targets j that stay in cache
-        block = max(1, MAXPLUS_ELEMENTS // (v.shape[1] * k))
-        v = v.unsqueeze(1)
+    def propagate(v: torch.Tensor, out: torch.Tensor, expanded: bool = False) -> torch.Tensor:
+        """out = max_i [v(i) + log A_ij] for v (K, r) (or (K, 1, r) if ``expanded``), in
+        target blocks that stay in cache."""
+        block = max(1, MAXPLUS_ELEMENTS // (v.shape[-1] * k))
+        v = v if expanded else v.unsqueeze(1)
         if block >= k:
-            return (v + log_trans_3d).amax(0)
-        parts = [(v + log_trans_3d[:, j : j + block]).amax(0) for j in range(0, k, block)]
-        return torch.cat(parts, 0)
+            return torch.amax(v + trans_ij1, 0, out=out)
+        for j in range(0, k, block):
+            torch.amax(v + trans_ij1[:, j : j + block], 0, out=out[j : j + block])
+        return out
 
-    def time_major(x: torch.Tensor) -> torch.Tensor:
-        return x.permute(1, 2, 0).contiguous()  # (rows, L, K) -> (L, K, rows)
+    # time-major, states-first observations: step t is a (K, rows) slab; copied to make the
+    # slabs contiguous unless the rows are few (then a strided slab reads few cache lines)
+    obs_steps = obs_rows.permute(1, 2, 0)
+    if n_rows > 64:
+        obs_steps = obs_steps.contiguous()
 
-    def run(rows: torch.Tensor | None, starts: torch.Tensor):
-        # unnormalised within a chunk (logs only drift; float64 keeps 1e-12 absolute at
-        # |delta| ~ 1e4): the chunk's start has max 0, so max(end) is its gain in log p
-        steps = time_major(rows_obs if rows is None else rows_obs[rows])
-        first_rows = is_first if rows is None else is_first[rows]
-        pads = None
-        if pad_rows is not None:
-            pads = (pad_rows if rows is None else pad_rows[rows]).T.unbind(0)
-        starts = starts.T
-        v = torch.where(first_rows, log_init_col, propagate(starts))
-        vectors = []
-        for t, lb_t in enumerate(steps.unbind(0)):
-            if pads is None:
-                v = v + lb_t if t == 0 else propagate(v) + lb_t
-            else:
-                previous = starts if t == 0 else v
-                new = v + lb_t if t == 0 else propagate(v) + lb_t
-                v = torch.where(pads[t], previous, new)
-            vectors.append(v)
+    def run_forward(rows: torch.Tensor | None, starts: torch.Tensor):
+        obs = obs_steps if rows is None else obs_steps[:, :, rows]
+        pads = None if pad_rows is None else (pad_rows if rows is None else pad_rows[rows])
+        first = is_first if rows is None else is_first[rows]
+        deltas = obs.new_empty(obs.shape)
+        v = propagate(starts, deltas[0])
+        v.copy_(torch.where(first, init_col, v)).add_(obs[0])
+        padded = [False] * chunk if pads is None else pads.any(0).tolist()
+        if padded[0]:
+            v.copy_(torch.where(pads[:, 0], starts, v))
+        # per-step views taken in one call each (indexing per step costs microseconds)
+        outs, ins, obs_t = deltas.unbind(0), deltas.unsqueeze(2).unbind(0), obs.unbind(0)
+        for t in range(1, chunk):
+            v = propagate(ins[t - 1], outs[t], expanded=True).add_(obs_t[t])
+            if padded[t]:
+                v.copy_(torch.where(pads[:, t], outs[t - 1], v))
         gain = v.amax(0)
-        return (v - gain).T, [gain[:, None], torch.stack(vectors, 0).permute(2, 0, 1)]
+        return v - gain, [deltas, gain.unsqueeze(0)]
 
-    starts = log_obs.new_zeros((n * n_chunks, k))
+    starts = log_obs.new_zeros((k, n_rows))
     if n_chunks > 1:
+        # guess row r's start from the last W steps of row r - 1 (row 0's guess is unused)
         width = min(chunk, WARM_UP["max"])
-        warm = time_major(_warm_slab(chunks, width).reshape(n * n_chunks, width, k))
-        warm_pad = None
-        if pad_rows is not None:
-            warm_pad = _warm_slab(pad_rows.reshape(n, n_chunks, chunk), width)
-            warm_pad = warm_pad.reshape(n * n_chunks, width).T.unbind(0)
-        v = starts.T
-        for t, lb_t in enumerate(warm.unbind(0)):
-            new = propagate(v) + lb_t
-            v = new if warm_pad is None else torch.where(warm_pad[t], v, new)
-        starts = (v - v.amax(0)).T.contiguous()
-    _, outputs, rounds = _speculative(run, starts, n_chunks, _same_log_vector)
-    gains = outputs[0].reshape(n, n_chunks)
-    vectors = _from_chunks(outputs[1].reshape(n, n_chunks, chunk, k), length)
-    return vectors, gains, rounds
+        v = log_obs.new_zeros((k, n_rows - 1))
+        for t in range(chunk - width, chunk):
+            new = propagate(v, torch.empty_like(v)).add_(obs_steps[t, :, :-1])
+            v = new if pad_rows is None else torch.where(pad_rows[:-1, t], v, new)
+        starts[:, 1:] = v - v.amax(0)
+    same_vector = lambda a, b: _same_log_vector(a.T, b.T)  # noqa: E731
+    _, (deltas, gains), _ = _speculative(run_forward, starts, n_chunks, same_vector, dim=-1)
+    gains = gains.reshape(n, n_chunks)
+    best = gains.sum(-1)
+    best = torch.where((gains == -math.inf).any(-1), torch.full_like(best, -math.inf), best)
+
+    # the back-track does (rows, K) work per step: split long chunks into S sub-chunks
+    # (one copy of the deltas) so that it runs fewer, wider steps
+    split = _backtrack_split(n_rows, chunk)
+    if split > 1:
+        sub = chunk // split
+        deltas = deltas.view(split, sub, k, n_rows).permute(1, 2, 3, 0).reshape(sub, k, -1)
+        pad_rows = None if pad_rows is None else pad_rows.reshape(-1, sub)
+    paths = _viterbi_backtrack(deltas, pad_rows, log_trans, n_chunks * split)
+    return paths.reshape(n, -1)[:, :length], best
 
 
-def _backtrack(
-    deltas: torch.Tensor, log_trans: torch.Tensor, pad: torch.Tensor | None
-) -> tuple[torch.Tensor, int]:
-    """The arg-max path from the normalised Viterbi vectors, chunked and checked.
+def _backtrack_split(n_rows: int, chunk: int) -> int:
+    """The divisor S of ``chunk`` that brings the back-track's rows nearest to
+    ``BACKTRACK_ROWS`` while keeping sub-chunks of at least 2 W steps; 1 (no split) unless
+    the rows are 4 times fewer (the split copies the deltas, about as slow as the steps
+    it saves otherwise)."""
+    if 4 * n_rows > BACKTRACK_ROWS:
+        return 1
+    divisors = [d for d in range(1, chunk + 1) if chunk % d == 0]
+    divisors = [d for d in divisors if d == 1 or chunk // d >= 2 * WARM_UP["back"]]
+    return min(divisors, key=lambda d: abs(math.log(n_rows * d / BACKTRACK_ROWS)))
 
-    z_T = argmax d_T; z_{t-1} = argmax_i [d_{t-1}(i) + log A_{i, z_t}] (or z_t if step t is
-    padding). Chunks run from the last to the first; each guesses its end state by
-    back-tracking W steps of the chunk after it, and guesses are compared with the states
-    the later chunk really took.
+
+def _viterbi_backtrack(
+    deltas: torch.Tensor, pad_rows: torch.Tensor | None, log_trans: torch.Tensor, n_chunks: int
+) -> torch.Tensor:
+    """The arg-max path from the Viterbi vectors ``deltas`` (L, K, rows) of chunk rows
+    (row r = n * C + c, time-ordered; ``pad_rows`` (rows, L)): (rows, L) states.
+
+    z_{t-1} = argmax_i [d_{t-1}(i) + log A_{i, z_t}] (or z_t if step t is padding), every
+    chunk at once from its last step to its first; chunk c guesses its last state by
+    back-tracking W steps of chunk c + 1, checked exactly against where chunk c + 1 ends.
     """
-    n, length, k = deltas.shape
-    chunk = chunk_length(n, length, k, "back")
-    # reverse time so "the previous chunk" of the scan driver is the later chunk in time
-    rev = _to_chunks(deltas.flip(1), chunk, 0.0)  # (N, C, L, K), time reversed
-    n_chunks = rev.shape[1]
-    rows = rev.reshape(n * n_chunks, chunk, k)
-    # reversed step s is time T' - 1 - s; its padding flag says the transition *into* it
-    # (forward in time) is a no-op; back-tracking from s to s + 1 uses the flag of s.
-    pad_rows = None
-    if pad is not None:
-        pad_rows = _to_chunks(pad.flip(1), chunk, True).reshape(n * n_chunks, chunk)
-    log_trans_t = log_trans.T.contiguous()
+    chunk, _k, n_rows = deltas.shape
+    chunk_of_row = torch.arange(n_rows, device=deltas.device) % n_chunks
+    trans_for_target = log_trans.T.contiguous()  # row z = log A_{., z}
 
     def back(z: torch.Tensor, d_prev: torch.Tensor, pad_now: torch.Tensor | None) -> torch.Tensor:
-        new = (d_prev + log_trans_t[z]).argmax(-1)
+        """argmax_i [d_prev(i) + log A_{i, z}] for d_prev (r, K), or z where ``pad_now``."""
+        new = (trans_for_target.index_select(0, z) + d_prev).max(-1).indices
         return new if pad_now is None else torch.where(pad_now, z, new)
 
-    def run(selected: torch.Tensor | None, starts: torch.Tensor):
-        data = rows if selected is None else rows[selected]
-        pads = None
-        if pad_rows is not None:
-            pads = pad_rows if selected is None else pad_rows[selected]
-        z = starts
+    def run_back(rows: torch.Tensor | None, ends: torch.Tensor):
+        d = deltas if rows is None else deltas[:, :, rows]
+        pads = None if pad_rows is None else (pad_rows if rows is None else pad_rows[rows])
+        padded = [False] * chunk if pads is None else pads.any(0).tolist()
+        z = ends
         path = [z]
-        steps = data.unbind(1)
-        for s in range(1, chunk):
-            z = back(z, steps[s], None if pads is None else pads[:, s - 1])
+        d_rows_first = d.transpose(1, 2).unbind(0)  # (r, K) views
+        for s in range(chunk - 1, 0, -1):
+            z = back(z, d_rows_first[s - 1], pads[:, s] if padded[s] else None)
             path.append(z)
-        return z, [torch.stack(path, 1)]
+        # stored (r, L) so that the rows of all chunks form the paths without a copy
+        return z, [torch.stack(path[::-1], 1).T]
 
-    # the link from a later chunk's first state (in time) to this chunk's last state
-    last_pad = None if pad_rows is None else pad_rows[:, chunk - 1]
+    last_pad = None if pad_rows is None else pad_rows[:, 0]  # step 0 of the later chunk
 
-    def link(later_ends: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        pads = None if last_pad is None else last_pad[targets - 1]
-        return back(later_ends, rows[targets, 0], pads)
+    def link(later_starts: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        pads = None if last_pad is None else last_pad[rows + 1]
+        return back(later_starts, deltas[chunk - 1][:, rows].T, pads)
 
-    starts = rows[:, 0].argmax(-1)
+    ends = deltas[chunk - 1].max(0).indices  # exact for the last chunk of every sequence
     if n_chunks > 1:
+        # guess row r's last state by back-tracking W steps of row r + 1 (from a guess)
         width = min(chunk, WARM_UP["back"])
-        later = torch.cat([rows[:1], rows[:-1]], 0)  # row r - 1 = the later chunk in time
-        later_pads = None
-        if pad_rows is not None:
-            later_pads = torch.cat([pad_rows[:1], pad_rows[:-1]], 0)
-        z = later[:, chunk - width].argmax(-1)
-        for s in range(chunk - width + 1, chunk):
-            z = back(z, later[:, s], None if later_pads is None else later_pads[:, s - 1])
-        guessed = back(z, rows[:, 0], None if later_pads is None else later_pads[:, chunk - 1])
-        is_first = (torch.arange(n * n_chunks, device=deltas.device) % n_chunks) == 0
-        starts = torch.where(is_first, starts, guessed)
-    _, outputs, rounds = _speculative(run, starts, n_chunks, torch.eq, link)
-    path = _from_chunks(outputs[0].reshape(n, n_chunks, chunk), length).flip(1)
-    return path, rounds
+        later = deltas[:, :, 1:]
+        later_pads = None if pad_rows is None else pad_rows[1:]
+        z = later[width - 1].max(0).indices
+        for s in range(width - 1, 0, -1):
+            z = back(z, later[s - 1].T, None if later_pads is None else later_pads[:, s])
+        guessed = back(z, deltas[chunk - 1][:, :-1].T, None if last_pad is None else last_pad[1:])
+        ends[:-1] = torch.where(chunk_of_row[:-1] == n_chunks - 1, ends[:-1], guessed)
+    _, (path,), _ = _speculative(run_back, ends, n_chunks, torch.eq, link, backwards=True, dim=-1)
+    return path.T
 
 
 @_threaded
@@ -503,13 +552,10 @@ def viterbi(
     (K,), ``log_trans`` (K, K) (entries may be -inf). Returns paths (N, T) (-1 on padding)
     and max_z log p(z, x) (N,) (-inf when no path is possible).
     """
-    pad = None if mask is None else ~mask
-    deltas, gains, _ = _maxplus_scan(log_obs, log_init, log_trans, pad)
-    # the last chunk may run past T on filler steps: read its gain at step T - 1
-    best = gains[:, :-1].sum(-1) + deltas[:, -1].amax(-1)
+    pad = None if mask is None or bool(mask.all()) else ~mask
+    path, best = _viterbi_chunked(log_obs, log_init, log_trans, pad)
     if offset is not None:
         best = best + _masked_sum(offset, mask)
-    path, _ = _backtrack(deltas, log_trans, pad)
-    if mask is not None:
+    if pad is not None:
         path = torch.where(mask, path, torch.full_like(path, -1))
     return path, best

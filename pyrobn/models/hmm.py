@@ -338,8 +338,7 @@ class HiddenMarkovModel(PyrobnModule):
     def _log_emission(self, batch: Batch) -> torch.Tensor:
         """log p(x_t | z_t = k) as (N, T, K); 0 on missing and padded steps."""
         if self.emission == "categorical":
-            table = self.emission_probs.log().T.contiguous()  # (V, K)
-            log_b = table[batch.values]
+            log_b = _lookup(self.emission_probs.log().T, batch.values)
             if batch.observed is None:
                 return log_b
             return torch.where(batch.observed[..., None], log_b, torch.zeros_like(log_b))
@@ -352,8 +351,7 @@ class HiddenMarkovModel(PyrobnModule):
     def _factors(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Emission factors b (N, T, K) for the sum-product kernels and their log offsets."""
         if self.emission == "categorical":
-            table = self.emission_probs.T.contiguous()
-            b = table[batch.values]
+            b = _lookup(self.emission_probs.T, batch.values)
             if batch.observed is not None:
                 b = torch.where(batch.observed[..., None], b, torch.ones_like(b))
             offset = None
@@ -699,6 +697,13 @@ class HiddenMarkovModel(PyrobnModule):
             found = guide.median(batch)
         self.set_params(**{name: value.detach() for name, value in found.items()})
         self.history_ = list(history.losses)
+
+
+def _lookup(table: torch.Tensor, symbols: torch.Tensor) -> torch.Tensor:
+    """Rows of ``table`` (V, K) at integer ``symbols`` (...): (..., K) (``index_select`` on
+    the flattened symbols is several times faster than advanced indexing)."""
+    rows = table.contiguous().index_select(0, symbols.reshape(-1))
+    return rows.reshape(*symbols.shape, table.shape[1])
 
 
 def permutation_match(true_emission: torch.Tensor, learned_emission: torch.Tensor) -> torch.Tensor:
