@@ -86,3 +86,13 @@ def test_tour_page_holds_every_figure_and_number(tour):
             assert key in text, f"{path.stem}'s number {key} missing from the page"
     summary = json.loads((out / "summary.json").read_text())
     assert [t["name"] for t in summary["tutorials"]] == [t.stem for t in TUTORIALS]
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=[t.stem for t in TUTORIALS])
+def test_tutorial_opens_as_a_notebook(path: Path):
+    import jupytext
+
+    notebook = jupytext.read(path)
+    kinds = {cell.cell_type for cell in notebook.cells}
+    assert kinds == {"markdown", "code"}, f"{path.name} should mix prose and code cells"
+    assert notebook.cells[0].cell_type == "markdown", f"{path.name} should open with its title"

@@ -248,3 +248,29 @@ tut.save(fig, "ae_vs_vae")
 # is the number to compare models by, and it sits above the ELBO by the gap
 # $D_{KL}(q\,\|\,p(z\mid x))$. Latent means organise the data without labels, and the
 # latent space supports interpolation and attribute arithmetic (eq. 21).
+
+# %% [markdown]
+# ## When one device is not enough: data-parallel training
+#
+# `VAE.fit` runs on `pyrobn.infer.fit_svi`, which trains data-parallel over
+# `torch.distributed` when the script is launched by `torchrun` with several processes.
+# Every process draws the same global minibatch of the `"data"` plate, keeps its own
+# shard of `batch_size` rows (its ELBO scaled to the whole data set), and the gradients
+# are averaged before each step: R processes take the step one process would take on
+# R × `batch_size` rows, down to the noise of the reparametrised z. Nothing in this
+# tutorial changes; only the launch does (`examples/distributed_vae.py` is this VAE on the
+# digits):
+#
+# ```bash
+# # 2 CPU processes on one machine (Gloo)
+# torchrun --standalone --nproc_per_node=2 examples/distributed_vae.py --steps 500
+# # one node with 8 GPUs (NCCL, one GPU per process)
+# torchrun --standalone --nproc_per_node=8 examples/distributed_vae.py
+# # two nodes: run on each with its own --node_rank
+# torchrun --nnodes=2 --nproc_per_node=8 --node_rank=0 \
+#     --master_addr=<node 0> --master_port=29500 examples/distributed_vae.py
+# ```
+#
+# Rank 0 shows the progress bar and writes the checkpoint (`checkpoint=...`), which
+# resumes in a single process; a dead peer or data that cannot be split raise
+# `pyrobn.errors.DistributedError` on every rank instead of hanging.
