@@ -192,3 +192,24 @@ def test_fused_adam_is_pyro_adam_in_one_step(tmp_path):
         resume=True,
     )
     assert resumed.losses == fused_run.losses
+
+
+def nan_gradient_model() -> None:
+    """A finite loss whose gradient is NaN: d/dθ sqrt(θ - θ) = 0 / 0."""
+    theta = pyro.param("theta", torch.tensor(2.0))
+    pyro.factor("f", theta + torch.sqrt(theta - theta))
+
+
+@pytest.mark.parametrize("steps", [1, 5])
+def test_nan_gradient_is_caught_and_rolled_back(steps):
+    pyro.enable_validation(False)
+    with pytest.raises(TrainingDiverged, match="diverged") as info:
+        fit_svi(
+            nan_gradient_model,
+            empty_guide,
+            steps=steps,
+            optim=pyro.optim.SGD({"lr": 0.1}),
+            progress=False,
+        )
+    assert info.value.step == 1  # the first step whose parameters are not finite
+    assert pyro.param("theta").item() == 2.0  # the value before the NaN update

@@ -85,12 +85,19 @@ class _Snapshot:
                 torch._foreach_copy_([p.detach() for p in self.params], self.buffers)
 
 
-def _grads_finite(params: list[torch.Tensor]) -> bool:
-    """Whether every gradient is finite, in one reduction and one device sync."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return True
-    return bool(torch.stack(torch._foreach_norm(grads)).isfinite().all())
+def _all_finite(tensors: list[torch.Tensor]) -> bool:
+    """Whether every entry of every tensor is finite, in one reduction and one device sync."""
+    tensors = [t.detach() for t in tensors if t is not None]
+    return not tensors or bool(torch.stack(torch._foreach_norm(tensors)).isfinite().all())
+
+
+def _bad_update(step: int) -> TrainingDiverged:
+    return TrainingDiverged(
+        step + 1,
+        math.nan,
+        f"training diverged at step {step}: its update (a non-finite gradient) made a "
+        "parameter non-finite; the parameters were restored to their values before it",
+    )
 
 
 def _clear_grads(params: list[torch.Tensor]) -> None:
@@ -288,6 +295,7 @@ def fit_svi(
     t0 = time.perf_counter()
     refresh_every = max(1, (steps - start) // 100)
     snapshot = _Snapshot()
+    params = [p for _, p in param_list]
 
     def stop(error: TrainingDiverged) -> TrainingDiverged:
         snapshot.restore()
@@ -318,8 +326,10 @@ def fit_svi(
         value = float(value)
         if context is not None:
             value = distributed_ops.average_gradients_and_loss(params, value, context, step)
-        if not math.isfinite(value) or not _grads_finite(params):
-            # an update that made the parameters non-finite shows here, one step later
+        if not math.isfinite(value):
+            # A non-finite gradient makes the update non-finite, which shows here one step
+            # later (or in the checks before a checkpoint and at the end): the snapshot taken
+            # before that update is what ``stop`` restores.
             _clear_grads(params)
             raise stop(TrainingDiverged(step, value))
         snapshot.take(params)
@@ -332,7 +342,11 @@ def fit_svi(
             bar.set_postfix(loss=f"{value:.4g}", refresh=False)
         done = step + 1
         if checkpoint is not None and checkpoint_every and done % checkpoint_every == 0:
+            if not _all_finite(params):
+                raise stop(_bad_update(step))
             _checkpoint(checkpoint, optim, param_list, done, history, context)
+    if history.losses and not _all_finite(params):
+        raise stop(_bad_update(len(history.losses) - 1))
     bar.close()
     _finish(history, t0)
     if checkpoint is not None and steps > start:
