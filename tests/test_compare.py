@@ -22,14 +22,6 @@ from pyrobn.infer.compare import GridDensity, gaussian_kl, guide_factory, hdi
 pytestmark = pytest.mark.xdist_group("compare_guides")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def correlated_regression(n=50, seed=0):
     g = torch.Generator().manual_seed(seed)
     X = torch.randn(n, 2, generator=g, dtype=torch.float64)
@@ -42,7 +34,6 @@ def correlated_regression(n=50, seed=0):
 @pytest.fixture(scope="module")
 def regression_comparison():
     pyro.clear_param_store()
-    torch.set_num_threads(1)
     X, y = correlated_regression()
     blr = pyrobn.BayesianLinearRegression(2, noise_scale=0.5, lam=1.0)
     exact = blr.posterior(X, y)

@@ -15,15 +15,6 @@ from pyrobn.density import EmpiricalDistribution
 from pyrobn.errors import ConfigurationError, NonFiniteError, ShapeError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensor ops: one intra-op thread per test worker avoids oversubscribing the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def numpy_kde_log_prob(queries: np.ndarray, data: np.ndarray, h: float) -> np.ndarray:
     """eq. 14 written out directly: log (1/K) sum_k N(x | x^k, h^2 I)."""
     diff = queries[:, None, :] - data[None, :, :]

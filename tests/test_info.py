@@ -14,16 +14,6 @@ from torch.distributions import Laplace, MultivariateNormal, Normal, StudentT
 from pyrobn import info
 from pyrobn.errors import ConfigurationError, InvalidDistributionError, ShapeError
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensor ops: one intra-op thread per test worker avoids oversubscribing the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 SETTINGS = settings(max_examples=40, deadline=None)
 
 

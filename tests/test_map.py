@@ -20,15 +20,6 @@ from pyrobn.infer.map import prior_init_values
 from pyrobn.models.regression import lasso_map
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread avoids spinning threads on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def regression_data(n=80, seed=0, device="cpu"):
     g = torch.Generator().manual_seed(seed)
     X = torch.randn(n, 3, generator=g, dtype=torch.float64)

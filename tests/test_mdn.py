@@ -16,16 +16,6 @@ from pyrobn.datasets import inverse_sine
 from pyrobn.errors import ConfigurationError, NonFiniteError, ShapeError
 from pyrobn.models.mdn import polynomial_gaussian_nll
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensor ops: one intra-op thread per test worker avoids oversubscribing the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # one worker trains the shared models (pytest-xdist --dist loadgroup)
 pytestmark = pytest.mark.xdist_group(name="mdn")
 
@@ -39,15 +29,12 @@ def trained():
 def _train_models():
     """A 3-component MDN and a 1-component one (the best single-Gaussian regressor)."""
     pyro.clear_param_store()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     x, t = inverse_sine(600, seed=0, device="cpu")
     models = {}
     for k in (3, 1):
         m = MixtureDensityNetwork(1, 1, k, hidden=(32, 32), seed=0)
         m.fit(x, t, steps=500, lr=1e-2)
         models[k] = m
-    torch.set_num_threads(threads)
     return models
 
 

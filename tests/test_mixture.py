@@ -23,16 +23,6 @@ from pyrobn.errors import (
 )
 from pyrobn.models.mixture import weight_mle_two_components
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensor ops: one intra-op thread per test worker avoids oversubscribing the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 P = COURSE_MIXTURE
 
 

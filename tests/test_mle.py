@@ -13,15 +13,6 @@ from pyrobn import mle
 from pyrobn.errors import ConfigurationError, NonFiniteError, OutOfSupportError, ShapeError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensor ops: one intra-op thread per test worker avoids oversubscribing the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 10_000), st.integers(2, 200), st.integers(1, 4))
 def test_gaussian_mle_is_the_stationary_point(seed, n, d):
