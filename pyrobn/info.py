@@ -21,6 +21,7 @@ standard error). Results are in nats.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,6 +159,39 @@ def _exact_unavailable(what: str, p: Any, q: Any = None) -> ConfigurationError:
     )
 
 
+def _information(
+    what: str,
+    p: torch.Tensor | Distribution,
+    q: torch.Tensor | Distribution | None,
+    method: str,
+    num_samples: int,
+    seed: int | None,
+    *,
+    table: Callable[[], torch.Tensor],
+    gaussian: Callable[[], torch.Tensor],
+    registered: Callable[[], torch.Tensor],
+    integrand: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor | MonteCarloEstimate:
+    """The one dispatch of H, CE and KL: tables exactly; Gaussians in closed form; a
+    formula torch registers; else (or ``method="mc"``) E_p[integrand(x)] by Monte Carlo."""
+    method = _method(method)
+    if isinstance(p, torch.Tensor) or isinstance(q, torch.Tensor):
+        return table()
+    if method != "mc":
+        if _is_gaussian(p) and (q is None or _is_gaussian(q)):
+            return gaussian()
+        try:
+            return registered()
+        except NotImplementedError:
+            if method == "exact":
+                raise _exact_unavailable(what, p, q) from None
+    return _mc(integrand(_draw(p, num_samples, seed)), num_samples)
+
+
+def _table_pair(p: Any, q: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    return _tables(torch.as_tensor(p), torch.as_tensor(q))
+
+
 # ---------------------------------------------------------------------- public API
 def entropy(
     p: torch.Tensor | Distribution,
@@ -172,20 +206,23 @@ def entropy(
     (Gaussians: (D/2) log(2 pi e) + log det L; others: ``p.entropy()`` if defined),
     or with ``method="mc"`` the mean of -log p(x_s), x_s ~ p, and its standard error.
     """
-    method = _method(method)
-    if isinstance(p, torch.Tensor):
+
+    def table() -> torch.Tensor:
         pt = _table(p, "p")
         return -_xlogy(pt, pt).sum(-1)
-    if method != "mc":
-        if _is_gaussian(p):
-            return gaussian_entropy(_as_mvn(p)[1])
-        try:
-            return p.entropy()
-        except NotImplementedError:
-            if method == "exact":
-                raise _exact_unavailable("entropy", p) from None
-    x = _draw(p, num_samples, seed)
-    return _mc(-p.log_prob(x), num_samples)
+
+    return _information(
+        "entropy",
+        p,
+        None,
+        method,
+        num_samples,
+        seed,
+        table=table,
+        gaussian=lambda: gaussian_entropy(_as_mvn(p)[1]),
+        registered=lambda: p.entropy(),
+        integrand=lambda x: -p.log_prob(x),
+    )
 
 
 def cross_entropy(
@@ -202,20 +239,23 @@ def cross_entropy(
     the mean of -log q(x_s), x_s ~ p, with its standard error. With p the empirical
     distribution of data D, CE(p_D, q) = -(1/K) log q(D) (eq. 45).
     """
-    method = _method(method)
-    if isinstance(p, torch.Tensor) or isinstance(q, torch.Tensor):
-        pt, qt = _tables(torch.as_tensor(p), torch.as_tensor(q))
+
+    def table() -> torch.Tensor:
+        pt, qt = _table_pair(p, q)
         return -_xlogy(pt, qt).sum(-1)
-    if method != "mc":
-        if _is_gaussian(p) and _is_gaussian(q):
-            return gaussian_cross_entropy(*_as_mvn(p), *_as_mvn(q))
-        try:
-            return p.entropy() + torch.distributions.kl_divergence(p, q)
-        except NotImplementedError:
-            if method == "exact":
-                raise _exact_unavailable("cross_entropy", p, q) from None
-    x = _draw(p, num_samples, seed)
-    return _mc(-q.log_prob(x), num_samples)
+
+    return _information(
+        "cross_entropy",
+        p,
+        q,
+        method,
+        num_samples,
+        seed,
+        table=table,
+        gaussian=lambda: gaussian_cross_entropy(*_as_mvn(p), *_as_mvn(q)),
+        registered=lambda: p.entropy() + torch.distributions.kl_divergence(p, q),
+        integrand=lambda x: -q.log_prob(x),
+    )
 
 
 def kl_divergence(
@@ -233,20 +273,23 @@ def kl_divergence(
     it; otherwise (or ``method="mc"``) the mean of log p(x_s) - log q(x_s), x_s ~ p,
     with its standard error.
     """
-    method = _method(method)
-    if isinstance(p, torch.Tensor) or isinstance(q, torch.Tensor):
-        pt, qt = _tables(torch.as_tensor(p), torch.as_tensor(q))
+
+    def table() -> torch.Tensor:
+        pt, qt = _table_pair(p, q)
         return (_xlogy(pt, pt) - _xlogy(pt, qt)).sum(-1)
-    if method != "mc":
-        if _is_gaussian(p) and _is_gaussian(q):
-            return gaussian_kl(*_as_mvn(p), *_as_mvn(q))
-        try:
-            return torch.distributions.kl_divergence(p, q)
-        except NotImplementedError:
-            if method == "exact":
-                raise _exact_unavailable("kl_divergence", p, q) from None
-    x = _draw(p, num_samples, seed)
-    return _mc(p.log_prob(x) - q.log_prob(x), num_samples)
+
+    return _information(
+        "kl_divergence",
+        p,
+        q,
+        method,
+        num_samples,
+        seed,
+        table=table,
+        gaussian=lambda: gaussian_kl(*_as_mvn(p), *_as_mvn(q)),
+        registered=lambda: torch.distributions.kl_divergence(p, q),
+        integrand=lambda x: p.log_prob(x) - q.log_prob(x),
+    )
 
 
 def fit_gaussian_by_kl(
