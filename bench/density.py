@@ -17,6 +17,7 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 from sklearn.neighbors import KernelDensity
 
 from pyrobn import KDE, GaussianMixture
+from pyrobn.datasets import gaussian_blobs
 
 
 def best_time(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
@@ -49,16 +50,8 @@ def bench_kde(n: int, m: int, d: int, repeats: int) -> None:
     print(f"speed-up (sklearn time / pyrobn time): {t_sk / t_ours:.2f}x; max |diff| = {err:.1e}")
 
 
-def _blobs(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    z = rng.choice(3, size=n, p=[0.5, 0.3, 0.2])
-    means = np.array([[0, 0], [4, 1], [1, 5]])
-    a = np.array([[[1, 0], [0.6, 0.5]], [[0.7, 0], [0, 1.2]], [[0.5, 0], [-0.3, 0.8]]])
-    return means[z] + np.einsum("nij,nj->ni", a[z], rng.normal(size=(n, 2)))
-
-
 def bench_mixture(n: int, repeats: int) -> None:
-    x = _blobs(n, 0)
+    x = gaussian_blobs(n, 0)
     xt = torch.as_tensor(x)
     tol = 1e-6
 

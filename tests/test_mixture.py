@@ -13,7 +13,7 @@ from scipy.stats import norm
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from pyrobn import GaussianMixture
-from pyrobn.datasets import course_mixture
+from pyrobn.datasets import course_mixture, gaussian_blobs
 from pyrobn.datasets.mixture import COURSE_MIXTURE, course_mixture_log_prob
 from pyrobn.errors import (
     ConfigurationError,
@@ -156,16 +156,8 @@ def test_log_prob_against_scipy():
     assert gm.bic(x) == pytest.approx(-2 * ref.sum() + n_params * math.log(50))
 
 
-def _blobs(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    z = rng.choice(3, size=n, p=[0.5, 0.3, 0.2])
-    means = np.array([[0, 0], [4, 1], [1, 5]])
-    a = np.array([[[1, 0], [0.6, 0.5]], [[0.7, 0], [0, 1.2]], [[0.5, 0], [-0.3, 0.8]]])
-    return means[z] + np.einsum("nij,nj->ni", a[z], rng.normal(size=(n, 2)))
-
-
 def test_full_mixture_held_out_within_one_percent_of_sklearn():
-    train, test = _blobs(1500, 0), _blobs(1500, 1)
+    train, test = gaussian_blobs(1500, 0), gaussian_blobs(1500, 1)
     sk = SkGaussianMixture(3, tol=1e-6, max_iter=1000, n_init=3, random_state=0).fit(train)
     gm = GaussianMixture(3, dim=2, learn="all")
     gm.fit(train, method="em", steps=1000, tol=1e-9, restarts=3, seed=0)
@@ -189,7 +181,7 @@ def test_full_mixture_svi_reaches_the_em_optimum():
 
 
 def test_restarts_keep_the_best():
-    train = _blobs(400, 3)
+    train = gaussian_blobs(400, 3)
     scores = []
     for seed in range(3):
         g = GaussianMixture(3, dim=2, learn="all")
@@ -201,7 +193,7 @@ def test_restarts_keep_the_best():
 
 
 def test_bic_prefers_the_true_number_of_components():
-    train = _blobs(800, 4)
+    train = gaussian_blobs(800, 4)
     bics = []
     for k in (1, 2, 3, 4):
         g = GaussianMixture(k, dim=2, learn="all")

@@ -11,6 +11,7 @@ _EXPORTS = {
     "student_samples": ".student",
     "course_mixture": ".mixture",
     "inverse_sine": ".mixture",
+    "gaussian_blobs": ".mixture",
     "swiss_roll": ".manifold",
     "digits": ".manifold",
     "text_corpus": ".text",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from pyrobn.device import device as default_device
@@ -75,3 +76,22 @@ def inverse_sine(
     x = t + 0.3 * torch.sin(2 * torch.pi * t) + noise * torch.randn(n, 1, generator=g, dtype=dtype)
     target = device if device is not None else default_device()
     return x.to(target), t.to(target)
+
+
+#: three anisotropic 2-D Gaussian blobs: weights, means and the factors A_k (x = m_k + A_k e)
+BLOB_WEIGHTS = (0.5, 0.3, 0.2)
+BLOB_MEANS = ((0.0, 0.0), (4.0, 1.0), (1.0, 5.0))
+BLOB_FACTORS = (((1.0, 0.0), (0.6, 0.5)), ((0.7, 0.0), (0.0, 1.2)), ((0.5, 0.0), (-0.3, 0.8)))
+
+
+def gaussian_blobs(n: int, seed: int = 0) -> np.ndarray:
+    """n draws from a 3-component 2-D Gaussian mixture with correlated components.
+
+    z ~ Categorical(0.5, 0.3, 0.2), x = m_z + A_z e with e ~ N(0, I): the full-mixture
+    benchmark and tests fit it with pyrobn and scikit-learn. Returns a (n, 2) array.
+    """
+    check_positive(n, "n")
+    rng = np.random.default_rng(seed)
+    z = rng.choice(3, size=n, p=BLOB_WEIGHTS)
+    means, factors = np.asarray(BLOB_MEANS), np.asarray(BLOB_FACTORS)
+    return means[z] + np.einsum("nij,nj->ni", factors[z], rng.normal(size=(n, 2)))
