@@ -39,7 +39,6 @@ class DistributedContext:
     rank: int
     world_size: int
     device: torch.device
-    created_group: bool
 
     @property
     def is_main(self) -> bool:
@@ -61,7 +60,7 @@ def setup(timeout_s: float | None = None) -> DistributedContext:
         rank, world = torch_dist.get_rank(), torch_dist.get_world_size()
         on_cuda = torch_dist.get_backend() == "nccl"
         device = torch.device(f"cuda:{torch.cuda.current_device()}" if on_cuda else "cpu")
-        return DistributedContext(rank, world, device, created_group=False)
+        return DistributedContext(rank, world, device)
     missing = [name for name in _LAUNCH_VARIABLES if name not in os.environ]
     if missing:
         raise DistributedError(
@@ -93,9 +92,7 @@ def setup(timeout_s: float | None = None) -> DistributedContext:
         ) from exc
     # The group lives as long as the process: a script may fit several models in turn.
     atexit.register(_leave_group)
-    return DistributedContext(
-        torch_dist.get_rank(), torch_dist.get_world_size(), device, created_group=True
-    )
+    return DistributedContext(torch_dist.get_rank(), torch_dist.get_world_size(), device)
 
 
 def _leave_group() -> None:
