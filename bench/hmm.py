@@ -5,7 +5,9 @@ and ``decode`` (Viterbi), against ``HiddenMarkovModel.log_prob`` and ``.viterbi`
 same random model and data (float64 both). Cases: one sequence of T = 100,000 steps and a
 batch of 256 sequences of T = 200, for K in {4, 16, 64} states and 50 symbols. Each time
 is the best of several repeats after a warm-up; ratio = hmmlearn time / pyrobn time (> 1:
-pyrobn is faster). Results are checked to agree before they are timed.
+pyrobn is faster). Results are checked to agree before they are timed. On CPU, pyrobn's
+Viterbi is the numba-compiled loop (``pyrobn.infer.hmm_compiled``); ``--viterbi-backend
+torch`` times the chunked torch kernel instead (the one CUDA runs).
 
     python bench/hmm.py            # full run
     python bench/hmm.py --quick    # fewer repeats, smaller single sequence
@@ -22,6 +24,7 @@ import torch
 from hmmlearn import hmm
 
 import pyrobn
+from pyrobn.infer import hmm_ops
 
 
 def best_times(first: Callable[[], object], second: Callable[[], object], repeats: int):
@@ -99,13 +102,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, T = 20,000")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument(
+        "--viterbi-backend", choices=hmm_ops.VITERBI_BACKENDS, default=hmm_ops.VITERBI_BACKEND
+    )
     args = parser.parse_args()
+    hmm_ops.VITERBI_BACKEND = args.viterbi_backend
     repeats = args.repeats or (2 if args.quick else 5)
     long_t = 20_000 if args.quick else 100_000
     devices = [torch.device("cpu")]
     if torch.cuda.is_available():
         devices.append(torch.device("cuda"))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; float64; 50 symbols")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; float64; 50 symbols; "
+        f"viterbi backend {args.viterbi_backend}"
+    )
     print("| sequences      |   K | operation       | hmmlearn ms | pyrobn ms | ratio | device |")
     print("|----------------|-----|-----------------|-----------|-----------|-------|--------|")
     for device in devices:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import math
 
@@ -12,7 +13,11 @@ from hmmlearn import hmm
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pyrobn.errors import ConfigurationError
 from pyrobn.infer import hmm_ops
+
+#: both Viterbi kernels: the compiled CPU loop and the chunked torch scan (CUDA's path)
+BACKENDS = ["compiled", "torch"]
 
 
 def random_tables(k: int, v: int, seed: int, sticky: float = 0.0):
@@ -54,6 +59,7 @@ def categorical_reference(init, trans, emission):
     return ref
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     k=st.integers(1, 3),
@@ -61,7 +67,7 @@ def categorical_reference(init, trans, emission):
     length=st.integers(1, 5),
     seed=st.integers(0, 10_000),
 )
-def test_kernels_equal_brute_force(k, v, length, seed):
+def test_kernels_equal_brute_force(k, v, length, seed, backend):
     init, trans, emission = random_tables(k, v, seed)
     x = torch.randint(v, (length,), generator=torch.Generator().manual_seed(seed))
     log_p, marginals, best, _path = brute_force(init, trans, emission, x.tolist())
@@ -70,18 +76,19 @@ def test_kernels_equal_brute_force(k, v, length, seed):
     gamma, log_p2, _ = hmm_ops.forward_backward(obs, init, trans)
     assert torch.allclose(gamma[0], marginals, rtol=1e-9, atol=1e-12)
     assert torch.allclose(log_p2[0], log_p, rtol=1e-10)
-    found, score = hmm_ops.viterbi(obs.log(), init.log(), trans.log())
+    found, score = hmm_ops.viterbi(obs.log(), init.log(), trans.log(), backend=backend)
     assert torch.allclose(score[0], best, rtol=1e-10)
     joint = init[found[0, 0]].log() + emission[found[0], x].log().sum()
     joint = joint + trans[found[0, :-1], found[0, 1:]].log().sum()
     assert torch.allclose(joint, best, rtol=1e-10)  # an optimal path (ties allowed)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
     ("k", "v", "n", "length", "sticky"),
     [(2, 3, 1, 3000, 0.0), (4, 50, 3, 800, 0.0), (16, 20, 5, 400, 0.0), (7, 9, 2, 1500, 0.9)],
 )
-def test_categorical_kernels_equal_hmmlearn(k, v, n, length, sticky):
+def test_categorical_kernels_equal_hmmlearn(k, v, n, length, sticky, backend):
     """Several K, vocabularies and lengths; long enough to be cut into many chunks."""
     init, trans, emission = random_tables(k, v, seed=k * v + n, sticky=sticky)
     ref = categorical_reference(init, trans, emission)
@@ -89,7 +96,7 @@ def test_categorical_kernels_equal_hmmlearn(k, v, n, length, sticky):
     obs = emission.T[x]
     log_p = hmm_ops.forward_log_prob(obs, init, trans)
     gamma, log_p2, _ = hmm_ops.forward_backward(obs, init, trans)
-    path, best = hmm_ops.viterbi(obs.log(), init.log(), trans.log())
+    path, best = hmm_ops.viterbi(obs.log(), init.log(), trans.log(), backend=backend)
     for i in range(n):
         xi = x[i].numpy()[:, None]
         assert log_p[i].item() == pytest.approx(ref.score(xi), rel=1e-6)
@@ -103,8 +110,9 @@ def test_categorical_kernels_equal_hmmlearn(k, v, n, length, sticky):
         assert joint.item() == pytest.approx(ref_best, rel=1e-9)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("k", "d", "length"), [(3, 1, 2000), (5, 2, 600)])
-def test_gaussian_viterbi_path_equals_hmmlearn(k, d, length):
+def test_gaussian_viterbi_path_equals_hmmlearn(k, d, length, backend):
     """Continuous emissions make the optimal path unique: the paths must be identical."""
     rng = np.random.default_rng(k)
     ref = hmm.GaussianHMM(n_components=k, covariance_type="diag", implementation="scaling")
@@ -119,7 +127,7 @@ def test_gaussian_viterbi_path_equals_hmmlearn(k, d, length):
     log_b = (-0.5 * ((xt - means) ** 2 / var + torch.log(2 * math.pi * var))).sum(-1)
     offset = log_b.amax(-1)
     init, trans = torch.tensor(ref.startprob_), torch.tensor(ref.transmat_)
-    path, best = hmm_ops.viterbi(log_b, init.log(), trans.log())
+    path, best = hmm_ops.viterbi(log_b, init.log(), trans.log(), backend=backend)
     ref_best, ref_path = ref.decode(x)
     assert best.item() == pytest.approx(ref_best, rel=1e-9)
     assert torch.equal(path[0], torch.as_tensor(ref_path))
@@ -127,7 +135,8 @@ def test_gaussian_viterbi_path_equals_hmmlearn(k, d, length):
     assert log_p.item() == pytest.approx(ref.score(x), rel=1e-9)
 
 
-def test_chains_that_never_forget_are_still_exact():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_chains_that_never_forget_are_still_exact(backend):
     """Identity transitions defeat the chunk guesses: the rounds fall back to exactness."""
     k, v, length = 3, 4, 700
     init, _, emission = random_tables(k, v, seed=3)
@@ -141,12 +150,13 @@ def test_chains_that_never_forget_are_still_exact():
     gamma, _, _ = hmm_ops.forward_backward(obs, init, trans)
     state_post = (init.log() + emission.log()[:, x[0]].sum(-1) - expected).exp()
     assert torch.allclose(gamma[0], state_post.expand(length, k), rtol=1e-9)
-    path, _best = hmm_ops.viterbi(obs.log(), init.log(), trans.log())
+    path, _best = hmm_ops.viterbi(obs.log(), init.log(), trans.log(), backend=backend)
     winner = int((init.log() + emission.log()[:, x[0]].sum(-1)).argmax())
     assert bool((path[0] == winner).all())
 
 
-def test_padding_equals_separate_sequences():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_padding_equals_separate_sequences(backend):
     """Padded steps are no-ops: a padded batch equals each sequence on its own."""
     k, v = 4, 6
     init, trans, emission = random_tables(k, v, seed=11)
@@ -157,14 +167,14 @@ def test_padding_equals_separate_sequences():
     obs = emission.T[x]
     log_p = hmm_ops.forward_log_prob(obs, init, trans, mask)
     gamma, _, _ = hmm_ops.forward_backward(obs, init, trans, mask)
-    path, best = hmm_ops.viterbi(obs.log(), init.log(), trans.log(), mask)
+    path, best = hmm_ops.viterbi(obs.log(), init.log(), trans.log(), mask, backend=backend)
     for i, n in enumerate(lengths):
         alone = obs[i : i + 1, :n]
         assert torch.allclose(log_p[i], hmm_ops.forward_log_prob(alone, init, trans)[0])
         g_alone, _, _ = hmm_ops.forward_backward(alone, init, trans)
         assert torch.allclose(gamma[i, :n], g_alone[0], rtol=1e-9, atol=1e-14)
         assert bool((gamma[i, n:] == 0).all())
-        p_alone, b_alone = hmm_ops.viterbi(alone.log(), init.log(), trans.log())
+        p_alone, b_alone = hmm_ops.viterbi(alone.log(), init.log(), trans.log(), backend=backend)
         assert torch.allclose(best[i], b_alone[0])
         assert torch.equal(path[i, :n], p_alone[0])
         assert bool((path[i, n:] == -1).all())
@@ -192,24 +202,26 @@ def test_expected_transitions_equal_brute_force():
     assert torch.allclose(xi, expected, rtol=1e-10)
 
 
-def test_impossible_sequence_has_minus_infinite_log_prob():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_impossible_sequence_has_minus_infinite_log_prob(backend):
     init = torch.tensor([1.0, 0.0], dtype=torch.float64)
     trans = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
     emission = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
     x = torch.tensor([[0, 0, 1, 0]])
     obs = emission.T[x]
     assert hmm_ops.forward_log_prob(obs, init, trans)[0] == -math.inf
-    _, best = hmm_ops.viterbi(obs.log(), init.log(), trans.log())
+    _, best = hmm_ops.viterbi(obs.log(), init.log(), trans.log(), backend=backend)
     assert best[0] == -math.inf
 
 
-def test_kernels_follow_the_device_of_their_inputs(device):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_kernels_follow_the_device_of_their_inputs(device, backend):
     init, trans, emission = random_tables(3, 4, seed=2)
     init, trans, emission = init.to(device), trans.to(device), emission.to(device)
     x = torch.randint(4, (2, 300), generator=torch.Generator().manual_seed(0)).to(device)
     obs = emission.T[x]
     assert hmm_ops.forward_log_prob(obs, init, trans).device.type == device.type
-    path, best = hmm_ops.viterbi(obs.log(), init.log(), trans.log())
+    path, best = hmm_ops.viterbi(obs.log(), init.log(), trans.log(), backend=backend)
     assert path.device.type == device.type and best.device.type == device.type
 
 
@@ -227,6 +239,7 @@ def path_log_joint(path, log_obs, log_init, log_trans):
     return log_init[path[0]] + log_obs[steps, path].sum() + log_trans[path[:-1], path[1:]].sum()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
     ("k", "chain", "lengths"),
     [
@@ -236,7 +249,7 @@ def path_log_joint(path, log_obs, log_init, log_trans):
         (40, "random", [4000, 3333]),  # few long chunks: the back-track splits them
     ],
 )
-def test_chunked_viterbi_equals_sequential_recursion(k, chain, lengths):
+def test_chunked_viterbi_equals_sequential_recursion(k, chain, lengths, backend):
     """Many chunks, padding, filler steps past T, near-deterministic and -inf transitions:
     the best score equals the sequential recursion and the returned path attains it."""
     init, trans, _ = random_tables(k, 2, seed=k)
@@ -248,7 +261,7 @@ def test_chunked_viterbi_equals_sequential_recursion(k, chain, lengths):
     log_obs = 2.0 * torch.randn(len(lengths), max(lengths), k, generator=g, dtype=torch.float64)
     mask = torch.arange(max(lengths))[None] < torch.tensor(lengths)[:, None]
     log_obs = torch.where(mask[..., None], log_obs, torch.zeros_like(log_obs))
-    path, best = hmm_ops.viterbi(log_obs, init.log(), trans.log(), mask)
+    path, best = hmm_ops.viterbi(log_obs, init.log(), trans.log(), mask, backend=backend)
     for i, n in enumerate(lengths):
         expected = reference_viterbi_score(log_obs[i], init.log(), trans.log(), n)
         assert best[i].item() == pytest.approx(expected.item(), rel=1e-12, abs=1e-9)
@@ -257,7 +270,8 @@ def test_chunked_viterbi_equals_sequential_recursion(k, chain, lengths):
         assert bool((path[i, n:] == -1).all())
 
 
-def test_near_underflow_blocks_are_redone_exactly():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_near_underflow_blocks_are_redone_exactly(backend):
     """Factors so small that a block between renormalisations underflows: scaling every
     factor by c adds T log c to log p(x) and to the best score, and the path stays optimal
     (categorical emissions have exact ties, so the path itself may switch between them)."""
@@ -272,9 +286,51 @@ def test_near_underflow_blocks_are_redone_exactly():
     gamma, _, _ = hmm_ops.forward_backward(obs, init, trans)
     gamma_tiny, _, _ = hmm_ops.forward_backward(obs * tiny, init, trans)
     assert torch.allclose(gamma_tiny, gamma, rtol=1e-9, atol=1e-14)
-    _, best = hmm_ops.viterbi(obs.log(), init.log(), trans.log())
-    path_tiny, best_tiny = hmm_ops.viterbi((obs * tiny).log(), init.log(), trans.log())
+    _, best = hmm_ops.viterbi(obs.log(), init.log(), trans.log(), backend=backend)
+    path_tiny, best_tiny = hmm_ops.viterbi(
+        (obs * tiny).log(), init.log(), trans.log(), backend=backend
+    )
     assert torch.allclose(best_tiny, best + shift, rtol=1e-12)
     for i in range(len(x)):
         found = path_log_joint(path_tiny[i], obs[i].log(), init.log(), trans.log())
         assert found.item() == pytest.approx(best[i].item(), rel=1e-12)
+
+
+def test_viterbi_backend_is_checked():
+    init, trans, emission = random_tables(2, 3, seed=0)
+    obs = emission.T[torch.tensor([[0, 1, 2]])]
+    with pytest.raises(ConfigurationError, match="backend"):
+        hmm_ops.viterbi(obs.log(), init.log(), trans.log(), backend="fast")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_viterbi_keeps_the_dtype_and_agrees_with_torch(dtype):
+    """Both kernels on a batch of several lengths: same scores, optimal paths, same dtype."""
+    k, v = 6, 8
+    init, trans, emission = (t.to(dtype) for t in random_tables(k, v, seed=4))
+    lengths = [300, 17, 120]
+    x = torch.randint(v, (3, 300), generator=torch.Generator().manual_seed(3))
+    mask = torch.arange(300)[None] < torch.tensor(lengths)[:, None]
+    log_obs = torch.where(mask[..., None], emission.T[x].log(), torch.zeros((), dtype=dtype))
+    args = (log_obs, init.log(), trans.log(), mask)
+    path_c, best_c = hmm_ops.viterbi(*args, backend="compiled")
+    _, best_t = hmm_ops.viterbi(*args, backend="torch")
+    assert best_c.dtype == dtype and path_c.dtype == torch.long
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert torch.allclose(best_c, best_t, rtol=tol)
+    for i, n in enumerate(lengths):
+        found = path_log_joint(path_c[i, :n], log_obs[i], init.log(), trans.log())
+        assert found.item() == pytest.approx(best_t[i].item(), rel=tol)
+        assert bool((path_c[i, n:] == -1).all())
+
+
+def test_compiled_viterbi_is_safe_from_several_threads():
+    """Parallel launches from two Python threads are serialised, not a crash."""
+    init, trans, emission = random_tables(5, 7, seed=6)
+    x = torch.randint(7, (64, 200), generator=torch.Generator().manual_seed(0))
+    args = (emission.T[x].log(), init.log(), trans.log())
+    expected = hmm_ops.viterbi(*args, backend="compiled")
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: hmm_ops.viterbi(*args, backend="compiled"), range(8)))
+    for path, best in results:
+        assert torch.equal(path, expected[0]) and torch.equal(best, expected[1])

@@ -25,6 +25,10 @@ run again from the true boundary until all boundaries agree (relative tolerance
 the result is exact whatever the model; a chain that never forgets (an identity transition
 matrix, say) merely costs more rounds, down to the speed of a sequential scan.
 
+On CPU, Viterbi runs by default as one compiled loop instead (:mod:`pyrobn.infer.hmm_compiled`,
+numba): max-plus has no BLAS, so the chunked torch steps below, each materialising
+(rows, K, K), only reach the speed of hmmlearn's C loop there; they remain the CUDA path.
+
 Viterbi back-tracking is chunked the same way, on the forward pass's own buffer (no
 re-layout): each chunk back-tracks from a state guessed by back-tracking W steps of the
 next chunk, and guesses are checked (exactly: states are integers) against the path the
@@ -41,12 +45,16 @@ have b = 1 (log b = 0): they are summed out. Padded steps are no-ops.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
+import importlib.util
 import math
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import torch
+
+from pyrobn.errors import ConfigurationError
 
 #: relative tolerance for a guessed chunk boundary vector to count as the true one
 BOUNDARY_RTOL = 1e-12
@@ -75,7 +83,18 @@ BACKTRACK_ROWS = 512
 #: more in synchronisation than it gains, and collapses when cores are oversubscribed.
 KERNEL_THREADS: int | None = 1
 
+#: Viterbi on CPU: "auto" runs the compiled kernel (:mod:`pyrobn.infer.hmm_compiled`) when
+#: numba is installed, "torch" always the chunked torch kernel (the one CUDA runs)
+VITERBI_BACKENDS = ("auto", "compiled", "torch")
+#: the backend :func:`viterbi` uses when none is given (models call it without one)
+VITERBI_BACKEND = "auto"
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: torch's thread count outside ``kernel_threads`` (the compiled kernel's thread budget)
+_OUTER_THREADS: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "pyrobn_outer_threads", default=None
+)
 
 
 @contextlib.contextmanager
@@ -85,11 +104,19 @@ def kernel_threads(device: torch.device) -> Iterator[None]:
         yield
         return
     previous = torch.get_num_threads()
+    token = _OUTER_THREADS.set(_OUTER_THREADS.get() or previous)
     torch.set_num_threads(KERNEL_THREADS)
     try:
         yield
     finally:
         torch.set_num_threads(previous)
+        _OUTER_THREADS.reset(token)
+
+
+@functools.cache
+def compiled_available() -> bool:
+    """Whether the compiled CPU Viterbi kernel can run (numba is installed)."""
+    return importlib.util.find_spec("numba") is not None
 
 
 def _threaded(fn: F) -> F:
@@ -545,15 +572,33 @@ def viterbi(
     log_trans: torch.Tensor,
     mask: torch.Tensor | None = None,
     offset: torch.Tensor | None = None,
+    *,
+    backend: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The most probable state path argmax_z p(z, x) (max-product on eq. 12) and its log.
 
     ``log_obs`` (N, T, K) log emission factors (0 at missing and padded steps), ``log_init``
     (K,), ``log_trans`` (K, K) (entries may be -inf). Returns paths (N, T) (-1 on padding)
-    and max_z log p(z, x) (N,) (-inf when no path is possible).
+    and max_z log p(z, x) (N,) (-inf when no path is possible). ``backend`` (see
+    ``VITERBI_BACKENDS``; None: ``VITERBI_BACKEND``): on CPU "auto" runs the compiled kernel
+    when numba is installed; CUDA tensors always run the chunked torch kernel.
     """
+    backend = VITERBI_BACKEND if backend is None else backend
+    if backend not in VITERBI_BACKENDS:
+        raise ConfigurationError(f"backend must be one of {VITERBI_BACKENDS}, got {backend!r}")
+    compiled = log_obs.device.type == "cpu" and (
+        backend == "compiled" or (backend == "auto" and compiled_available())
+    )
     pad = None if mask is None or bool(mask.all()) else ~mask
-    path, best = _viterbi_chunked(log_obs, log_init, log_trans, pad)
+    if compiled:
+        from pyrobn.infer import hmm_compiled
+
+        threads = _OUTER_THREADS.get() or torch.get_num_threads()
+        path, best = hmm_compiled.viterbi(
+            log_obs, log_init, log_trans, None if pad is None else mask, threads
+        )
+    else:
+        path, best = _viterbi_chunked(log_obs, log_init, log_trans, pad)
     if offset is not None:
         best = best + _masked_sum(offset, mask)
     if pad is not None:

@@ -1,0 +1,106 @@
+"""Compiled CPU kernel for the Viterbi recursion (notes 2.1.3.4, eq. 12, max-product).
+
+delta_1(j) = log p(z_1 = j) + log p(x_1 | j),
+delta_t(j) = log p(x_t | j) + max_i [delta_{t-1}(i) + log A_ij],  psi_t(j) = the arg-max i,
+z_T = argmax_j delta_T(j),  z_{t-1} = psi_t(z_t).
+
+Max-plus has no BLAS: in torch each step materialises (rows, K, K) and costs a few
+microseconds of dispatch, so the chunked torch kernel (:func:`pyrobn.infer.hmm_ops.viterbi`)
+stays near hmmlearn's C loop on CPU. This module runs the same recursion as one loop
+compiled by numba: the inner loop is an element-wise max over the K targets (it
+vectorises), back-pointers are stored, and the sequences of a batch run in parallel threads.
+The arithmetic is the textbook order (hmmlearn's too), so the scores agree to the last bit
+with a sequential recursion. The torch kernel remains the path on CUDA.
+
+Importing this module imports numba (about 0.3 s): :mod:`pyrobn.infer.hmm_ops` imports it
+on first use. The kernel is compiled once per dtype and cached on disk.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numba
+import numpy as np
+import torch
+
+#: one parallel kernel at a time: numba's fallback thread pool ("workqueue") aborts the
+#: process when two threads launch parallel kernels at once
+_LAUNCH = threading.Lock()
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _viterbi_kernel(log_obs, log_init, log_trans, real, paths, best):  # pragma: no cover
+    """Fills ``paths`` (N, T) and ``best`` (N,); one sequence per parallel iteration."""
+    n, length, k = log_obs.shape
+    for s in numba.prange(n):
+        psi = np.empty((length, k), dtype=np.int32)
+        delta = np.empty(k, dtype=log_obs.dtype)
+        new = np.empty(k, dtype=log_obs.dtype)
+        arg = np.empty(k, dtype=np.int32)
+        for j in range(k):
+            delta[j] = log_init[j] + log_obs[s, 0, j]
+        for t in range(1, length):
+            if not real[s, t]:  # padding: delta and the state carry over
+                for j in range(k):
+                    psi[t, j] = j
+                continue
+            for j in range(k):
+                new[j] = -np.inf
+                arg[j] = 0
+            for i in range(k):
+                d_i = delta[i]
+                for j in range(k):
+                    v = d_i + log_trans[i, j]
+                    if v > new[j]:  # strict: the first maximiser wins (as argmax)
+                        new[j] = v
+                        arg[j] = i
+            for j in range(k):
+                delta[j] = new[j] + log_obs[s, t, j]
+                psi[t, j] = arg[j]
+        z = 0
+        top = delta[0]
+        for j in range(1, k):
+            if delta[j] > top:
+                top = delta[j]
+                z = j
+        best[s] = top
+        paths[s, length - 1] = z
+        for t in range(length - 1, 0, -1):
+            z = psi[t, z]
+            paths[s, t - 1] = z
+
+
+def viterbi(
+    log_obs: torch.Tensor,
+    log_init: torch.Tensor,
+    log_trans: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    threads: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Viterbi paths (N, T) and scores max_z log p(z, x) (N,) of CPU tensors.
+
+    ``log_obs`` (N, T, K) log emission factors, ``log_init`` (K,), ``log_trans`` (K, K),
+    ``mask`` (N, T) real steps (padded steps carry delta and the state over: the caller
+    marks them -1). ``threads`` bounds the threads over sequences (None: numba's default).
+    """
+    n, length, _k = log_obs.shape
+    dtype = log_obs.dtype
+    obs = log_obs.detach().contiguous().numpy()
+    init = log_init.detach().to(dtype).contiguous().numpy()
+    trans = log_trans.detach().to(dtype).contiguous().numpy()
+    if mask is None:
+        real = np.ones((n, length), dtype=np.bool_)
+    else:
+        real = mask.detach().to(torch.bool).contiguous().numpy()
+    paths = np.empty((n, length), dtype=np.int64)
+    best = np.empty(n, dtype=obs.dtype)
+    with _LAUNCH:
+        previous = numba.get_num_threads()
+        wanted = numba.config.NUMBA_NUM_THREADS if threads is None else threads
+        numba.set_num_threads(max(1, min(wanted, n, numba.config.NUMBA_NUM_THREADS)))
+        try:
+            _viterbi_kernel(obs, init, trans, real, paths, best)
+        finally:
+            numba.set_num_threads(previous)
+    return torch.from_numpy(paths), torch.from_numpy(best)
