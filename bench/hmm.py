@@ -6,8 +6,10 @@ same random model and data (float64 both). Cases: one sequence of T = 100,000 st
 batch of 256 sequences of T = 200, for K in {4, 16, 64} states and 50 symbols. Each time
 is the best of several repeats after a warm-up; ratio = hmmlearn time / pyrobn time (> 1:
 pyrobn is faster). Results are checked to agree before they are timed. On CPU, pyrobn's
-Viterbi is the numba-compiled loop (``pyrobn.infer.hmm_compiled``); ``--viterbi-backend
-torch`` times the chunked torch kernel instead (the one CUDA runs).
+kernels are chosen by ``pyrobn.infer.hmm_ops.BACKEND`` ("auto": the numba-compiled Viterbi,
+and the compiled forward algorithm on batches of many sequences with few states);
+``--backend torch`` times the chunked torch kernels (the ones CUDA runs), ``--backend
+compiled`` the compiled loops.
 
     python bench/hmm.py            # full run
     python bench/hmm.py --quick    # fewer repeats, smaller single sequence
@@ -102,11 +104,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, T = 20,000")
     parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument(
-        "--viterbi-backend", choices=hmm_ops.VITERBI_BACKENDS, default=hmm_ops.VITERBI_BACKEND
-    )
+    parser.add_argument("--backend", choices=hmm_ops.BACKENDS, default=hmm_ops.BACKEND)
     args = parser.parse_args()
-    hmm_ops.VITERBI_BACKEND = args.viterbi_backend
+    hmm_ops.BACKEND = args.backend
     repeats = args.repeats or (2 if args.quick else 5)
     long_t = 20_000 if args.quick else 100_000
     devices = [torch.device("cpu")]
@@ -114,7 +114,7 @@ def main() -> None:
         devices.append(torch.device("cuda"))
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; float64; 50 symbols; "
-        f"viterbi backend {args.viterbi_backend}"
+        f"kernel backend {args.backend}"
     )
     print("| sequences      |   K | operation       | hmmlearn ms | pyrobn ms | ratio | device |")
     print("|----------------|-----|-----------------|-----------|-----------|-------|--------|")

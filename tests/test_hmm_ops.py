@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pyrobn.errors import ConfigurationError
 from pyrobn.infer import hmm_ops
 
-#: both Viterbi kernels: the compiled CPU loop and the chunked torch scan (CUDA's path)
+#: both kernel families: the compiled CPU loops and the chunked torch scans (CUDA's path)
 BACKENDS = ["compiled", "torch"]
 
 
@@ -72,7 +72,9 @@ def test_kernels_equal_brute_force(k, v, length, seed, backend):
     x = torch.randint(v, (length,), generator=torch.Generator().manual_seed(seed))
     log_p, marginals, best, _path = brute_force(init, trans, emission, x.tolist())
     obs = emission.T[x][None]
-    assert torch.allclose(hmm_ops.forward_log_prob(obs, init, trans)[0], log_p, rtol=1e-10)
+    assert torch.allclose(
+        hmm_ops.forward_log_prob(obs, init, trans, backend=backend)[0], log_p, rtol=1e-10
+    )
     gamma, log_p2, _ = hmm_ops.forward_backward(obs, init, trans)
     assert torch.allclose(gamma[0], marginals, rtol=1e-9, atol=1e-12)
     assert torch.allclose(log_p2[0], log_p, rtol=1e-10)
@@ -94,7 +96,7 @@ def test_categorical_kernels_equal_hmmlearn(k, v, n, length, sticky, backend):
     ref = categorical_reference(init, trans, emission)
     x = torch.randint(v, (n, length), generator=torch.Generator().manual_seed(k))
     obs = emission.T[x]
-    log_p = hmm_ops.forward_log_prob(obs, init, trans)
+    log_p = hmm_ops.forward_log_prob(obs, init, trans, backend=backend)
     gamma, log_p2, _ = hmm_ops.forward_backward(obs, init, trans)
     path, best = hmm_ops.viterbi(obs.log(), init.log(), trans.log(), backend=backend)
     for i in range(n):
@@ -131,7 +133,9 @@ def test_gaussian_viterbi_path_equals_hmmlearn(k, d, length, backend):
     ref_best, ref_path = ref.decode(x)
     assert best.item() == pytest.approx(ref_best, rel=1e-9)
     assert torch.equal(path[0], torch.as_tensor(ref_path))
-    log_p = hmm_ops.forward_log_prob((log_b - offset[..., None]).exp(), init, trans, None, offset)
+    log_p = hmm_ops.forward_log_prob(
+        (log_b - offset[..., None]).exp(), init, trans, None, offset, backend=backend
+    )
     assert log_p.item() == pytest.approx(ref.score(x), rel=1e-9)
 
 
@@ -144,7 +148,9 @@ def test_chains_that_never_forget_are_still_exact(backend):
     x = torch.randint(v, (1, length), generator=torch.Generator().manual_seed(0))
     obs = emission.T[x]
     expected = torch.logsumexp(init.log() + emission.log()[:, x[0]].sum(-1), 0)
-    assert torch.allclose(hmm_ops.forward_log_prob(obs, init, trans)[0], expected, rtol=1e-12)
+    assert torch.allclose(
+        hmm_ops.forward_log_prob(obs, init, trans, backend=backend)[0], expected, rtol=1e-12
+    )
     _norms, _, rounds = hmm_ops._normalised_scan(obs, init, trans, store=False)
     assert rounds > 2  # the guesses were wrong and re-run
     gamma, _, _ = hmm_ops.forward_backward(obs, init, trans)
@@ -165,12 +171,14 @@ def test_padding_equals_separate_sequences(backend):
     x = torch.randint(v, (len(lengths), max(lengths)), generator=g)
     mask = torch.arange(max(lengths))[None] < torch.tensor(lengths)[:, None]
     obs = emission.T[x]
-    log_p = hmm_ops.forward_log_prob(obs, init, trans, mask)
+    log_p = hmm_ops.forward_log_prob(obs, init, trans, mask, backend=backend)
     gamma, _, _ = hmm_ops.forward_backward(obs, init, trans, mask)
     path, best = hmm_ops.viterbi(obs.log(), init.log(), trans.log(), mask, backend=backend)
     for i, n in enumerate(lengths):
         alone = obs[i : i + 1, :n]
-        assert torch.allclose(log_p[i], hmm_ops.forward_log_prob(alone, init, trans)[0])
+        assert torch.allclose(
+            log_p[i], hmm_ops.forward_log_prob(alone, init, trans, backend=backend)[0]
+        )
         g_alone, _, _ = hmm_ops.forward_backward(alone, init, trans)
         assert torch.allclose(gamma[i, :n], g_alone[0], rtol=1e-9, atol=1e-14)
         assert bool((gamma[i, n:] == 0).all())
@@ -209,7 +217,7 @@ def test_impossible_sequence_has_minus_infinite_log_prob(backend):
     emission = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
     x = torch.tensor([[0, 0, 1, 0]])
     obs = emission.T[x]
-    assert hmm_ops.forward_log_prob(obs, init, trans)[0] == -math.inf
+    assert hmm_ops.forward_log_prob(obs, init, trans, backend=backend)[0] == -math.inf
     _, best = hmm_ops.viterbi(obs.log(), init.log(), trans.log(), backend=backend)
     assert best[0] == -math.inf
 
@@ -220,7 +228,7 @@ def test_kernels_follow_the_device_of_their_inputs(device, backend):
     init, trans, emission = init.to(device), trans.to(device), emission.to(device)
     x = torch.randint(4, (2, 300), generator=torch.Generator().manual_seed(0)).to(device)
     obs = emission.T[x]
-    assert hmm_ops.forward_log_prob(obs, init, trans).device.type == device.type
+    assert hmm_ops.forward_log_prob(obs, init, trans, backend=backend).device.type == device.type
     path, best = hmm_ops.viterbi(obs.log(), init.log(), trans.log(), backend=backend)
     assert path.device.type == device.type and best.device.type == device.type
 
@@ -281,8 +289,10 @@ def test_near_underflow_blocks_are_redone_exactly(backend):
     obs = emission.T[x]
     tiny = 1e-40  # a block of 8 steps multiplies the mass by about 1e-320 < UNDERFLOW
     shift = length * math.log(tiny)
-    log_p = hmm_ops.forward_log_prob(obs, init, trans)
-    assert torch.allclose(hmm_ops.forward_log_prob(obs * tiny, init, trans), log_p + shift)
+    log_p = hmm_ops.forward_log_prob(obs, init, trans, backend=backend)
+    assert torch.allclose(
+        hmm_ops.forward_log_prob(obs * tiny, init, trans, backend=backend), log_p + shift
+    )
     gamma, _, _ = hmm_ops.forward_backward(obs, init, trans)
     gamma_tiny, _, _ = hmm_ops.forward_backward(obs * tiny, init, trans)
     assert torch.allclose(gamma_tiny, gamma, rtol=1e-9, atol=1e-14)
@@ -304,8 +314,9 @@ def test_viterbi_backend_is_checked():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_compiled_viterbi_keeps_the_dtype_and_agrees_with_torch(dtype):
-    """Both kernels on a batch of several lengths: same scores, optimal paths, same dtype."""
+def test_compiled_kernels_keep_the_dtype_and_agree_with_torch(dtype):
+    """Both kernel families on a batch of several lengths: same scores, optimal paths,
+    same log p(x), same dtype."""
     k, v = 6, 8
     init, trans, emission = (t.to(dtype) for t in random_tables(k, v, seed=4))
     lengths = [300, 17, 120]
@@ -318,10 +329,34 @@ def test_compiled_viterbi_keeps_the_dtype_and_agrees_with_torch(dtype):
     assert best_c.dtype == dtype and path_c.dtype == torch.long
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     assert torch.allclose(best_c, best_t, rtol=tol)
+    factors = torch.where(mask[..., None], emission.T[x], torch.ones((), dtype=dtype))
+    log_p_c = hmm_ops.forward_log_prob(factors, init, trans, mask, backend="compiled")
+    log_p_t = hmm_ops.forward_log_prob(factors, init, trans, mask, backend="torch")
+    assert log_p_c.dtype == dtype and torch.allclose(log_p_c, log_p_t, rtol=tol)
     for i, n in enumerate(lengths):
         found = path_log_joint(path_c[i, :n], log_obs[i], init.log(), trans.log())
         assert found.item() == pytest.approx(best_t[i].item(), rel=tol)
         assert bool((path_c[i, n:] == -1).all())
+
+
+def test_compiled_forward_takes_batches_of_short_sequences_only_by_default(monkeypatch):
+    """ "auto" sends many short sequences with few states to the compiled forward loop and
+    long or wide problems to the torch scan; both agree with each other."""
+    calls = []
+    from pyrobn.infer import hmm_compiled
+
+    original = hmm_compiled.forward_log_prob
+    monkeypatch.setattr(
+        hmm_compiled, "forward_log_prob", lambda *a: calls.append(a[0].shape) or original(*a)
+    )
+    for n, k in [(hmm_ops.COMPILED_FORWARD_MIN_SEQUENCES, 3), (2, 3), (32, 40)]:
+        init, trans, emission = random_tables(k, 5, seed=n)
+        x = torch.randint(5, (n, 50), generator=torch.Generator().manual_seed(n))
+        obs = emission.T[x]
+        auto = hmm_ops.forward_log_prob(obs, init, trans)
+        torch_only = hmm_ops.forward_log_prob(obs, init, trans, backend="torch")
+        assert torch.allclose(auto, torch_only, rtol=1e-12)
+    assert calls == [(hmm_ops.COMPILED_FORWARD_MIN_SEQUENCES, 50, 3)]
 
 
 def test_compiled_viterbi_is_safe_from_several_threads():

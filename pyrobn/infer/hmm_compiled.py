@@ -1,4 +1,4 @@
-"""Compiled CPU kernel for the Viterbi recursion (notes 2.1.3.4, eq. 12, max-product).
+"""Compiled CPU kernels for HMM recursions (notes 2.1.3.4, eq. 12): Viterbi and forward.
 
 delta_1(j) = log p(z_1 = j) + log p(x_1 | j),
 delta_t(j) = log p(x_t | j) + max_i [delta_{t-1}(i) + log A_ij],  psi_t(j) = the arg-max i,
@@ -11,6 +11,12 @@ compiled by numba: the inner loop is an element-wise max over the K targets (it
 vectorises), back-pointers are stored, and the sequences of a batch run in parallel threads.
 The arithmetic is the textbook order (hmmlearn's too), so the scores agree to the last bit
 with a sequential recursion. The torch kernel remains the path on CUDA.
+
+The scaled forward algorithm, alpha_t ∝ (alpha_{t-1} A) * b_t normalised every step,
+log p(x) = sum_t log s_t, is here too, for batches of many short sequences with few states:
+one thread per sequence beats the chunked torch scan there, whose (rows, K) @ (K, K)
+products are too small to pay for their dispatch (with many states, or on one long
+sequence, the torch scan's BLAS products win).
 
 Importing this module imports numba (about 0.3 s): :mod:`pyrobn.infer.hmm_ops` imports it
 on first use. The kernel is compiled once per dtype and cached on disk.
@@ -71,6 +77,79 @@ def _viterbi_kernel(log_obs, log_init, log_trans, real, paths, best):  # pragma:
             paths[s, t - 1] = z
 
 
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _forward_kernel(obs, init, trans, real, log_prob):  # pragma: no cover
+    """Fills ``log_prob`` (N,) = sum_t log s_t; -inf once a step has s_t = 0."""
+    n, length, k = obs.shape
+    for s in numba.prange(n):
+        v = np.empty(k, dtype=obs.dtype)
+        new = np.empty(k, dtype=obs.dtype)
+        total = 0.0
+        norm = 0.0
+        for j in range(k):
+            v[j] = init[j] * obs[s, 0, j]
+            norm += v[j]
+        for t in range(length):
+            if t > 0:
+                if not real[s, t]:  # padding: nothing happens
+                    continue
+                for j in range(k):
+                    new[j] = 0.0
+                for i in range(k):
+                    v_i = v[i]
+                    for j in range(k):
+                        new[j] += v_i * trans[i, j]
+                norm = 0.0
+                for j in range(k):
+                    v[j] = new[j] * obs[s, t, j]
+                    norm += v[j]
+            if not norm > 0.0:  # an impossible observation (or a NaN)
+                total = -np.inf
+                break
+            total += np.log(norm)
+            for j in range(k):
+                v[j] /= norm
+        log_prob[s] = total
+
+
+def _launch(kernel, n: int, threads: int | None, *args) -> None:
+    """Run ``kernel(*args)`` on at most ``threads`` threads (and at most ``n``)."""
+    with _LAUNCH:
+        previous = numba.get_num_threads()
+        wanted = numba.config.NUMBA_NUM_THREADS if threads is None else threads
+        numba.set_num_threads(max(1, min(wanted, n, numba.config.NUMBA_NUM_THREADS)))
+        try:
+            kernel(*args)
+        finally:
+            numba.set_num_threads(previous)
+
+
+def _real_steps(mask: torch.Tensor | None, n: int, length: int) -> np.ndarray:
+    if mask is None:
+        return np.ones((n, length), dtype=np.bool_)
+    return mask.detach().to(torch.bool).contiguous().numpy()
+
+
+def forward_log_prob(
+    obs: torch.Tensor,
+    init: torch.Tensor,
+    trans: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    threads: int | None = None,
+) -> torch.Tensor:
+    """sum_t log s_t of the scaled forward algorithm (N,) for CPU tensors: log p(x) when
+    ``obs`` (N, T, K) holds the emission factors p(x_t | k) (the caller adds back any
+    per-step constant divided out of them). ``mask`` (N, T) real steps (a prefix)."""
+    n, length, _k = obs.shape
+    dtype = obs.dtype
+    factors = obs.detach().contiguous().numpy()
+    first = init.detach().to(dtype).contiguous().numpy()
+    table = trans.detach().to(dtype).contiguous().numpy()
+    out = np.empty(n, dtype=factors.dtype)
+    _launch(_forward_kernel, n, threads, factors, first, table, _real_steps(mask, n, length), out)
+    return torch.from_numpy(out)
+
+
 def viterbi(
     log_obs: torch.Tensor,
     log_init: torch.Tensor,
@@ -89,18 +168,8 @@ def viterbi(
     obs = log_obs.detach().contiguous().numpy()
     init = log_init.detach().to(dtype).contiguous().numpy()
     trans = log_trans.detach().to(dtype).contiguous().numpy()
-    if mask is None:
-        real = np.ones((n, length), dtype=np.bool_)
-    else:
-        real = mask.detach().to(torch.bool).contiguous().numpy()
     paths = np.empty((n, length), dtype=np.int64)
     best = np.empty(n, dtype=obs.dtype)
-    with _LAUNCH:
-        previous = numba.get_num_threads()
-        wanted = numba.config.NUMBA_NUM_THREADS if threads is None else threads
-        numba.set_num_threads(max(1, min(wanted, n, numba.config.NUMBA_NUM_THREADS)))
-        try:
-            _viterbi_kernel(obs, init, trans, real, paths, best)
-        finally:
-            numba.set_num_threads(previous)
+    real = _real_steps(mask, n, length)
+    _launch(_viterbi_kernel, n, threads, obs, init, trans, real, paths, best)
     return torch.from_numpy(paths), torch.from_numpy(best)

@@ -83,11 +83,17 @@ BACKTRACK_ROWS = 512
 #: more in synchronisation than it gains, and collapses when cores are oversubscribed.
 KERNEL_THREADS: int | None = 1
 
-#: Viterbi on CPU: "auto" runs the compiled kernel (:mod:`pyrobn.infer.hmm_compiled`) when
-#: numba is installed, "torch" always the chunked torch kernel (the one CUDA runs)
-VITERBI_BACKENDS = ("auto", "compiled", "torch")
-#: the backend :func:`viterbi` uses when none is given (models call it without one)
-VITERBI_BACKEND = "auto"
+#: kernels on CPU: "compiled" runs the numba loops of :mod:`pyrobn.infer.hmm_compiled`,
+#: "torch" the chunked torch scans (the CUDA path), "auto" the faster one where measured:
+#: always the compiled Viterbi, and the compiled forward algorithm for batches of at least
+#: ``COMPILED_FORWARD_MIN_SEQUENCES`` sequences with at most ``COMPILED_FORWARD_MAX_STATES``
+#: states (``bench/hmm.py``: with more states, or on few long sequences, the torch scan's
+#: BLAS products win)
+BACKENDS = ("auto", "compiled", "torch")
+#: the backend :func:`viterbi` and :func:`forward_log_prob` use when none is given
+BACKEND = "auto"
+COMPILED_FORWARD_MIN_SEQUENCES = 16
+COMPILED_FORWARD_MAX_STATES = 24
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -115,8 +121,24 @@ def kernel_threads(device: torch.device) -> Iterator[None]:
 
 @functools.cache
 def compiled_available() -> bool:
-    """Whether the compiled CPU Viterbi kernel can run (numba is installed)."""
+    """Whether the compiled CPU kernels can run (numba is installed)."""
     return importlib.util.find_spec("numba") is not None
+
+
+def _compiled(x: torch.Tensor, backend: str | None, auto: bool) -> bool:
+    """Whether to run the compiled kernel on ``x``: ``backend`` (None: ``BACKEND``), with
+    ``auto`` the choice of "auto"; CUDA tensors always take the torch kernels."""
+    backend = BACKEND if backend is None else backend
+    if backend not in BACKENDS:
+        raise ConfigurationError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if x.device.type != "cpu" or backend == "torch":
+        return False
+    return backend == "compiled" or (auto and compiled_available())
+
+
+def _outer_threads() -> int:
+    """The threads the compiled kernels may use: torch's setting outside ``kernel_threads``."""
+    return _OUTER_THREADS.get() or torch.get_num_threads()
 
 
 def _threaded(fn: F) -> F:
@@ -326,17 +348,27 @@ def forward_log_prob(
     trans: torch.Tensor,
     mask: torch.Tensor | None = None,
     offset: torch.Tensor | None = None,
+    *,
+    backend: str | None = None,
 ) -> torch.Tensor:
     """log p(x) by the scaled forward algorithm (eq. 12 summed over z), one per sequence.
 
     ``obs`` (N, T, K) emission factors (padded and missing steps = 1), ``init`` (K,),
-    ``trans`` (K, K) row-stochastic, ``mask`` (N, T) real steps, ``offset`` (N, T) the log
-    of a per-step constant divided out of ``obs``. Returns (N,).
+    ``trans`` (K, K) row-stochastic, ``mask`` (N, T) real steps (a prefix), ``offset``
+    (N, T) the log of a per-step constant divided out of ``obs``. ``backend``: see
+    ``BACKENDS``. Returns (N,).
     """
-    if mask is not None:
-        obs = torch.where(mask[..., None], obs, torch.ones_like(obs))
-    norms, _, _ = _normalised_scan(obs, init, trans, store=False)
-    total = _log_normaliser(norms)
+    n, _length, k = obs.shape
+    many_short = n >= COMPILED_FORWARD_MIN_SEQUENCES and k <= COMPILED_FORWARD_MAX_STATES
+    if _compiled(obs, backend, auto=many_short):
+        from pyrobn.infer import hmm_compiled
+
+        total = hmm_compiled.forward_log_prob(obs, init, trans, mask, _outer_threads())
+    else:
+        if mask is not None:
+            obs = torch.where(mask[..., None], obs, torch.ones_like(obs))
+        norms, _, _ = _normalised_scan(obs, init, trans, store=False)
+        total = _log_normaliser(norms)
     return total if offset is None else total + _masked_sum(offset, mask)
 
 
@@ -579,23 +611,15 @@ def viterbi(
 
     ``log_obs`` (N, T, K) log emission factors (0 at missing and padded steps), ``log_init``
     (K,), ``log_trans`` (K, K) (entries may be -inf). Returns paths (N, T) (-1 on padding)
-    and max_z log p(z, x) (N,) (-inf when no path is possible). ``backend`` (see
-    ``VITERBI_BACKENDS``; None: ``VITERBI_BACKEND``): on CPU "auto" runs the compiled kernel
-    when numba is installed; CUDA tensors always run the chunked torch kernel.
+    and max_z log p(z, x) (N,) (-inf when no path is possible). ``backend``: see
+    ``BACKENDS`` (on CPU "auto" runs the compiled kernel when numba is installed).
     """
-    backend = VITERBI_BACKEND if backend is None else backend
-    if backend not in VITERBI_BACKENDS:
-        raise ConfigurationError(f"backend must be one of {VITERBI_BACKENDS}, got {backend!r}")
-    compiled = log_obs.device.type == "cpu" and (
-        backend == "compiled" or (backend == "auto" and compiled_available())
-    )
     pad = None if mask is None or bool(mask.all()) else ~mask
-    if compiled:
+    if _compiled(log_obs, backend, auto=True):
         from pyrobn.infer import hmm_compiled
 
-        threads = _OUTER_THREADS.get() or torch.get_num_threads()
         path, best = hmm_compiled.viterbi(
-            log_obs, log_init, log_trans, None if pad is None else mask, threads
+            log_obs, log_init, log_trans, None if pad is None else mask, _outer_threads()
         )
     else:
         path, best = _viterbi_chunked(log_obs, log_init, log_trans, pad)
