@@ -339,24 +339,25 @@ def test_compiled_kernels_keep_the_dtype_and_agree_with_torch(dtype):
         assert bool((path_c[i, n:] == -1).all())
 
 
-def test_compiled_forward_takes_batches_of_short_sequences_only_by_default(monkeypatch):
-    """ "auto" sends many short sequences with few states to the compiled forward loop and
-    long or wide problems to the torch scan; both agree with each other."""
-    calls = []
+def test_auto_backend_takes_the_compiled_forward_for_few_states_only(monkeypatch):
+    """ "auto" sends models with at most COMPILED_FORWARD_MAX_STATES states to the compiled
+    forward loop and larger ones to the torch scan; both agree."""
     from pyrobn.infer import hmm_compiled
 
+    calls = []
     original = hmm_compiled.forward_log_prob
     monkeypatch.setattr(
         hmm_compiled, "forward_log_prob", lambda *a: calls.append(a[0].shape) or original(*a)
     )
-    for n, k in [(hmm_ops.COMPILED_FORWARD_MIN_SEQUENCES, 3), (2, 3), (32, 40)]:
+    most = hmm_ops.COMPILED_FORWARD_MAX_STATES
+    for n, k in [(1, 3), (32, most), (4, most + 1)]:
         init, trans, emission = random_tables(k, 5, seed=n)
         x = torch.randint(5, (n, 50), generator=torch.Generator().manual_seed(n))
         obs = emission.T[x]
         auto = hmm_ops.forward_log_prob(obs, init, trans)
         torch_only = hmm_ops.forward_log_prob(obs, init, trans, backend="torch")
         assert torch.allclose(auto, torch_only, rtol=1e-12)
-    assert calls == [(hmm_ops.COMPILED_FORWARD_MIN_SEQUENCES, 50, 3)]
+    assert calls == [(1, 50, 3), (32, 50, most)]
 
 
 def test_compiled_viterbi_is_safe_from_several_threads():

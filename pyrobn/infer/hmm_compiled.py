@@ -13,10 +13,9 @@ The arithmetic is the textbook order (hmmlearn's too), so the scores agree to th
 with a sequential recursion. The torch kernel remains the path on CUDA.
 
 The scaled forward algorithm, alpha_t ∝ (alpha_{t-1} A) * b_t normalised every step,
-log p(x) = sum_t log s_t, is here too, for batches of many short sequences with few states:
-one thread per sequence beats the chunked torch scan there, whose (rows, K) @ (K, K)
-products are too small to pay for their dispatch (with many states, or on one long
-sequence, the torch scan's BLAS products win).
+log p(x) = sum_t log s_t, is here too, for models with few states: there the chunked torch
+scan's (rows, K) @ (K, K) products are too small to pay for their dispatch (with more
+states its BLAS products win).
 
 Importing this module imports numba (about 0.3 s): :mod:`pyrobn.infer.hmm_ops` imports it
 on first use. The kernel is compiled once per dtype and cached on disk.
