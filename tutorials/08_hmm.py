@@ -159,5 +159,6 @@ tut.save(fig, "accuracy")
 # %% [markdown]
 # Context matters: the Viterbi path beats the per-word baseline on the ambiguous words, and
 # EM turns a handful of tagged sentences plus untagged text into a tagger close to the fully
-# supervised one. The same exact kernels (chunked forward, forward–backward and Viterbi, see
-# `bench/hmm.py`) score 100,000-step sequences in milliseconds.
+# supervised one. The same exact kernels (forward, forward–backward and Viterbi: chunked
+# torch scans, and compiled loops on CPU; see `bench/hmm.py`) score and decode
+# 100,000-step sequences in milliseconds, 1-11x faster than hmmlearn.
