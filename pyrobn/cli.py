@@ -22,10 +22,24 @@ def _info(_: argparse.Namespace) -> int:
     print(f"pyro-ppl {pyro.__version__}")
     print(f"torch    {torch.__version__}")
     print(f"python   {platform.python_version()}")
+    print(f"hmm cpu  {_hmm_kernels()}")
     dev = pyrobn.device()
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu"
     print(f"device   {dev} ({name})")
     return 0
+
+
+def _hmm_kernels() -> str:
+    """Which HMM kernels run on CPU (pyrobn.infer.hmm_ops.BACKEND, numba's presence)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from pyrobn.infer import hmm_ops
+
+    try:
+        numba = f"numba {version('numba')}"
+    except PackageNotFoundError:
+        numba = "numba not installed: torch kernels only"
+    return f"backend {hmm_ops.BACKEND!r} ({numba})"
 
 
 def _tour(args: argparse.Namespace) -> int:
@@ -148,7 +162,9 @@ def _compare(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pyrobn", description="Bayesian networks and generative models in Pyro.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    info = sub.add_parser("info", help="versions of pyrobn, pyro-ppl and torch, and the device")
+    info = sub.add_parser(
+        "info", help="versions of pyrobn, pyro-ppl, torch and numba, and the device"
+    )
     info.set_defaults(func=_info)
 
     tour = sub.add_parser("tour", help="run every tutorial and build DIR/index.html")

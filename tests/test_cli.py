@@ -18,6 +18,7 @@ def test_info():
     result = pyrobn("info")
     assert result.returncode == 0
     assert "pyro-ppl" in result.stdout and "torch" in result.stdout
+    assert "numba" in result.stdout  # which HMM kernels run on CPU
 
 
 def test_tutorials_list():
