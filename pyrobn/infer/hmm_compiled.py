@@ -7,8 +7,10 @@ z_T = argmax_j delta_T(j),  z_{t-1} = psi_t(z_t).
 Max-plus has no BLAS: in torch each step materialises (rows, K, K) and costs a few
 microseconds of dispatch, so the chunked torch kernel (:func:`pyrobn.infer.hmm_ops.viterbi`)
 stays near hmmlearn's C loop on CPU. This module runs the same recursion as one loop
-compiled by numba: the inner loop is an element-wise max over the K targets (it
-vectorises), back-pointers are stored, and the sequences of a batch run in parallel threads.
+compiled by numba: no per-step dispatch and no (K, K) intermediate, back-pointers are
+stored, and the sequences of a batch run in parallel threads. (LLVM does not vectorise the
+max-plus inner loop; fastmath, branch-free, batch-inner and register-blocked variants were
+measured and were not faster for K >= 16.)
 The arithmetic is the textbook order (hmmlearn's too), so the scores agree to the last bit
 with a sequential recursion. The torch kernel remains the path on CUDA.
 
@@ -123,10 +125,25 @@ def _launch(kernel, n: int, threads: int | None, *args) -> None:
             numba.set_num_threads(previous)
 
 
-def _real_steps(mask: torch.Tensor | None, n: int, length: int) -> np.ndarray:
-    if mask is None:
-        return np.ones((n, length), dtype=np.bool_)
-    return mask.detach().to(torch.bool).contiguous().numpy()
+def _arrays(
+    per_step: torch.Tensor, first: torch.Tensor, table: torch.Tensor, mask: torch.Tensor | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The kernels' inputs as contiguous numpy views (no copy when already contiguous):
+    (N, T, K) per-step factors, (K,) start and (K, K) transition tables in the per-step
+    dtype, and the (N, T) real-step flags (all True without a mask)."""
+    n, length, _k = per_step.shape
+    dtype = per_step.dtype
+    real = (
+        np.ones((n, length), dtype=np.bool_)
+        if mask is None
+        else mask.detach().to(torch.bool).contiguous().numpy()
+    )
+    return (
+        per_step.detach().contiguous().numpy(),
+        first.detach().to(dtype).contiguous().numpy(),
+        table.detach().to(dtype).contiguous().numpy(),
+        real,
+    )
 
 
 def forward_log_prob(
@@ -139,13 +156,9 @@ def forward_log_prob(
     """sum_t log s_t of the scaled forward algorithm (N,) for CPU tensors: log p(x) when
     ``obs`` (N, T, K) holds the emission factors p(x_t | k) (the caller adds back any
     per-step constant divided out of them). ``mask`` (N, T) real steps (a prefix)."""
-    n, length, _k = obs.shape
-    dtype = obs.dtype
-    factors = obs.detach().contiguous().numpy()
-    first = init.detach().to(dtype).contiguous().numpy()
-    table = trans.detach().to(dtype).contiguous().numpy()
-    out = np.empty(n, dtype=factors.dtype)
-    _launch(_forward_kernel, n, threads, factors, first, table, _real_steps(mask, n, length), out)
+    arrays = _arrays(obs, init, trans, mask)
+    out = np.empty(len(arrays[0]), dtype=arrays[0].dtype)
+    _launch(_forward_kernel, len(out), threads, *arrays, out)
     return torch.from_numpy(out)
 
 
@@ -162,13 +175,9 @@ def viterbi(
     ``mask`` (N, T) real steps (padded steps carry delta and the state over: the caller
     marks them -1). ``threads`` bounds the threads over sequences (None: numba's default).
     """
-    n, length, _k = log_obs.shape
-    dtype = log_obs.dtype
-    obs = log_obs.detach().contiguous().numpy()
-    init = log_init.detach().to(dtype).contiguous().numpy()
-    trans = log_trans.detach().to(dtype).contiguous().numpy()
+    arrays = _arrays(log_obs, log_init, log_trans, mask)
+    n, length, _k = arrays[0].shape
     paths = np.empty((n, length), dtype=np.int64)
-    best = np.empty(n, dtype=obs.dtype)
-    real = _real_steps(mask, n, length)
-    _launch(_viterbi_kernel, n, threads, obs, init, trans, real, paths, best)
+    best = np.empty(n, dtype=arrays[0].dtype)
+    _launch(_viterbi_kernel, n, threads, *arrays, paths, best)
     return torch.from_numpy(paths), torch.from_numpy(best)

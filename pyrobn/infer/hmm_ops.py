@@ -25,16 +25,18 @@ run again from the true boundary until all boundaries agree (relative tolerance
 the result is exact whatever the model; a chain that never forgets (an identity transition
 matrix, say) merely costs more rounds, down to the speed of a sequential scan.
 
-On CPU, Viterbi runs by default as one compiled loop instead (:mod:`pyrobn.infer.hmm_compiled`,
-numba): max-plus has no BLAS, so the chunked torch steps below, each materialising
-(rows, K, K), only reach the speed of hmmlearn's C loop there; they remain the CUDA path.
-
 Viterbi back-tracking is chunked the same way, on the forward pass's own buffer (no
 re-layout): each chunk back-tracks from a state guessed by back-tracking W steps of the
 next chunk, and guesses are checked (exactly: states are integers) against the path the
 next chunk actually took. The max-plus step materialises (K, K, rows) and reduces it with
 ``amax`` (values only: ``max`` with indices costs about 5 times more per element), so the
 back-track recomputes one arg-max over K per row and step instead of storing pointers.
+
+On CPU, ``BACKEND = "auto"`` runs Viterbi, and the forward algorithm for K <= 16 states, as
+compiled loops instead (:mod:`pyrobn.infer.hmm_compiled`, numba): max-plus has no BLAS, so
+the chunked max-plus steps, each materialising (rows, K, K), only reach the speed of
+hmmlearn's C loop there, and with few states the (rows, K) @ (K, K) products are too small
+to pay for their dispatch. The chunked kernels remain the CUDA path.
 
 Conventions: ``obs`` (N, T, K) holds per-step emission factors b_t(k) = p(x_t | z_t = k)
 (probability space, optionally divided by a per-step constant whose log is in ``offset``),
