@@ -47,7 +47,7 @@ from pyro.optim import PyroOptim
 from torch import nn
 
 from pyrobn.device import to_tensor
-from pyrobn.errors import ConfigurationError, OutOfSupportError, ShapeError
+from pyrobn.errors import ConfigurationError, OutOfSupportError, PyrobnValueError, ShapeError
 from pyrobn.infer.optim import FusedAdam
 from pyrobn.infer.svi import History, fit_svi
 from pyrobn.models.base import PyrobnModule
@@ -265,8 +265,10 @@ class _AutoencodingModel(PyrobnModule):
         jit: bool | None,
         num_particles: int,
         optim: PyroOptim | None,
+        model_guide: tuple[Any, Any] | None = None,
         **kwargs: Any,
     ) -> History:
+        model, guide = model_guide if model_guide is not None else (self.model, self.guide)
         n = args[0].shape[0]
         if batch_size is not None:
             _check_int(batch_size, "batch_size")
@@ -275,8 +277,8 @@ class _AutoencodingModel(PyrobnModule):
         self._sync_param_store()
         kwargs.setdefault("description", type(self).__name__)
         return fit_svi(
-            self.model,
-            self.guide,
+            model,
+            guide,
             *args,
             batch_size=subsample,
             loss=make_elbo(loss, jit, num_particles),
@@ -629,6 +631,82 @@ class VAE(_GaussianLatentModel, _LatentTools):
         """
         x = self._check_x(x, matrix=True)
         return self._evaluate(x, None, num_samples, seed, "logsumexp")
+
+    # -- a start from a given chart ------------------------------------------------------
+    def _chart_model(
+        self, x: torch.Tensor, chart: torch.Tensor, log_var: float, batch_size: int | None
+    ) -> None:
+        """Log-factors of :meth:`init_from_embedding`: -||μφ(x) - e||² - 0.01 ||log σφ²(x)
+        - log s²||² (encoder) and log pθ(x | z = e) (decoder), per row of a subsample."""
+        with pyro.plate("data", x.shape[0], subsample_size=batch_size, device=x.device) as idx:
+            xb, eb = (x, chart) if batch_size is None else (x[idx], chart[idx])
+            loc, scale = self._posterior(xb, None)
+            misfit = (loc - eb).pow(2).sum(-1) + 0.01 * (2 * scale.log() - log_var).pow(2).sum(-1)
+            pyro.factor("encoder_to_chart", -misfit)
+            pyro.factor(
+                "decoder_from_chart", self.likelihood(self._decoder_out(eb, None)).log_prob(xb)
+            )
+
+    def _chart_guide(
+        self, x: torch.Tensor, chart: torch.Tensor, log_var: float, batch_size: int | None
+    ) -> None:
+        with pyro.plate("data", x.shape[0], subsample_size=batch_size, device=x.device):
+            pass
+
+    def init_from_embedding(
+        self,
+        x: Any,
+        embedding: Any,
+        *,
+        steps: int = 1000,
+        batch_size: int | None = 256,
+        lr: float = 3e-3,
+        posterior_scale: float = 0.05,
+        **kwargs: Any,
+    ) -> History:
+        """Start the encoder and decoder from a given chart of x, before :meth:`fit`.
+
+        ``embedding`` (n, latent_dim) holds coordinates of the rows of x from another
+        method (Isomap, PCA, ...: the start t-SNE takes from PCA and UMAP from a spectral
+        embedding). Each column is standardised, e = (embedding - mean) / std, to the
+        scale of the prior N(0, I); then Adam minimises over minibatches
+
+            ||μφ(x_i) - e_i||² + 0.01 ||log σφ²(x_i) - log s²||² - log pθ(x_i | z = e_i),
+
+        with s = ``posterior_scale``: the encoder maps x_i to its chart point with a narrow
+        posterior and the decoder inverts the chart. :meth:`fit` then maximises the ELBO
+        from there. Why: the ELBO's gradient from a random start folds a rolled-up
+        manifold into a local optimum. On the swiss roll the unrolled chart scores about
+        1 nat per point higher, stays unrolled under ELBO training, and is found from an
+        Isomap start but not from random ones (tutorial 09). Other keyword arguments
+        go to :func:`fit_svi`; returns its history of -(objective above).
+        """
+        x = self._check_x(x, matrix=True)
+        chart = to_tensor(embedding, dtype=self.dtype, device_=self.device)
+        check_shape(chart, (x.shape[0], self.latent_dim), "embedding")
+        check_finite(chart, "embedding")
+        check_positive(posterior_scale, "posterior_scale")
+        std = chart.std(0) if x.shape[0] > 1 else chart.new_zeros(self.latent_dim)
+        if not bool((std > 0).all()):
+            column = int((std > 0).logical_not().nonzero()[0])
+            raise PyrobnValueError(
+                f"embedding column {column} is constant over the {x.shape[0]} rows; a chart "
+                "needs a spread in every latent direction"
+            )
+        chart = (chart - chart.mean(0)) / std
+        kwargs.setdefault("description", f"{type(self).__name__} chart start")
+        return self._fit(
+            (x, chart, 2 * math.log(posterior_scale)),
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            loss="trace",
+            jit=False,
+            num_particles=1,
+            optim=None,
+            model_guide=(self._chart_model, self._chart_guide),
+            **kwargs,
+        )
 
 
 class ConditionalVAE(_GaussianLatentModel):
