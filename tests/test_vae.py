@@ -251,16 +251,6 @@ def test_init_from_embedding_fits_the_chart_and_its_inverse():
     assert (vae.decode(chart) - x).pow(2).mean() < 0.002 * x.var(0).mean()
 
 
-def _spearman_along_best_direction(z, t, z_test, t_test) -> float:
-    """|rho(z_test . u, t_test)| for the unit direction u that orders (z, t) best."""
-    from scipy.stats import spearmanr
-
-    angles = np.linspace(0, np.pi, 180, endpoint=False)
-    directions = np.stack([np.cos(angles), np.sin(angles)])
-    u = directions[:, np.argmax([abs(spearmanr(z @ d, t)[0]) for d in directions.T])]
-    return abs(spearmanr(z_test @ u, t_test)[0])
-
-
 def test_swiss_roll_vae_from_an_isomap_start_orders_points_by_the_roll_parameter():
     """Issue 6: a 2-D latent VAE orders held-out swiss-roll points by t (Spearman >= 0.9
     along a latent direction chosen on the training points). Started from an Isomap chart
@@ -285,7 +275,7 @@ def test_swiss_roll_vae_from_an_isomap_start_orders_points_by_the_roll_parameter
             steps -= 500
         vae.fit(x, steps=steps, batch_size=256, lr=1e-3, seed=0, progress=False)
         z, z_test = vae.encode(x).numpy(), vae.encode(x_test).numpy()
-        rho = _spearman_along_best_direction(z, t.numpy(), z_test, t_test.numpy())
+        rho = pyrobn.datasets.best_direction_spearman(z, t, z_test, t_test)
         results[start] = rho, vae.elbo(x_test, num_samples=10, seed=0).mean().item()
     rho, elbo = results["isomap"]
     assert rho >= 0.9, results

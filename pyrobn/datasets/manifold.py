@@ -6,13 +6,13 @@ nothing is downloaded.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from pyrobn.device import to_tensor
-from pyrobn.errors import ConfigurationError
+from pyrobn.errors import ConfigurationError, NonFiniteError, ShapeError
 from pyrobn.validation import check_positive
 
 #: the fixed split of :func:`digits`: 20 % test, stratified by label, seed 0
@@ -44,6 +44,44 @@ def swiss_roll(
         raise ConfigurationError(f"noise must be finite and >= 0, got {noise}")
     x, t = make_swiss_roll(n, noise=noise, random_state=int(seed))
     return to_tensor(x, dtype=dtype, device_=device), to_tensor(t, dtype=dtype, device_=device)
+
+
+def _as_array(value: Any, name: str, ndim: int) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim != ndim:
+        raise ShapeError(f"{name} must have {ndim} dimension(s), got shape {array.shape}")
+    if not np.isfinite(array).all():
+        index = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+        raise NonFiniteError(f"{name} has a non-finite value {array[index]} at index {index}")
+    return array
+
+
+def best_direction_spearman(z_fit: Any, t_fit: Any, z_test: Any, t_test: Any) -> float:
+    """How well one latent direction orders held-out points by a manifold parameter t.
+
+    The direction u is fitted on (z_fit, t_fit) by least squares on the ranks,
+    u = argmin_u min_c ||rank(t_fit) - c - z_fit u||², and the score is Spearman's
+    |ρ(z_test u, t_test)| on the held-out points: 1 when the latent orders them along u.
+    Issue 6's test of the manifold hypothesis on the swiss roll (notes 2.2.4, Figura 13).
+    z of shape (n, L), t of shape (n,); tensors or arrays.
+    """
+    from scipy.stats import rankdata, spearmanr
+
+    z_fit, z_test = _as_array(z_fit, "z_fit", 2), _as_array(z_test, "z_test", 2)
+    t_fit, t_test = _as_array(t_fit, "t_fit", 1), _as_array(t_test, "t_test", 1)
+    for z, t, which in ((z_fit, t_fit, "fit"), (z_test, t_test, "test")):
+        if z.shape[0] != t.shape[0] or z.shape[0] < 3:
+            raise ShapeError(
+                f"z_{which} {z.shape} and t_{which} {t.shape} need the same number (>= 3) of rows"
+            )
+    if z_test.shape[1] != z_fit.shape[1]:
+        raise ShapeError(f"z_test has {z_test.shape[1]} columns, z_fit {z_fit.shape[1]}")
+    centred = z_fit - z_fit.mean(0)
+    ranks = rankdata(t_fit) - (t_fit.shape[0] + 1) / 2
+    u = np.linalg.lstsq(centred, ranks, rcond=None)[0]
+    return float(abs(spearmanr(z_test @ u, t_test)[0]))
 
 
 class DigitsSplit(NamedTuple):
