@@ -677,12 +677,13 @@ class VAE(_GaussianLatentModel, _LatentTools):
         with s = ``posterior_scale``: the encoder maps x_i to its chart point with a narrow
         posterior and the decoder inverts the chart. :meth:`fit` then maximises the ELBO
         from there; keep its learning rate small (the default 1e-3): at 3e-3 the first
-        Adam steps broke the swiss-roll chart in 1 of 20 initialisations, at 1e-3 in none
-        of 60. Why: the ELBO's gradient from a random start folds a rolled-up manifold
+        Adam steps broke the swiss-roll chart in 1 of 40 initialisations, at 1e-3 in none
+        of 80. Why: the ELBO's gradient from a random start folds a rolled-up manifold
         into a local optimum. On the swiss roll the unrolled chart stays unrolled under
-        ELBO training and scores several nats per point higher than random starts do
-        (held-out ELBO -4.6 to -5.7 against -9.7 and below; tutorial 09). Other keyword
-        arguments go to :func:`fit_svi`; returns its history of -(objective above).
+        ELBO training and scores higher than random starts do (held-out ELBO -4.5 to -6.3
+        nats per point against -6.0 to -38, higher in each of 40 paired runs; tutorial 09,
+        ``examples/swiss_roll_starts.py``). Other keyword arguments go to
+        :func:`fit_svi`; returns its history of -(objective above).
         """
         x = self._check_x(x, matrix=True)
         chart = to_tensor(embedding, dtype=self.dtype, device_=self.device)
