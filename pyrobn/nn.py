@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from pyrobn.errors import ConfigurationError
+from pyrobn.validation import check_int
 
 #: the activations :func:`mlp` knows, by name
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -26,11 +27,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 def check_sizes(sizes: Sequence[int], name: str) -> tuple[int, ...]:
     """``sizes`` as a tuple of positive ints, else :class:`ConfigurationError` naming ``name``."""
-    out = tuple(sizes)
-    for i, size in enumerate(out):
-        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-            raise ConfigurationError(f"{name}[{i}] must be a positive int, got {size!r}")
-    return out
+    return tuple(check_int(size, f"{name}[{i}]") for i, size in enumerate(sizes))
 
 
 def mlp(sizes: Sequence[int], activation: str = "relu") -> nn.Sequential:

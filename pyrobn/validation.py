@@ -5,7 +5,9 @@ Models call these in constructors, ``fit`` and queries, never inside the hot pat
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -40,6 +42,15 @@ def check_shape(x: torch.Tensor, expected: Sequence[int | None], name: str) -> t
         shown = tuple("*" if e is None else e for e in expected)
         raise ShapeError(f"{name} must have shape {shown}, got {tuple(x.shape)}")
     return x
+
+
+def check_int(value: Any, name: str, low: int = 1) -> int:
+    """``value`` as an int if it is an integer (not a bool) >= ``low``, else
+    :class:`ConfigurationError` naming ``name`` and the value."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        bound = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ConfigurationError(f"{name} must be {bound}, got {value!r}")
+    return int(value)
 
 
 def check_positive(value: float | torch.Tensor, name: str) -> None:

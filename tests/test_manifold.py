@@ -104,12 +104,14 @@ def test_best_direction_spearman_finds_the_ordering_direction():
 
 def test_best_direction_spearman_refuses_bad_input():
     z, t = np.zeros((5, 2)), np.arange(5.0)
-    with pytest.raises(ShapeError, match=r"z_test \(4, 2\) and t_test \(5,\)"):
+    with pytest.raises(ShapeError, match=r"t_test must have shape \(4,\), got \(5,\)"):
         pyrobn.datasets.best_direction_spearman(z, t, z[:4], t)
-    with pytest.raises(ShapeError, match="z_fit must have 2"):
+    with pytest.raises(ShapeError, match=r"z_fit must have shape \('\*', '\*'\), got \(5,\)"):
         pyrobn.datasets.best_direction_spearman(t, t, z, t)
-    with pytest.raises(ShapeError, match="3 columns"):
+    with pytest.raises(ShapeError, match=r"z_test must have shape \('\*', 2\), got \(5, 3\)"):
         pyrobn.datasets.best_direction_spearman(z, t, np.zeros((5, 3)), t)
+    with pytest.raises(ShapeError, match="needs >= 3 rows; z_fit has 2"):
+        pyrobn.datasets.best_direction_spearman(z[:2], t[:2], z, t)
     bad = t.copy()
     bad[3] = np.nan
     with pytest.raises(NonFiniteError, match=r"t_fit .*index \(3,\)"):

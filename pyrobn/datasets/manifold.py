@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from pyrobn.device import to_tensor
-from pyrobn.errors import ConfigurationError, NonFiniteError, ShapeError
-from pyrobn.validation import check_positive
+from pyrobn.errors import ConfigurationError, ShapeError
+from pyrobn.validation import check_finite, check_int, check_positive, check_shape
 
 #: the fixed split of :func:`digits`: 20 % test, stratified by label, seed 0
 DIGITS_TEST_FRACTION = 0.2
@@ -38,24 +38,17 @@ def swiss_roll(
     """
     from sklearn.datasets import make_swiss_roll
 
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigurationError(f"n must be a positive int, got {n!r}")
+    check_int(n, "n")
     if not np.isfinite(noise) or noise < 0:
         raise ConfigurationError(f"noise must be finite and >= 0, got {noise}")
     x, t = make_swiss_roll(n, noise=noise, random_state=int(seed))
     return to_tensor(x, dtype=dtype, device_=device), to_tensor(t, dtype=dtype, device_=device)
 
 
-def _as_array(value: Any, name: str, ndim: int) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    array = np.asarray(value, dtype=np.float64)
-    if array.ndim != ndim:
-        raise ShapeError(f"{name} must have {ndim} dimension(s), got shape {array.shape}")
-    if not np.isfinite(array).all():
-        index = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
-        raise NonFiniteError(f"{name} has a non-finite value {array[index]} at index {index}")
-    return array
+def _on_cpu(value: Any, name: str, shape: tuple[int | None, ...]) -> np.ndarray:
+    """``value`` as a finite float64 array of ``shape`` (None = any size)."""
+    tensor = to_tensor(value, dtype=torch.float64, device_="cpu")
+    return check_finite(check_shape(tensor, shape, name), name).numpy()
 
 
 def best_direction_spearman(z_fit: Any, t_fit: Any, z_test: Any, t_test: Any) -> float:
@@ -65,19 +58,19 @@ def best_direction_spearman(z_fit: Any, t_fit: Any, z_test: Any, t_test: Any) ->
     u = argmin_u min_c ||rank(t_fit) - c - z_fit u||², and the score is Spearman's
     |ρ(z_test u, t_test)| on the held-out points: 1 when the latent orders them along u.
     Issue 6's test of the manifold hypothesis on the swiss roll (notes 2.2.4, Figura 13).
-    z of shape (n, L), t of shape (n,); tensors or arrays.
+    z of shape (n, L) with n >= 3, t of shape (n,); tensors or arrays.
     """
     from scipy.stats import rankdata, spearmanr
 
-    z_fit, z_test = _as_array(z_fit, "z_fit", 2), _as_array(z_test, "z_test", 2)
-    t_fit, t_test = _as_array(t_fit, "t_fit", 1), _as_array(t_test, "t_test", 1)
-    for z, t, which in ((z_fit, t_fit, "fit"), (z_test, t_test, "test")):
-        if z.shape[0] != t.shape[0] or z.shape[0] < 3:
-            raise ShapeError(
-                f"z_{which} {z.shape} and t_{which} {t.shape} need the same number (>= 3) of rows"
-            )
-    if z_test.shape[1] != z_fit.shape[1]:
-        raise ShapeError(f"z_test has {z_test.shape[1]} columns, z_fit {z_fit.shape[1]}")
+    z_fit = _on_cpu(z_fit, "z_fit", (None, None))
+    z_test = _on_cpu(z_test, "z_test", (None, z_fit.shape[1]))
+    t_fit = _on_cpu(t_fit, "t_fit", (z_fit.shape[0],))
+    t_test = _on_cpu(t_test, "t_test", (z_test.shape[0],))
+    if min(z_fit.shape[0], z_test.shape[0]) < 3:
+        raise ShapeError(
+            f"a rank correlation needs >= 3 rows; z_fit has {z_fit.shape[0]}, "
+            f"z_test {z_test.shape[0]}"
+        )
     centred = z_fit - z_fit.mean(0)
     ranks = rankdata(t_fit) - (t_fit.shape[0] + 1) / 2
     u = np.linalg.lstsq(centred, ranks, rcond=None)[0]

@@ -55,7 +55,7 @@ from pyrobn.infer.map import (
 )
 from pyrobn.infer.map import hide_discrete as hide_discrete_sites
 from pyrobn.infer.svi import History, fit_svi
-from pyrobn.validation import check_positive
+from pyrobn.validation import check_int, check_positive
 
 #: guide names understood by :func:`compare_guides` (case-insensitive)
 GUIDE_NAMES: dict[str, Any] = {
@@ -634,13 +634,9 @@ def compare_guides(
     """
     if not guides:
         raise ConfigurationError("guides is empty: give at least one name -> guide")
-    for value, label in [
-        (steps, "steps"),
-        (num_samples, "num_samples"),
-        (num_chains, "num_chains"),
-    ]:
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigurationError(f"{label} must be a positive integer, got {value!r}")
+    check_int(steps, "steps")
+    check_int(num_samples, "num_samples")
+    check_int(num_chains, "num_chains")
     check_positive(lr, "lr")
     check_positive(final_lr, "final_lr")
     if not 0 < hdi_prob < 1:

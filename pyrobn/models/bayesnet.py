@@ -44,7 +44,7 @@ from pyrobn.errors import (
 )
 from pyrobn.infer.enumeration import CompiledContraction, sum_axis, underflow_safe
 from pyrobn.models.base import PyrobnModule
-from pyrobn.validation import check_finite, check_integers_in_range
+from pyrobn.validation import check_finite, check_int, check_integers_in_range
 
 JSON_FORMAT = "pyrobn.bayesnet"
 JSON_VERSION = 1
@@ -629,9 +629,7 @@ class DiscreteBayesianNetwork(PyrobnModule):
         backward sampling on the elimination tree (no rejection); evidence columns are
         returned as given.
         """
-        if int(n) < 1:
-            raise ConfigurationError(f"n must be a positive integer, got {n}")
-        n = int(n)
+        n = check_int(n, "n")
         gen = self._generator(seed)
         ev, batch = self._evidence(evidence)
         if batch is not None and batch != n:

@@ -42,6 +42,7 @@ from pyrobn.models.base import PyrobnModule
 from pyrobn.validation import (
     check_distribution,
     check_finite,
+    check_int,
     check_integers_in_range,
     check_positive,
     check_shape,
@@ -112,16 +113,12 @@ class HiddenMarkovModel(PyrobnModule):
         means: Any = None,
         variances: Any = None,
     ) -> None:
-        if not isinstance(n_states, int) or n_states < 1:
-            raise ConfigurationError(f"n_states must be a positive integer, got {n_states!r}")
+        check_int(n_states, "n_states")
         if emission not in _EMISSIONS:
             raise ConfigurationError(f"emission must be one of {_EMISSIONS}, got {emission!r}")
-        if emission == "categorical" and (not isinstance(n_symbols, int) or n_symbols < 1):
-            raise ConfigurationError(
-                f"categorical emissions need n_symbols, a positive integer; got {n_symbols!r}"
-            )
-        if not isinstance(n_features, int) or n_features < 1:
-            raise ConfigurationError(f"n_features must be a positive integer, got {n_features!r}")
+        if emission == "categorical":
+            check_int(n_symbols, "n_symbols (categorical emissions)")
+        check_int(n_features, "n_features")
         check_positive(concentration, "concentration")
         check_positive(min_variance, "min_variance")
         super().__init__(
@@ -434,8 +431,8 @@ class HiddenMarkovModel(PyrobnModule):
         Returns (states (n, length) long, observations (n, length) long or
         (n, length, D) float). Vectorised over sequences; one step of the chain per time step.
         """
-        if not isinstance(n, int) or n < 1 or not isinstance(length, int) or length < 1:
-            raise ConfigurationError(f"n and length must be positive integers, got {n}, {length}")
+        check_int(n, "n")
+        check_int(length, "length")
         device = self.init_probs.device
         g = torch.Generator(device=device)
         g.manual_seed(int(seed) if seed is not None else int(torch.randint(2**31, ())))

@@ -35,9 +35,8 @@ from pyrobn.density import as_points
 from pyrobn.errors import ConfigurationError, ShapeError
 from pyrobn.infer.svi import History, fit_svi
 from pyrobn.models.base import PyrobnModule
-from pyrobn.validation import check_positive
-
-_ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "silu": torch.nn.SiLU}
+from pyrobn.nn import ACTIVATIONS, check_sizes, mlp
+from pyrobn.validation import check_int, check_positive
 
 
 class MixtureDensityNetwork(PyrobnModule):
@@ -66,19 +65,13 @@ class MixtureDensityNetwork(PyrobnModule):
         min_scale: float = 1e-3,
         seed: int = 0,
     ) -> None:
-        for name, value in (
-            ("in_dim", in_dim),
-            ("out_dim", out_dim),
-            ("n_components", n_components),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
-        widths = [hidden] if isinstance(hidden, int) else list(hidden)
-        if any(not isinstance(w, int) or w < 1 for w in widths):
-            raise ConfigurationError(f"hidden widths must be positive integers, got {hidden!r}")
-        if activation not in _ACTIVATIONS:
+        check_int(in_dim, "in_dim")
+        check_int(out_dim, "out_dim")
+        check_int(n_components, "n_components")
+        widths = list(check_sizes([hidden] if isinstance(hidden, int) else hidden, "hidden"))
+        if activation not in ACTIVATIONS:
             raise ConfigurationError(
-                f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}"
+                f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}"
             )
         check_positive(min_scale, "min_scale")
         super().__init__(
@@ -94,13 +87,7 @@ class MixtureDensityNetwork(PyrobnModule):
         self.min_scale = float(min_scale)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            layers: list[torch.nn.Module] = []
-            width = in_dim
-            for w in widths:
-                layers += [torch.nn.Linear(width, w), _ACTIVATIONS[activation]()]
-                width = w
-            layers.append(torch.nn.Linear(width, n_components * (1 + 2 * out_dim)))
-            net = torch.nn.Sequential(*layers)
+            net = mlp([in_dim, *widths, n_components * (1 + 2 * out_dim)], activation)
         to_pyro_module_(net)
         self.net: PyroModule = net
         self.history: History | None = None

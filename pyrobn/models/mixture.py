@@ -32,7 +32,7 @@ from pyrobn.density import as_points
 from pyrobn.errors import ConfigurationError, ShapeError
 from pyrobn.infer.svi import History, fit_svi
 from pyrobn.models.base import PyrobnModule
-from pyrobn.validation import check_distribution, check_positive
+from pyrobn.validation import check_distribution, check_int, check_positive
 
 _PARTS = ("weights", "means", "scales")
 
@@ -108,10 +108,8 @@ class GaussianMixture(PyrobnModule):
         scales: Any = None,
         covariances: Any = None,
     ) -> None:
-        if not isinstance(n_components, int) or n_components < 1:
-            raise ConfigurationError(f"n_components must be a positive integer, got {n_components}")
-        if not isinstance(dim, int) or dim < 1:
-            raise ConfigurationError(f"dim must be a positive integer, got {dim}")
+        check_int(n_components, "n_components")
+        check_int(dim, "dim")
         parts = _parse_learn(learn)
         prior_list = None
         if prior is not None:
@@ -399,8 +397,7 @@ class GaussianMixture(PyrobnModule):
             raise ConfigurationError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
         if init not in ("data", "keep"):
             raise ConfigurationError(f"init must be 'data' or 'keep', got {init!r}")
-        if not isinstance(restarts, int) or restarts < 1:
-            raise ConfigurationError(f"restarts must be a positive integer, got {restarts}")
+        check_int(restarts, "restarts")
         check_positive(lr, "lr")
         if not self.learn:
             raise ConfigurationError("nothing to fit: learn is empty")

@@ -29,7 +29,7 @@ from pyrobn.errors import ConfigurationError, ShapeError
 from pyrobn.infer.map import parameter_prior
 from pyrobn.infer.svi import History, fit_svi
 from pyrobn.models.base import PyrobnModule
-from pyrobn.validation import check_finite, check_positive
+from pyrobn.validation import check_finite, check_int, check_positive
 
 PRIORS = ("normal", "laplace", "flat")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -96,8 +96,7 @@ class BayesianLinearRegression(PyrobnModule):
         lam: float = 1.0,
         dtype: str = "float64",
     ) -> None:
-        if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features <= 0:
-            raise ConfigurationError(f"n_features must be a positive integer, got {n_features!r}")
+        check_int(n_features, "n_features")
         check_positive(noise_scale, "noise_scale")
         if prior not in PRIORS:
             raise ConfigurationError(f"prior must be one of {PRIORS}, got {prior!r}")

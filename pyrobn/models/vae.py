@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pyro
@@ -53,7 +53,13 @@ from pyrobn.infer.optim import FusedAdam
 from pyrobn.infer.svi import History, fit_svi
 from pyrobn.models.base import PyrobnModule
 from pyrobn.nn import ACTIVATIONS, check_sizes, encoder_decoder
-from pyrobn.validation import check_finite, check_integers_in_range, check_positive, check_shape
+from pyrobn.validation import (
+    check_finite,
+    check_int,
+    check_integers_in_range,
+    check_positive,
+    check_shape,
+)
 
 #: the observation families of pθ(x | z) (lecture: Normal -> MSE, Bernoulli -> BCE)
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "normal")
@@ -120,12 +126,6 @@ def _chunks(n: int, per_row: int) -> Iterator[slice]:
         yield slice(start, min(n, start + size))
 
 
-def _check_int(value: Any, name: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigurationError(f"{name} must be an int >= {low}, got {value!r}")
-    return value
-
-
 def make_elbo(loss: str | ELBO, jit: bool | None = None, num_particles: int = 1) -> ELBO:
     """The Pyro ELBO named by ``loss`` ("trace" or "meanfield"), compiled when ``jit``.
 
@@ -140,7 +140,7 @@ def make_elbo(loss: str | ELBO, jit: bool | None = None, num_particles: int = 1)
         return loss
     if loss not in _ELBOS:
         raise ConfigurationError(f"unknown loss {loss!r}; choose one of {sorted(_ELBOS)}")
-    _check_int(num_particles, "num_particles")
+    check_int(num_particles, "num_particles")
     eager, compiled = _ELBOS[loss]
     if jit is None:
         jit = loss == "trace"
@@ -194,8 +194,8 @@ class _AutoencodingModel(PyrobnModule):
     def _init_common(
         self, data_dim: int, latent_dim: int, hidden: Sequence[int], activation: str
     ) -> tuple[int, ...]:
-        self.data_dim = _check_int(data_dim, "data_dim")
-        self.latent_dim = _check_int(latent_dim, "latent_dim")
+        self.data_dim = check_int(data_dim, "data_dim")
+        self.latent_dim = check_int(latent_dim, "latent_dim")
         if activation not in ACTIVATIONS:
             raise ConfigurationError(
                 f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}"
@@ -257,7 +257,9 @@ class _AutoencodingModel(PyrobnModule):
 
     def _fit(
         self,
-        args: tuple[torch.Tensor, ...],
+        model: Callable[..., Any],
+        guide: Callable[..., Any],
+        args: tuple[Any, ...],
         *,
         steps: int,
         batch_size: int | None,
@@ -266,13 +268,11 @@ class _AutoencodingModel(PyrobnModule):
         jit: bool | None,
         num_particles: int,
         optim: PyroOptim | None,
-        model_guide: tuple[Any, Any] | None = None,
         **kwargs: Any,
     ) -> History:
-        model, guide = model_guide if model_guide is not None else (self.model, self.guide)
         n = args[0].shape[0]
         if batch_size is not None:
-            _check_int(batch_size, "batch_size")
+            check_int(batch_size, "batch_size")
         check_positive(lr, "lr")
         subsample = None if batch_size is None or batch_size >= n else int(batch_size)
         self._sync_param_store()
@@ -309,7 +309,7 @@ class _LatentTools:
 
         >>> rows = vae.interpolate(x[0], x[1], steps=10)
         """
-        _check_int(steps, "steps", low=2)
+        check_int(steps, "steps", low=2)
         if method not in _INTERPOLATIONS:
             raise ConfigurationError(
                 f"unknown interpolation {method!r}; choose one of {sorted(_INTERPOLATIONS)}"
@@ -473,7 +473,7 @@ class _GaussianLatentModel(_AutoencodingModel):
         seed: int | None,
         reduce: str,
     ) -> torch.Tensor:
-        _check_int(num_samples, "num_samples")
+        check_int(num_samples, "num_samples")
         out = []
         per_row = num_samples * (self.data_dim + self.latent_dim)
         with _seeded(seed, x.device):
@@ -581,6 +581,8 @@ class VAE(_GaussianLatentModel, _LatentTools):
         """
         x = self._check_x(x, matrix=True)
         return self._fit(
+            self.model,
+            self.guide,
             (x,),
             steps=steps,
             batch_size=batch_size,
@@ -612,7 +614,7 @@ class VAE(_GaussianLatentModel, _LatentTools):
 
         ``mean=True`` returns E[x | z] instead of a draw (the usual "generated image").
         """
-        _check_int(n, "n")
+        check_int(n, "n")
         return self._sample(None, n, seed, mean)
 
     def elbo(self, x: Any, *, num_samples: int = 1, seed: int | None = None) -> torch.Tensor:
@@ -700,6 +702,8 @@ class VAE(_GaussianLatentModel, _LatentTools):
         chart = (chart - chart.mean(0)) / std
         kwargs.setdefault("description", f"{type(self).__name__} chart start")
         return self._fit(
+            self._chart_model,
+            self._chart_guide,
             (x, chart, 2 * math.log(posterior_scale)),
             steps=steps,
             batch_size=batch_size,
@@ -708,7 +712,6 @@ class VAE(_GaussianLatentModel, _LatentTools):
             jit=False,
             num_particles=1,
             optim=None,
-            model_guide=(self._chart_model, self._chart_guide),
             **kwargs,
         )
 
@@ -749,7 +752,7 @@ class ConditionalVAE(_GaussianLatentModel):
             hidden,
             likelihood,
             activation,
-            _check_int(n_classes, "n_classes", 2),
+            check_int(n_classes, "n_classes", 2),
             obs_scale,
         )
 
@@ -797,6 +800,8 @@ class ConditionalVAE(_GaussianLatentModel):
         x = self._check_x(x, matrix=True)
         y = self._check_y(y, x.shape[0])
         return self._fit(
+            self.model,
+            self.guide,
             (x, y),
             steps=steps,
             batch_size=batch_size,
@@ -831,7 +836,7 @@ class ConditionalVAE(_GaussianLatentModel):
         self, n: int, y: Any, *, seed: int | None = None, mean: bool = False
     ) -> torch.Tensor:
         """z ~ N(0, I), x ~ pθ(x | z, y): n samples of class y (an int, or n labels)."""
-        _check_int(n, "n")
+        check_int(n, "n")
         c = self._one_hot(self._check_y(y, n), self.dtype)
         return self._sample(c, n, seed, mean)
 
@@ -914,6 +919,8 @@ class Autoencoder(_AutoencodingModel, _LatentTools):
         """Minimise N · MSE by Adam through :func:`fit_svi` (see :meth:`VAE.fit`)."""
         x = self._check_x(x, matrix=True)
         return self._fit(
+            self.model,
+            self.guide,
             (x,),
             steps=steps,
             batch_size=batch_size,
