@@ -760,12 +760,8 @@ class ConditionalVAE(_GaussianLatentModel):
         if isinstance(y, int) and not isinstance(y, bool):
             y = torch.full((n if n is not None else 1,), y)
         y = to_tensor(y, device_=self.device)
-        if y.is_floating_point():
-            check_integers_in_range(y, 0, self.n_classes, name)
-            y = y.long()
         check_shape(y, (n,), name)
-        check_integers_in_range(y, 0, self.n_classes, name)
-        return y
+        return check_integers_in_range(y, 0, self.n_classes, name).long()
 
     def _condition(self, x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
         x = self._check_x(x, matrix=True)
