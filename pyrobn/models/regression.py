@@ -16,7 +16,7 @@ and the posterior predictive at x is N(m^T x, x^T A^-1 x + s^2).
 >>> [round(v, 4) for v in blr.map(X, y).tolist()]      # (X^T X + s^2 lam I)^-1 X^T y
 [0.6667, -0.6667]
 >>> blr.graph().parents("y"), blr.n_parameters
-(('theta', 'x'), 2)
+(('theta', 'x', 's'), 2)
 """
 
 from __future__ import annotations
