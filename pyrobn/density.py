@@ -16,6 +16,7 @@ them (the notes' remark after eq. 14): :meth:`KDE.graph` draws it so.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -37,6 +38,7 @@ __all__ = [
     "KDE",
     "EmpiricalDistribution",
     "as_points",
+    "positive_number",
     "scott_factor",
     "silverman_factor",
     "squared_distances",
@@ -81,6 +83,23 @@ def as_points(
     if t.shape[0] < min_rows:
         raise ShapeError(f"{name} needs at least {min_rows} row(s), got shape {tuple(t.shape)}")
     return check_finite(t, name)
+
+
+def positive_number(value: Any, name: str, *, allow_zero: bool = False) -> float:
+    """``value`` as a float if it is one real, finite number > 0 (>= 0 with ``allow_zero``),
+    else :class:`ConfigurationError` naming ``name``: bools, strings, complex numbers,
+    lists and arrays are refused (a hyper-parameter is one number).
+
+    >>> positive_number(0.5, "lr"), positive_number(0, "tol", allow_zero=True)
+    (0.5, 0.0)
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigurationError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigurationError(f"{name} must be a finite number {bound}, got {value}")
+    return value
 
 
 def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

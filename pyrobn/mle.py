@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 
+from pyrobn.density import positive_number
 from pyrobn.errors import ConfigurationError, ShapeError
-from pyrobn.validation import check_finite, check_integers_in_range, check_positive, to_real_tensor
+from pyrobn.validation import check_finite, check_integers_in_range, to_real_tensor
 
 __all__ = [
     "bernoulli",
@@ -117,8 +118,8 @@ def ridge(X: Any, y: Any, lam: float, noise_scale: float = 1.0) -> torch.Tensor:
 
     theta = (X^T X + s^2 lam I)^-1 X^T y, with s the noise scale: the ridge regressor.
     """
-    check_positive(lam, "lam")
-    check_positive(noise_scale, "noise_scale")
+    lam = positive_number(lam, "lam")
+    noise_scale = positive_number(noise_scale, "noise_scale")
     X_t, y_t = _design(X, y)
     d = X_t.shape[1]
     A = X_t.T @ X_t + noise_scale**2 * lam * torch.eye(d, dtype=X_t.dtype, device=X_t.device)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 import time
 import warnings
 from collections.abc import Sequence
@@ -46,14 +47,14 @@ from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 from pyro.ops.indexing import Vindex
 
-from pyrobn.density import as_points
+from pyrobn.density import as_points, positive_number
 from pyrobn.errors import ConfigurationError, ShapeError
 from pyrobn.infer.result import FitResult
 from pyrobn.infer.svi import History, fit_svi
 from pyrobn.models.base import PyrobnModule
 from pyrobn.nn import ACTIVATIONS, check_sizes, mlp
 from pyrobn.random import generator
-from pyrobn.validation import check_allocation, check_int, check_positive
+from pyrobn.validation import check_allocation, check_int
 
 if TYPE_CHECKING:
     from pyrobn.graph import ModelGraph
@@ -128,9 +129,13 @@ class MixtureDensityNetwork(PyrobnModule):
         out_dim = check_int(out_dim, "out_dim")
         n_components = check_int(n_components, "n_components")
         seed = check_int(seed, "seed", low=0)
-        if isinstance(hidden, bool):
-            raise ConfigurationError(f"hidden must be layer widths, got {hidden!r}")
-        widths = list(check_sizes([hidden] if isinstance(hidden, int) else list(hidden), "hidden"))
+        if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
+            hidden = [hidden]
+        if not isinstance(hidden, Sequence) or isinstance(hidden, str):
+            raise ConfigurationError(
+                f"hidden must be a layer width or a list of widths, got {hidden!r}"
+            )
+        widths = list(check_sizes(list(hidden), "hidden"))
         if not isinstance(activation, str) or activation not in ACTIVATIONS:
             raise ConfigurationError(
                 f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}"
@@ -139,11 +144,15 @@ class MixtureDensityNetwork(PyrobnModule):
             raise ConfigurationError(f"covariance must be one of {COVARIANCES}, got {covariance!r}")
         if not isinstance(dtype, str) or dtype not in _DTYPES:
             raise ConfigurationError(f"dtype must be one of {tuple(_DTYPES)}, got {dtype!r}")
-        check_positive(min_scale, "min_scale")
+        min_scale = positive_number(min_scale, "min_scale")
         per_scale = out_dim if covariance == "diagonal" else out_dim * (out_dim + 1) // 2
         sizes = [in_dim, *widths, n_components * (1 + out_dim + per_scale)]
         n_weights = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
-        check_allocation(4 * n_weights, _DTYPES[dtype], "the MDN's weights (and Adam's state)")
+        check_allocation(
+            4 * n_weights + n_components * out_dim * out_dim,
+            _DTYPES[dtype],
+            "the MDN's weights (and Adam's state)",
+        )
         super().__init__(
             in_dim=in_dim,
             out_dim=out_dim,
@@ -164,8 +173,11 @@ class MixtureDensityNetwork(PyrobnModule):
         _initialise(net, seed)
         to_pyro_module_(net)
         self.net: PyroModule = net
-        rows, cols = torch.tril_indices(out_dim, out_dim)
-        self._tril_rows, self._tril_cols = rows.tolist(), cols.tolist()
+        self._tril_rows: list[int] = []
+        self._tril_cols: list[int] = []
+        if covariance == "full":
+            rows, cols = torch.tril_indices(out_dim, out_dim)
+            self._tril_rows, self._tril_cols = rows.tolist(), cols.tolist()
 
     # ----------------------------------------------------------------- parameters
     def _parameters_of(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -262,9 +274,8 @@ class MixtureDensityNetwork(PyrobnModule):
         """
         xt = self._inputs(x)
         tt = self._targets(t, xt.shape[0])
-        check_positive(lr, "lr")
-        final_lr = lr / 10 if final_lr is None else final_lr
-        check_positive(final_lr, "final_lr")
+        lr = positive_number(lr, "lr")
+        final_lr = lr / 10 if final_lr is None else positive_number(final_lr, "final_lr")
         steps = check_int(steps, "steps")
         if batch_size is not None:
             batch_size = check_int(batch_size, "batch_size")

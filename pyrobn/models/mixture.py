@@ -37,7 +37,7 @@ from pyro.infer import TraceEnum_ELBO
 from pyro.infer.autoguide import AutoDelta, init_to_value
 from pyro.ops.indexing import Vindex
 
-from pyrobn.density import as_points
+from pyrobn.density import as_points, positive_number
 from pyrobn.errors import ConfigurationError, NonFiniteError, ShapeError
 from pyrobn.infer.em import run_em
 from pyrobn.infer.params import forget_params
@@ -576,9 +576,9 @@ class GaussianMixture(PyrobnModule):
         if init not in ("data", "keep"):
             raise ConfigurationError(f"init must be 'data' or 'keep', got {init!r}")
         restarts = check_int(restarts, "restarts")
-        check_positive(lr, "lr")
-        if reg_covar != 0:
-            check_positive(reg_covar, "reg_covar")
+        lr = positive_number(lr, "lr")
+        reg_covar = positive_number(reg_covar, "reg_covar", allow_zero=True)
+        tol = positive_number(tol, "tol", allow_zero=True)
         if batch_size is not None:
             batch_size = check_int(batch_size, "batch_size")
         if not self.learn:

@@ -891,8 +891,10 @@ class NaiveBayes(DataSizedBuffers, PyrobnModule):
 
     def score(self, X: Any, y: Any) -> float:
         """Accuracy of :meth:`predict` on labelled data."""
-        y_t = self._as_labels(y, len(X), self.device, allow_missing=False)
-        return float((self.predict(X) == y_t).double().mean())
+        predicted = self.predict(X)
+        y_t = self._as_labels(y, predicted.shape[0], self.device, allow_missing=False)
+        self._check_label_range(y_t)
+        return float((predicted == y_t).double().mean())
 
     # ------------------------------------------------------- Pyro model/guide
     def _site_shapes(self) -> dict[str, tuple[dist.Distribution, Any, torch.Tensor]]:

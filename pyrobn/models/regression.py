@@ -34,12 +34,13 @@ from pyro.nn import PyroParam, pyro_method
 from pyro.optim import Adam, PyroOptim
 
 from pyrobn import mle
+from pyrobn.density import positive_number
 from pyrobn.errors import ConfigurationError, ShapeError
 from pyrobn.infer.map import parameter_prior
 from pyrobn.infer.result import FitResult
 from pyrobn.infer.svi import fit_svi
 from pyrobn.models.base import PyrobnModule
-from pyrobn.validation import check_finite, check_int, check_positive, to_real_tensor
+from pyrobn.validation import check_finite, check_int, to_real_tensor
 
 if TYPE_CHECKING:
     from pyrobn.graph import ModelGraph
@@ -113,12 +114,12 @@ class BayesianLinearRegression(PyrobnModule):
         lam: float = 1.0,
         dtype: str = "float64",
     ) -> None:
-        check_int(n_features, "n_features")
-        check_positive(noise_scale, "noise_scale")
-        if prior not in PRIORS:
+        n_features = check_int(n_features, "n_features")
+        noise_scale = positive_number(noise_scale, "noise_scale")
+        if not isinstance(prior, str) or prior not in PRIORS:
             raise ConfigurationError(f"prior must be one of {PRIORS}, got {prior!r}")
-        check_positive(lam, "lam (prior precision)")
-        if dtype not in _DTYPES:
+        lam = positive_number(lam, "lam (prior precision)")
+        if not isinstance(dtype, str) or dtype not in _DTYPES:
             raise ConfigurationError(f"dtype must be one of {tuple(_DTYPES)}, got {dtype!r}")
         super().__init__(
             n_features=n_features, noise_scale=noise_scale, prior=prior, lam=lam, dtype=dtype
@@ -221,8 +222,10 @@ class BayesianLinearRegression(PyrobnModule):
         The record is ``fit_result_`` (the ELBO per step). ``seed`` seeds the run without
         touching the caller's random streams.
         """
+        if y is None:
+            raise ConfigurationError("fit needs the targets y")
         X_t, y_t = self.data(X, y)
-        check_positive(lr, "lr")
+        lr = positive_number(lr, "lr")
         if batch_size is not None:
             batch_size = check_int(batch_size, "batch_size")
         started = time.perf_counter()
