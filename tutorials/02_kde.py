@@ -212,9 +212,10 @@ for ax in axes:
     ax.grid(alpha=0.3)
 tut.save(fig, "curse_of_dimensionality")
 kde_gap = gaps["KDE (h por validación cruzada)"]
-tut.record("kde_gap_nats_by_dimension", dict(zip(dims, np.round(kde_gap, 4))))
+tut.record("kde_gap_nats_by_dimension", {d: round(float(v), 4) for d, v in zip(dims, kde_gap)})
 tut.record(
-    "gaussian_mle_gap_nats_by_dimension", dict(zip(dims, np.round(gaps["gaussiana (MLE)"], 4)))
+    "gaussian_mle_gap_nats_by_dimension",
+    {d: round(float(v), 4) for d, v in zip(dims, gaps["gaussiana (MLE)"])},
 )
 i1, i5, i20 = dims.index(1), dims.index(5), dims.index(20)
 # the gap grows faster than the dimension: per dimension it rises with D
