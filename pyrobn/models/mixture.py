@@ -345,11 +345,13 @@ class GaussianMixture(PyrobnModule):
             loc, tril = self.loc, self.scale_tril
             with pyro.plate("data", n, subsample_size=batch_size, dim=-1) as idx:
                 z = pyro.sample("z", dist.Categorical(w), infer={"enumerate": "parallel"})
-                pyro.sample(
-                    "x",
-                    dist.MultivariateNormal(Vindex(loc)[z], scale_tril=Vindex(tril)[z]),
-                    obs=x[idx],
+                # tril is a Cholesky factor by construction (exp on its diagonal): torch's
+                # argument check (a min and a tril over every factor) would be the most
+                # expensive part of an SVI step
+                component = dist.MultivariateNormal(
+                    Vindex(loc)[z], scale_tril=Vindex(tril)[z], validate_args=False
                 )
+                pyro.sample("x", component, obs=x[idx])
 
     def guide(self, x: torch.Tensor, batch_size: int | None = None) -> None:
         """Empty for maximum likelihood (z is summed out exactly); ``AutoDelta`` for MAP."""
