@@ -485,7 +485,10 @@ class GaussianMixture(PyrobnModule):
             centres = [x[int(torch.randint(n, (1,), generator=g))]]
             for _ in range(1, k):
                 d2 = torch.cdist(x, torch.stack(centres)).min(-1).values ** 2
-                probs = (d2 / d2.sum()).cpu()
+                total = d2.sum()
+                if not total > 0:  # every point is a centre already: fewer distinct points
+                    self._too_few_points(x)
+                probs = (d2 / total).cpu()
                 centres.append(x[int(torch.multinomial(probs, 1, generator=g))])
             centres_t = torch.stack(centres)
             previous = None
@@ -507,8 +510,9 @@ class GaussianMixture(PyrobnModule):
         if "weights" in self.learn and self.learn != ("weights",):
             self._assign(weights=torch.full((k,), 1.0 / k, dtype=x.dtype, device=x.device))
 
-    def _check_enough_points(self, x: torch.Tensor) -> None:
-        """k-means++ needs K distinct points; fewer leave a component with no data."""
+    def _too_few_points(self, x: torch.Tensor) -> None:
+        """k-means++ needs K distinct points; fewer leave a component with no data. Called
+        when k-means++ finds no point left to pick (counting them costs a sort of x)."""
         k = self.n_components
         distinct = int(torch.unique(x, dim=0).shape[0])
         if distinct < k:
@@ -597,8 +601,8 @@ class GaussianMixture(PyrobnModule):
             max_iter = check_int(100 if max_iter is None else max_iter, "max_iter")
         elif max_iter is not None:
             raise ConfigurationError("max_iter is EM's iteration cap; SVI runs `steps` steps")
-        if init == "data" and "means" in self.learn:
-            self._check_enough_points(xt)
+        if init == "data" and "means" in self.learn and xt.shape[0] < self.n_components:
+            self._too_few_points(xt)
         n, k, d = xt.shape[0], self.n_components, self.dim
         check_allocation(n * k * (2 * d + 3), xt.dtype, f"fitting {k} components to {n} rows")
         started = time.perf_counter()
@@ -628,11 +632,14 @@ class GaussianMixture(PyrobnModule):
         """(1/N) [log p(D | theta) + log p(w)]: what training maximises."""
         return self._objective_from(self.score(x), len(x))
 
-    def _objective_from(self, mean_log_lik: float, n: int) -> float:
+    def _objective_from(
+        self, mean_log_lik: float, n: int, weights: torch.Tensor | None = None
+    ) -> float:
         if self.concentration is None:
             return mean_log_lik
+        w = self.weights if weights is None else weights
         with torch.no_grad():
-            log_prior = float(dist.Dirichlet(self.concentration).log_prob(self.weights))
+            log_prior = float(dist.Dirichlet(self.concentration).log_prob(w))
         return mean_log_lik + log_prior / n
 
     def _fit_svi(
@@ -686,26 +693,32 @@ class GaussianMixture(PyrobnModule):
         reg_covar: float,
         seed: int | None,
     ) -> FitResult:
-        """EM through :func:`run_em`: E-step responsibilities, closed-form M-step."""
+        """EM through :func:`run_em`: E-step responsibilities, closed-form M-step.
+
+        The state is the tuple (w, mu, L) of new tensors each M-step makes, so an
+        iteration copies nothing; the module takes the best state once, at the end.
+        """
         n, d = x.shape
         k = self.n_components
         eye = torch.eye(d, dtype=x.dtype, device=x.device)
         start = self._state()
         self._reset_map_guide()
+        State = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
-        def begin(restart: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+        def begin(restart: int, g: torch.Generator) -> State:
             self.load_state_dict(start)
             if init == "data":
                 self._init_from_data(x, g)
-            return self._state()
+            return self.weights.clone(), self.loc.detach().clone(), self.scale_tril.clone()
 
-        def e_step(state: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, float]:
-            self.load_state_dict(state)
-            joint = self.weights.log() + component_log_probs(x, self.loc, self.scale_tril)
+        def e_step(state: State) -> tuple[torch.Tensor, torch.Tensor, float]:
+            w, loc, tril = state
+            joint = w.log() + component_log_probs(x, loc, tril)
             log_px = torch.logsumexp(joint, -1, keepdim=True)
-            return joint, log_px, self._objective_from(float(log_px.mean()), n)
+            return joint, log_px, self._objective_from(float(log_px.mean()), n, w)
 
-        def step(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], float]:
+        def step(state: State) -> tuple[State, float]:
+            w, loc, tril = state
             joint, log_px, objective = e_step(state)
             resp = (joint - log_px).exp()  # (N, K)
             nk = resp.sum(0) + 10 * torch.finfo(x.dtype).tiny
@@ -715,18 +728,18 @@ class GaussianMixture(PyrobnModule):
                     w = (nk + alpha - 1).clamp_min(0) / (n + alpha.sum() - k)
                 else:
                     w = nk / n
-                self._assign(weights=w / w.sum())
+                w = (w / w.sum()).clamp_min(1e-300)
             if "means" in self.learn:
-                self._assign(loc=(resp.T @ x) / nk.unsqueeze(-1))
+                loc = (resp.T @ x) / nk.unsqueeze(-1)
             if "scales" in self.learn:
-                diff = x.unsqueeze(0) - self.loc.detach().unsqueeze(1)  # (K, N, D)
+                diff = x.unsqueeze(0) - loc.unsqueeze(1)  # (K, N, D)
                 weighted = diff * resp.T.unsqueeze(-1)
                 cov = (weighted.transpose(1, 2) @ diff) / nk.view(k, 1, 1)  # one bmm
-                self._assign(tril=torch.linalg.cholesky(cov + reg_covar * eye))
-            return self._state(), objective
+                tril = torch.linalg.cholesky(cov + reg_covar * eye)
+            return (w, loc, tril), objective
 
         with torch.no_grad():
-            state, result = run_em(
+            (w, loc, tril), result = run_em(
                 begin,
                 step,
                 max_iter=max_iter,
@@ -736,7 +749,12 @@ class GaussianMixture(PyrobnModule):
                 objective_name=self._objective_name,
                 final=lambda s: e_step(s)[2],
             )
-        self.load_state_dict(state)
+        self.load_state_dict(start)
+        self._assign(
+            weights=w if "weights" in self.learn else None,
+            loc=loc if "means" in self.learn else None,
+            tril=tril if "scales" in self.learn else None,
+        )
         return result
 
     @property
