@@ -105,11 +105,11 @@ def pyrobn_path(x: torch.Tensor, theta0: float, lr: float, steps: int) -> tuple[
     theta before each step and after the last."""
     r0 = 1 / (1 + math.exp(-theta0))
     gm = GaussianMixture(2, means=[-1.0, 3.0], scales=[1.0, 2.0], weights=[1 - r0, r0])
-    path, thetas = [float(gm.weights[1])], [float(gm.weight_logits[0])]
+    path, thetas = [float(gm.weights[1])], [float(gm.weight_logits[0].detach())]
 
     def record(step: int, loss: float) -> None:
         path.append(float(gm.weights[1]))
-        thetas.append(float(gm.weight_logits[0]))
+        thetas.append(float(gm.weight_logits[0].detach()))
 
     gm.fit(x, steps=steps, lr=lr, optimizer="sgd", init="keep", callback=record)
     return [-v for v in gm.fit_result_.objective], path[:-1], thetas
