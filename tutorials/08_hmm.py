@@ -121,7 +121,7 @@ tut.record(
 
 semi = pyrobn.HiddenMarkovModel(n_tags, "categorical", n_symbols=n_words, concentration=1.1)
 semi.set_params(**few.params)  # start EM from the small supervised fit
-semi.fit(corpus.train_x, states=labels, lengths=corpus.train_lengths, n_iter=tut.steps(100, 10))
+semi.fit(corpus.train_x, states=labels, lengths=corpus.train_lengths, max_iter=tut.steps(100, 10))
 tut.record(
     "viterbi_accuracy_5pct_semi_supervised",
     accuracy(semi.viterbi(corpus.test_x, lengths=corpus.test_lengths)[0]),
@@ -129,7 +129,7 @@ tut.record(
 )
 
 unsupervised = pyrobn.HiddenMarkovModel(n_tags, "categorical", n_symbols=n_words, seed=1)
-unsupervised.fit(corpus.train_x, lengths=corpus.train_lengths, n_iter=tut.steps(200, 10))
+unsupervised.fit(corpus.train_x, lengths=corpus.train_lengths, max_iter=tut.steps(200, 10))
 perm = permutation_match(supervised.emission_probs, unsupervised.emission_probs)
 state_to_tag = torch.empty_like(perm)
 state_to_tag[perm] = torch.arange(n_tags, device=perm.device)
