@@ -95,11 +95,12 @@ BACKTRACK_ROWS = 512
 #: intra-op threads while a torch kernel runs on CPU (None: leave torch's setting). The
 #: kernels' per-step operations are sized to stay in cache (about 64K elements); threading
 #: them costs more in synchronisation than it gains, and collapses when the cores are
-#: oversubscribed. Measured (``/tmp`` script timing each query with 1 pinned thread against
-#: the caller's 2, medians of 7 interleaved runs, 2-core machine shared with other jobs,
-#: K = 4 / 16 / 64, one sequence of 20,000 steps and 256 x 200): the caller's 2 threads were
-#: 7.7-46x slower for forward-backward, 4.7-21x for the torch forward scan and 5.6-65x for
-#: the torch Viterbi scan; no case was faster. See :func:`kernel_threads` for its scope.
+#: oversubscribed. Measured by ``python bench/hmm.py --kernel-threads`` (each query with 1
+#: pinned thread against the caller's 2, medians of 7 interleaved runs, on the 2-core
+#: development machine shared with other jobs; K = 4 / 16 / 64, one sequence of 20,000
+#: steps and 256 x 200): the caller's 2 threads were 7.7-46x slower for forward-backward,
+#: 4.7-21x for the torch forward scan and 5.6-65x for the torch Viterbi scan; no case was
+#: faster. See :func:`kernel_threads` for its scope.
 KERNEL_THREADS: int | None = 1
 
 #: kernels on CPU: "compiled" runs the numba loops of :mod:`pyrobn.infer.hmm_compiled`,
