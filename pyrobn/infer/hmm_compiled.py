@@ -24,12 +24,12 @@ on first use. The kernel is compiled once per dtype and cached on disk.
 
 Threads. No kernel changes a thread count the caller can see. The sequences of a batch are
 dealt round-robin to ``blocks`` parallel iterations (``blocks`` = the thread budget the
-caller gives, at most the number of sequences), so a launch never calls
-``numba.set_num_threads`` and uses at most ``min(blocks, numba.get_num_threads())`` threads
-(numba's own setting, thread-local, is respected as the caller left it). Starting numba's
-OpenMP pool sets OpenMP's thread count, which torch reads as its own: the pool is started
-once, when this module is imported, inside :func:`pyrobn.device.preserve_threads`, and
-every launch runs inside it too.
+caller gives, at most the number of sequences and numba's thread count as the caller left
+it), so a launch never calls ``numba.set_num_threads``; with one block (one sequence, or a
+budget of one thread) a serial copy of the loop runs with no parallel region at all.
+Starting numba's OpenMP pool sets OpenMP's thread count, which torch reads as its own: the
+pool is started once, when this module is imported, inside
+:func:`pyrobn.device.preserve_threads`, and every parallel launch runs inside it too.
 """
 
 from __future__ import annotations
@@ -104,6 +104,13 @@ def _viterbi_kernel(blocks, log_obs, log_init, log_trans, real, paths, best):  #
 
 
 @numba.njit(cache=True, nogil=True)
+def _viterbi_serial(log_obs, log_init, log_trans, real, paths, best):  # pragma: no cover
+    """:func:`_viterbi_kernel` on the calling thread alone (no parallel region)."""
+    for s in range(log_obs.shape[0]):
+        _viterbi_one(s, log_obs, log_init, log_trans, real, paths, best)
+
+
+@numba.njit(cache=True, nogil=True)
 def _forward_one(s, obs, init, trans, real, log_prob):  # pragma: no cover
     """log_prob[s] = sum_t log s_t for sequence ``s``; -inf once a step has s_t = 0."""
     _n, length, k = obs.shape
@@ -146,12 +153,24 @@ def _forward_kernel(blocks, obs, init, trans, real, log_prob):  # pragma: no cov
             _forward_one(s, obs, init, trans, real, log_prob)
 
 
-def _launch(kernel, n: int, threads: int | None, *args) -> None:
-    """Run ``kernel(blocks, *args)`` with the ``n`` sequences dealt to ``blocks`` parallel
-    iterations: at most ``threads`` (None: numba's thread count) and at most ``n``. No
-    thread count is set: numba runs ``blocks`` iterations on at most that many threads."""
+@numba.njit(cache=True, nogil=True)
+def _forward_serial(obs, init, trans, real, log_prob):  # pragma: no cover
+    """:func:`_forward_kernel` on the calling thread alone (no parallel region)."""
+    for s in range(obs.shape[0]):
+        _forward_one(s, obs, init, trans, real, log_prob)
+
+
+def _launch(kernel, serial, n: int, threads: int | None, *args) -> None:
+    """Run the ``n`` sequences dealt to ``blocks`` parallel iterations of ``kernel``, at most
+    ``threads`` (None: numba's thread count) and at most ``n``; with one block, ``serial``
+    runs them on the calling thread, without a parallel region (whose team would be
+    numba's whole thread count: on a loaded machine, waking a team costs milliseconds).
+    No thread count is set."""
     wanted = numba.config.NUMBA_NUM_THREADS if threads is None else threads
-    blocks = max(1, min(wanted, n))
+    blocks = max(1, min(wanted, n, numba.get_num_threads()))
+    if blocks == 1:
+        serial(*args)  # nogil, no thread pool: safe from several Python threads at once
+        return
     with _LAUNCH, preserve_threads():
         kernel(blocks, *args)
 
@@ -189,7 +208,7 @@ def forward_log_prob(
     per-step constant divided out of them). ``mask`` (N, T) real steps (a prefix)."""
     arrays = _arrays(obs, init, trans, mask)
     out = np.empty(len(arrays[0]), dtype=arrays[0].dtype)
-    _launch(_forward_kernel, len(out), threads, *arrays, out)
+    _launch(_forward_kernel, _forward_serial, len(out), threads, *arrays, out)
     return torch.from_numpy(out)
 
 
@@ -210,5 +229,5 @@ def viterbi(
     n, length, _k = arrays[0].shape
     paths = np.empty((n, length), dtype=np.int64)
     best = np.empty(n, dtype=arrays[0].dtype)
-    _launch(_viterbi_kernel, n, threads, *arrays, paths, best)
+    _launch(_viterbi_kernel, _viterbi_serial, n, threads, *arrays, paths, best)
     return torch.from_numpy(paths), torch.from_numpy(best)
