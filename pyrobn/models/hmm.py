@@ -521,8 +521,10 @@ class HiddenMarkovModel(PyrobnModule):
                 return log_b
             return torch.where(batch.observed[..., None], log_b, torch.zeros_like(log_b))
         x = batch.values[:, :, None, :]  # (N, T, 1, D)
-        var = p["variances"]
-        per_dim = -0.5 * ((x - p["means"]) ** 2 / var + torch.log(2 * math.pi * var))
+        normal = torch.distributions.Normal(
+            p["means"], p["variances"].sqrt(), validate_args=False
+        )  # the values were checked at the boundary
+        per_dim = normal.log_prob(x)
         per_dim = torch.where(batch.observed[:, :, None, :], per_dim, torch.zeros_like(per_dim))
         return per_dim.sum(-1)
 
@@ -558,9 +560,9 @@ class HiddenMarkovModel(PyrobnModule):
 
         Missing observations (NaN) are summed out. Returns (N,) (a scalar for one sequence).
         """
-        batch = self._as_batch(observations, lengths, mask)
-        self._check_work(batch, "log_prob")
-        with hmm_ops.kernel_threads(self.init_probs.device):
+        with hmm_ops.kernel_threads(self.init_probs.device):  # the checks' reductions too
+            batch = self._as_batch(observations, lengths, mask)
+            self._check_work(batch, "log_prob")
             b, offset = self._factors(batch)
             result = hmm_ops.forward_log_prob(
                 b, self.init_probs, self.trans_probs, batch.mask, offset
@@ -571,9 +573,9 @@ class HiddenMarkovModel(PyrobnModule):
         self, observations: Any, lengths: Any = None, mask: Any = None
     ) -> torch.Tensor:
         """p(z_t = k | x) by forward-backward: (N, T, K) (0 on padding), or (T, K)."""
-        batch = self._as_batch(observations, lengths, mask)
-        self._check_work(batch, "marginals")
-        with hmm_ops.kernel_threads(self.init_probs.device):
+        with hmm_ops.kernel_threads(self.init_probs.device):  # the checks' reductions too
+            batch = self._as_batch(observations, lengths, mask)
+            self._check_work(batch, "marginals")
             b, offset = self._factors(batch)
             gamma, log_prob, _ = hmm_ops.forward_backward(
                 b, self.init_probs, self.trans_probs, batch.mask, offset
@@ -597,9 +599,9 @@ class HiddenMarkovModel(PyrobnModule):
         and a scalar for one sequence. The path is the one ``infer_discrete(temperature=0)``
         finds on :meth:`model`.
         """
-        batch = self._as_batch(observations, lengths, mask)
-        self._check_work(batch, "viterbi")
-        with hmm_ops.kernel_threads(self.init_probs.device):
+        with hmm_ops.kernel_threads(self.init_probs.device):  # the checks' reductions too
+            batch = self._as_batch(observations, lengths, mask)
+            self._check_work(batch, "viterbi")
             log_b = self._log_emission(batch)
             path, best = hmm_ops.viterbi(
                 log_b, self.init_probs.log(), self.trans_probs.log(), batch.mask
@@ -830,8 +832,9 @@ class HiddenMarkovModel(PyrobnModule):
             raise ConfigurationError(f"tol must be a finite number >= 0, got {tol!r}")
         if seed is not None:
             seed = check_int(seed, "seed", low=0)
-        batch = self._as_batch(observations, lengths, mask, states)
-        self._check_work(batch, "marginals")
+        with hmm_ops.kernel_threads(self.init_probs.device):
+            batch = self._as_batch(observations, lengths, mask, states)
+            self._check_work(batch, "marginals")
         real = batch.mask
         if real is None:
             real = torch.ones(batch.shape, dtype=torch.bool, device=batch.values.device)
