@@ -332,11 +332,14 @@ class HiddenMarkovModel(PyrobnModule):
     # ------------------------------------------------------------------ the graph
     def graph(self, steps: int = 4) -> ModelGraph:
         """Figura 5 of the notes: the latent chain z_1 -> z_2 -> ... (discrete), each z_t
-        emitting the observed x_t, drawn for ``steps`` time steps inside the data plate.
+        emitting the observed x_t, drawn for ``steps`` time steps inside the data plate,
+        time running left to right (z_t at (t, 1) above x_t at (t, 0)).
 
         >>> g = HiddenMarkovModel(2, n_symbols=3).graph(3)
         >>> g.parents("x_2"), g.d_separated("x_1", "x_3", given=["z_2"])
         (('z_2',), True)
+        >>> g.positions["z_2"], g.positions["x_2"]
+        ((2.0, 1.0), (2.0, 0.0))
         """
         steps = check_int(steps, "steps")
         discrete_x = self.emission == "categorical"
@@ -348,8 +351,15 @@ class HiddenMarkovModel(PyrobnModule):
             if t > 1:
                 edges.append((f"z_{t - 1}", f"z_{t}"))
         members = [n.name for n in nodes]
+        positions = {}
+        for t in range(1, steps + 1):
+            positions[f"z_{t}"], positions[f"x_{t}"] = (t, 1), (t, 0)
         return ModelGraph(
-            nodes, edges, plates={"data": (members, "N")}, title="HMM (eq. 12, Figura 5)"
+            nodes,
+            edges,
+            plates={"data": (members, "N")},
+            title="HMM (eq. 12, Figura 5)",
+            positions=positions,
         )
 
     # ------------------------------------------------------------------ data preparation
