@@ -6,12 +6,16 @@ as data, the same for every model of the package (``model.graph()``): nodes carr
 role (observed, latent, parameter, deterministic) and whether they are discrete; plates
 (Pyro's ``pyro.plate``) group the nodes repeated over data rows or time steps.
 :meth:`ModelGraph.d_separated` answers which independences the graph implies (2.1.2), and
-:meth:`ModelGraph.draw` draws it with matplotlib alone (no graphviz binary needed).
+:meth:`ModelGraph.draw` draws it with matplotlib alone (no graphviz binary needed): in
+topological layers, or where ``positions`` puts the nodes (a sequence model lays time out
+left to right), an edge that would cross another node drawn as an arc around it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,17 +51,29 @@ class ModelGraph:
         edges: (parent, child) pairs.
         plates: plate name -> (member nodes, size label such as ``"N"`` or ``"T"``).
         title: shown above the figure.
+        positions: where the figure puts each node, name -> (x, y) in node spacings (one
+            unit between neighbours; y grows upwards); ``None`` lays the nodes out in
+            topological layers. Every node must be placed, at finite coordinates, no two
+            at the same point.
+
+    Raises:
+        ConfigurationError: a name given twice, an unknown role, an unplaced node or a
+            position that is not two finite numbers (or is shared by two nodes).
+        UnknownVariableError: an edge, plate or position naming an unknown node.
+        CycleError: the edges have a cycle.
 
     >>> g = ModelGraph([GraphNode("z", discrete=True), GraphNode("x", "observed")],
-    ...                [("z", "x")], plates={"data": (["z", "x"], "N")})
-    >>> g.parents("x")
-    ('z',)
+    ...                [("z", "x")], plates={"data": (["z", "x"], "N")},
+    ...                positions={"z": (0, 1), "x": (0, 0)})
+    >>> g.parents("x"), g.positions["z"]
+    (('z',), (0.0, 1.0))
     """
 
     nodes: list[GraphNode]
     edges: list[tuple[str, str]]
     plates: dict[str, tuple[list[str], str]] = field(default_factory=dict)
     title: str = ""
+    positions: dict[str, tuple[float, float]] | None = None
 
     def __post_init__(self) -> None:
         names = [n.name for n in self.nodes]
@@ -73,6 +89,8 @@ class ModelGraph:
                 if m not in known:
                     raise UnknownVariableError(f"plate {plate!r} holds an unknown node {m!r}")
         self.order()  # raises CycleError on a cycle
+        if self.positions is not None:
+            self.positions = _checked_positions(self.positions, names)
 
     # ------------------------------------------------------------------ structure
     @property
@@ -179,3 +197,38 @@ class ModelGraph:
 
     def members(self, plate: str) -> Sequence[str]:
         return self.plates[plate][0]
+
+
+def _checked_positions(positions: Any, names: list[str]) -> dict[str, tuple[float, float]]:
+    """``positions`` as name -> (float x, float y), every node placed once at finite
+    coordinates of its own; a pyrobn error naming the node and value otherwise."""
+    if not isinstance(positions, Mapping):
+        raise ConfigurationError(
+            f"positions must map node names to (x, y), got {type(positions).__name__}"
+        )
+    for name in positions:
+        if name not in names:
+            raise UnknownVariableError(f"positions place an unknown node {name!r}")
+    missing = [n for n in names if n not in positions]
+    if missing:
+        raise ConfigurationError(f"positions must place every node; missing {missing}")
+    checked: dict[str, tuple[float, float]] = {}
+    taken: dict[tuple[float, float], str] = {}
+    for name in names:
+        value = positions[name]
+        pair = tuple(value) if isinstance(value, tuple | list) else ()
+        if len(pair) != 2 or not all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+            for v in pair
+        ):
+            raise ConfigurationError(
+                f"the position of node {name!r} must be two finite numbers (x, y), got {value!r}"
+            )
+        point = (float(pair[0]), float(pair[1]))
+        if point in taken:
+            raise ConfigurationError(
+                f"nodes {taken[point]!r} and {name!r} share the position {point}"
+            )
+        taken[point] = name
+        checked[name] = point
+    return checked

@@ -1,17 +1,22 @@
-"""ModelGraph: structure, d-separation against numeric independence, the figure."""
+"""ModelGraph: structure, d-separation against numeric independence, positions, the figure
+(arcs around the nodes an edge would cross)."""
 
 from __future__ import annotations
 
 import itertools
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from matplotlib.patches import FancyArrowPatch
 
 from pyrobn.errors import ConfigurationError, CycleError, UnknownVariableError
 from pyrobn.graph import GraphNode, ModelGraph
+from pyrobn.models.hmm import HiddenMarkovModel
+from pyrobn.models.markov import MarkovChain
 
 matplotlib.use("Agg")
 
@@ -122,3 +127,162 @@ def test_every_pair_of_a_chain():
     g = ModelGraph([GraphNode(n) for n in "abcd"], list(itertools.pairwise("abcd")))
     assert not g.d_separated("a", "d")
     assert g.d_separated("a", "d", ["b"]) and g.d_separated("a", "d", ["c"])
+
+
+# ---------------------------------------------------------------------- positions, arcs
+def _chain(n: int, edges: list[tuple[int, int]], spacing: float = 1.0) -> ModelGraph:
+    return ModelGraph(
+        [GraphNode(f"x_{t}", "observed", discrete=True) for t in range(n)],
+        [(f"x_{a}", f"x_{b}") for a, b in edges],
+        plates={"data": ([f"x_{t}" for t in range(n)], "N")},
+        positions={f"x_{t}": (spacing * t, 0.0) for t in range(n)},
+    )
+
+
+def _arrows(ax) -> list[FancyArrowPatch]:
+    return [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
+
+
+def _distance_to_path(point: tuple[float, float], arrow: FancyArrowPatch) -> float:
+    """The least distance from ``point`` to the drawn arrow: to every segment of its path
+    in data coordinates (curves flattened into segments)."""
+    p = np.asarray(point, dtype=float)
+    best = np.inf
+    for polyline in arrow.get_path().to_polygons(closed_only=False):
+        a, b = polyline[:-1], polyline[1:]
+        d = b - a
+        s = np.clip(((p - a) * d).sum(1) / np.maximum((d * d).sum(1), 1e-18), 0, 1)
+        best = min(best, float(np.hypot(*(a + s[:, None] * d - p).T).min()))
+    return best
+
+
+@pytest.mark.parametrize(
+    "positions, error, match",
+    [
+        ({"a": (0, 0)}, ConfigurationError, r"missing \['b'\]"),
+        ({"a": (0, 0), "b": (1, 0), "q": (2, 0)}, UnknownVariableError, "'q'"),
+        ({"a": (0, 0), "b": (float("nan"), 0)}, ConfigurationError, "'b'.*nan"),
+        ({"a": (0, float("inf")), "b": (1, 0)}, ConfigurationError, "'a'.*inf"),
+        ({"a": (0, 0), "b": ("1", 0)}, ConfigurationError, "'b'"),
+        ({"a": (0, 0), "b": (True, 0)}, ConfigurationError, "'b'"),
+        ({"a": (0, 0), "b": (1, 0, 2)}, ConfigurationError, "'b'"),
+        ({"a": (0, 0), "b": 1.0}, ConfigurationError, "'b'"),
+        ({"a": (0, 0), "b": (1j, 0)}, ConfigurationError, "'b'"),
+        ({"a": (0, 0), "b": (0.0, 0.0)}, ConfigurationError, "'a' and 'b' share"),
+        ([(0, 0), (1, 0)], ConfigurationError, "map node names"),
+    ],
+)
+def test_positions_are_validated(positions, error, match):
+    with pytest.raises(error, match=match):
+        ModelGraph([GraphNode("a"), GraphNode("b")], [("a", "b")], positions=positions)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    bad=st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True).filter(lambda v: not np.isfinite(v)),
+        st.text(max_size=3),
+        st.booleans(),
+        st.none(),
+        st.complex_numbers(allow_nan=False).filter(lambda v: v.imag != 0),
+        st.lists(st.floats(-5, 5), max_size=4).filter(lambda v: len(v) != 2),
+    ),
+    as_x=st.booleans(),
+    which=st.sampled_from(["a", "b", "c"]),
+)
+def test_a_bad_position_names_its_node(bad, as_x, which):
+    positions = {"a": (0.0, 0.0), "b": (1.0, 0.0), "c": (2.0, 0.0)}
+    if isinstance(bad, list):
+        positions[which] = bad
+    else:
+        positions[which] = (bad, 5.0) if as_x else (5.0, bad)
+    with pytest.raises(ConfigurationError, match=f"node '{which}'"):
+        ModelGraph([GraphNode(n) for n in "abc"], [("a", "b")], positions=positions)
+
+
+def test_positions_are_kept_as_floats_and_used_by_the_figure():
+    g = ModelGraph(
+        [GraphNode("a"), GraphNode("b", "observed")],
+        [("a", "b")],
+        positions={"a": (np.int64(3), 2), "b": [5, -1.5]},
+    )
+    assert g.positions == {"a": (3.0, 2.0), "b": (5.0, -1.5)}
+    assert all(type(v) is float for p in g.positions.values() for v in p)
+    ax = g.draw()
+    centres = {t.get_text(): t.get_position() for t in ax.texts}
+    assert centres["a"] == (3.0, 2.0) and centres["b"] == (5.0, -1.5)
+    (arrow,) = _arrows(ax)
+    assert arrow.get_connectionstyle().rad == 0  # nothing in between: straight
+    matplotlib.pyplot.close(ax.figure)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_markov_chain_graph_runs_left_to_right_with_skip_edges_as_arcs(order):
+    steps = order + 3
+    g = MarkovChain(order=order).graph(steps)
+    assert [g.positions[f"x_{t}"] for t in range(1, steps + 1)] == [
+        (float(t), 0.0) for t in range(1, steps + 1)
+    ]
+    ax = MarkovChain(order=order).plot_graph()
+    drawn = MarkovChain(order=order).graph()
+    ax.figure.canvas.draw()
+    arrows = _arrows(ax)
+    assert len(arrows) == len(drawn.edges)
+    routes = [(p, c) for c, ps in drawn.parent_map().items() for p in ps]
+    for (parent, child), arrow in zip(routes, arrows, strict=True):
+        gap = int(child[2:]) - int(parent[2:])
+        rad = arrow.get_connectionstyle().rad
+        assert (rad != 0) == (gap > 1), (parent, child, rad)
+        for skipped in range(int(parent[2:]) + 1, int(child[2:])):
+            # the arc clears the square of every node it skips (half-diagonal 0.24 * sqrt 2)
+            centre = drawn.positions[f"x_{skipped}"]
+            assert _distance_to_path(centre, arrow) > 0.24 * np.sqrt(2)
+    texts = {t.get_text() for t in ax.texts}
+    assert {n.label for n in drawn.nodes} | {"N"} <= texts
+    matplotlib.pyplot.close(ax.figure)
+
+
+@pytest.mark.parametrize("emission", ["categorical", "gaussian"])
+def test_hmm_graph_puts_the_chain_above_the_emissions(emission):
+    model = HiddenMarkovModel(2, emission, n_symbols=3)
+    g = model.graph(5)
+    for t in range(1, 6):
+        assert g.positions[f"z_{t}"] == (float(t), 1.0) and g.positions[f"x_{t}"] == (t, 0.0)
+    ax = model.plot_graph()
+    arrows = _arrows(ax)
+    assert len(arrows) == len(model.graph().edges)
+    assert all(a.get_connectionstyle().rad == 0 for a in arrows)  # nothing to go around
+    texts = {t.get_text() for t in ax.texts}
+    assert {n.label for n in model.graph().nodes} | {"N"} <= texts
+    matplotlib.pyplot.close(ax.figure)
+
+
+def test_layered_layout_bends_an_edge_around_a_node_in_its_way():
+    g = ModelGraph([GraphNode(n) for n in "abc"], [("a", "b"), ("b", "c"), ("a", "c")])
+    ax = g.draw()
+    ax.figure.canvas.draw()
+    ab, bc, ac = _arrows(ax)  # child by child, in the edges' order: b's parents, c's
+    assert ab.get_connectionstyle().rad == 0 and bc.get_connectionstyle().rad == 0
+    assert ac.get_connectionstyle().rad != 0
+    centre_b = next(t.get_position() for t in ax.texts if t.get_text() == "b")
+    assert _distance_to_path(centre_b, ac) > 0.24
+    matplotlib.pyplot.close(ax.figure)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(3, 7),
+    keep=st.lists(st.booleans(), min_size=21, max_size=21),
+    spacing=st.floats(0.8, 2.5),
+)
+def test_no_edge_of_a_chain_passes_through_a_node(n, keep, spacing):
+    pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
+    g = _chain(n, [pair for pair, k in zip(pairs, keep) if k], spacing)
+    ax = g.draw()
+    ax.figure.canvas.draw()
+    routes = [(p, c) for c, ps in g.parent_map().items() for p in ps]
+    for (parent, child), arrow in zip(routes, _arrows(ax), strict=True):
+        for other, centre in g.positions.items():
+            if other not in (parent, child):
+                assert _distance_to_path(centre, arrow) > 0.24 * np.sqrt(2), (parent, child)
+    matplotlib.pyplot.close(ax.figure)

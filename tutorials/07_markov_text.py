@@ -39,46 +39,6 @@ import pyrobn
 from pyrobn.datasets import text_corpus
 from pyrobn.tutorial import Tutorial
 
-
-def draw_sequence_graph(graph, ax, position, title):
-    """Draw a ModelGraph with given node positions (time runs left to right): observed
-    nodes shaded, latent ones white, discrete ones square; an edge that skips steps is an
-    arc, so that none hides behind a node."""
-    from matplotlib.patches import Circle, FancyArrowPatch, Rectangle
-
-    r = 0.28
-    for parent, child in graph.edges:
-        (x0, y0), (x1, y1) = position[parent], position[child]
-        skip = abs(x1 - x0) > 1
-        ax.add_patch(
-            FancyArrowPatch(
-                (x0, y0),
-                (x1, y1),
-                arrowstyle="-|>",
-                mutation_scale=14,
-                shrinkA=16,
-                shrinkB=16,
-                color="0.25",
-                lw=1.2,
-                connectionstyle=f"arc3,rad={-0.45 if skip else 0.0}",
-            )
-        )
-    for node in graph.nodes:
-        x, y = position[node.name]
-        face = "0.75" if node.role == "observed" else "white"
-        patch = Rectangle((x - r, y - r), 2 * r, 2 * r) if node.discrete else Circle((x, y), r)
-        patch.set(facecolor=face, edgecolor="black", lw=1.3, zorder=3)
-        ax.add_patch(patch)
-        ax.text(x, y, node.label or node.name, ha="center", va="center", fontsize=11, zorder=4)
-    xs = [p[0] for p in position.values()]
-    ys = [p[1] for p in position.values()]
-    ax.set_xlim(min(xs) - 0.8, max(xs) + 0.8)
-    ax.set_ylim(min(ys) - 0.8, max(ys) + 1.2)
-    ax.set_aspect("equal")
-    ax.axis("off")
-    ax.set_title(title)
-
-
 tut = Tutorial(
     "07_markov_text",
     figures=["dag", "transition_matrix", "perplexity_vs_order", "smoothing", "generated_text"],
@@ -100,11 +60,11 @@ tut.record("train_characters", sum(len(p) for p in train))
 # lets the chain store one table row per context instead of one per history.
 
 # %%
-fig, axes = plt.subplots(2, 1, figsize=(7, 4.5))
+fig, axes = plt.subplots(2, 1, figsize=(7, 5))
 for ax, k in zip(axes, (1, 2)):
-    chain_graph = pyrobn.MarkovChain(order=k).graph(5)
-    where = {name: (int(name[2:]), 0.0) for name in chain_graph.names}
-    draw_sequence_graph(chain_graph, ax, where, f"order {k}: p(x_t | x_(t-{k})..x_(t-1))")
+    chain = pyrobn.MarkovChain(order=k)
+    chain.plot_graph(ax=ax, title=f"order {k}: p(x_t | x_(t-{k})..x_(t-1))")  # time left to right
+    chain_graph = chain.graph()  # the graph drawn: x_1 .. x_4, skip edges as arcs
     independent = chain_graph.d_separated("x_4", "x_1", [f"x_{t}" for t in range(4 - k, 4)])
     assert independent, f"order {k}: x_4 is independent of x_1 given its {k} predecessors"
     assert k == 1 or not chain_graph.d_separated("x_4", "x_1", ["x_3"])

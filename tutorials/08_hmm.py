@@ -30,46 +30,6 @@ from pyrobn.datasets import tagged_corpus
 from pyrobn.models.hmm import permutation_match
 from pyrobn.tutorial import Tutorial
 
-
-def draw_sequence_graph(graph, ax, position, title):
-    """Draw a ModelGraph with given node positions (time runs left to right): observed
-    nodes shaded, latent ones white, discrete ones square; an edge that skips steps is an
-    arc, so that none hides behind a node."""
-    from matplotlib.patches import Circle, FancyArrowPatch, Rectangle
-
-    r = 0.28
-    for parent, child in graph.edges:
-        (x0, y0), (x1, y1) = position[parent], position[child]
-        skip = abs(x1 - x0) > 1
-        ax.add_patch(
-            FancyArrowPatch(
-                (x0, y0),
-                (x1, y1),
-                arrowstyle="-|>",
-                mutation_scale=14,
-                shrinkA=16,
-                shrinkB=16,
-                color="0.25",
-                lw=1.2,
-                connectionstyle=f"arc3,rad={-0.45 if skip else 0.0}",
-            )
-        )
-    for node in graph.nodes:
-        x, y = position[node.name]
-        face = "0.75" if node.role == "observed" else "white"
-        patch = Rectangle((x - r, y - r), 2 * r, 2 * r) if node.discrete else Circle((x, y), r)
-        patch.set(facecolor=face, edgecolor="black", lw=1.3, zorder=3)
-        ax.add_patch(patch)
-        ax.text(x, y, node.label or node.name, ha="center", va="center", fontsize=11, zorder=4)
-    xs = [p[0] for p in position.values()]
-    ys = [p[1] for p in position.values()]
-    ax.set_xlim(min(xs) - 0.8, max(xs) + 0.8)
-    ax.set_ylim(min(ys) - 0.8, max(ys) + 1.2)
-    ax.set_aspect("equal")
-    ax.axis("off")
-    ax.set_title(title)
-
-
 tut = Tutorial(
     "08_hmm", figures=["dag", "transitions", "posterior", "accuracy"], title="HMM tagging"
 )
@@ -97,10 +57,10 @@ def accuracy(paths: torch.Tensor) -> float:
 # sentence would need V^10 − 1.
 
 # %%
-hmm_graph = pyrobn.HiddenMarkovModel(n_tags, "categorical", n_symbols=n_words).graph(4)
-where = {name: (int(name[2:]), 1.0 if name[0] == "z" else 0.0) for name in hmm_graph.names}
+tagger = pyrobn.HiddenMarkovModel(n_tags, "categorical", n_symbols=n_words)
+hmm_graph = tagger.graph()  # z_t above x_t, time left to right
 fig, ax = plt.subplots(figsize=(6, 3))
-draw_sequence_graph(hmm_graph, ax, where, "Figura 5: the HMM (z latent, x observed; discrete)")
+tagger.plot_graph(ax=ax, title="Figura 5: the HMM (z latent, x observed; discrete)")
 tut.save(fig, "dag")
 assert hmm_graph.d_separated("x_1", "x_4", ["z_2"])
 assert not hmm_graph.d_separated("x_1", "x_4", ["x_2", "x_3"])  # words alone do not cut it

@@ -607,11 +607,15 @@ class MarkovChain(DataSizedBuffers, PyrobnModule):
 
     def graph(self, steps: int | None = None) -> ModelGraph:
         """Figura 4 of the notes, for order k: each x_t with parents x_{t-1}, ..., x_{t-k}
-        (all observed, discrete), drawn for ``steps`` time steps (default max(4, k + 2)).
+        (all observed, discrete), drawn for ``steps`` time steps (default max(4, k + 2)),
+        time running left to right (x_t at (t, 0); the edges that skip steps are drawn as
+        arcs over the chain).
 
         >>> g = MarkovChain(order=2).graph(4)
         >>> g.parents("x_4"), g.d_separated("x_1", "x_4", given=["x_2", "x_3"])
         (('x_2', 'x_3'), True)
+        >>> g.positions["x_3"]
+        (3.0, 0.0)
         """
         k = self.order
         steps = max(4, k + 2) if steps is None else check_int(steps, "steps")
@@ -623,7 +627,11 @@ class MarkovChain(DataSizedBuffers, PyrobnModule):
         edges = [(a, b) for a, b in edges if int(a[2:]) >= 1]
         title = f"Markov chain of order {k} (eq. 11, Figura 4)"
         return ModelGraph(
-            nodes, edges, plates={"data": ([n.name for n in nodes], "N")}, title=title
+            nodes,
+            edges,
+            plates={"data": ([n.name for n in nodes], "N")},
+            title=title,
+            positions={f"x_{t}": (t, 0) for t in range(1, steps + 1)},
         )
 
 
