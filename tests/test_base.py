@@ -4,7 +4,6 @@ fits without side effects."""
 from __future__ import annotations
 
 import gc
-import os
 import pickle
 import random
 
@@ -84,7 +83,23 @@ def test_corrupt_truncated_foreign_and_inconsistent_files(tmp_path):
     Coin(0.3).save(tmp_path / "ok.pt")
     raw = (tmp_path / "ok.pt").read_bytes()
     (tmp_path / "truncated.pt").write_bytes(raw[: len(raw) // 2])
-    (tmp_path / "garbage.pt").write_bytes(os.urandom(300))
+    # garbage of every kind: random bytes, and the real file with bytes overwritten
+    gen = np.random.default_rng(0)
+    for i in range(200):
+        (tmp_path / f"random{i}.pt").write_bytes(gen.integers(0, 256, 300, np.uint8).tobytes())
+        spoiled = bytearray(raw)
+        at = gen.integers(0, len(raw), 8)
+        spoiled_bytes = gen.integers(0, 256, 8, np.uint8)
+        for k, v in zip(at, spoiled_bytes):
+            spoiled[int(k)] = int(v)
+        (tmp_path / f"spoiled{i}.pt").write_bytes(bytes(spoiled))
+    for i in range(200):
+        for name in (f"random{i}.pt", f"spoiled{i}.pt"):
+            try:
+                Coin.load(tmp_path / name)  # a few spoiled bytes may fall in padding
+            except CheckpointError:
+                pass
+    (tmp_path / "garbage.pt").write_bytes(b"\x80\x02garbage" * 20)
     (tmp_path / "empty.pt").write_bytes(b"")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
     torch.save([1, 2, 3], tmp_path / "list.pt")

@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import pickle
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from pyro.optim.optim import _get_state_dict, _load_state_dict
 from tqdm.auto import tqdm
 
 from pyrobn.errors import CheckpointError, ConfigurationError, TrainingDiverged
+from pyrobn.files import read_data_file
 from pyrobn.infer import distributed as distributed_ops
 from pyrobn.infer.optim import FusedAdam
 from pyrobn.random import forked
@@ -190,16 +189,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = None) -> dict[s
             another version (the reason is named).
     """
     where = str(path)
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(
-            f"{where!r} is not a pyrobn checkpoint, or it holds objects other than data "
-            f"(refused without running them): {first}"
-        ) from exc
-    except (OSError, RuntimeError, EOFError, ValueError, TypeError, KeyError) as exc:
-        raise CheckpointError(f"cannot read checkpoint {where!r}: {exc}") from exc
+    state = read_data_file(path, "checkpoint", map_location)
     if not isinstance(state, dict) or state.get("version") != _CHECKPOINT_VERSION:
         found = state.get("version") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import time
-import zipfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,6 +30,7 @@ from pyro.nn import PyroModule, pyro_method
 
 from pyrobn.device import preserve_threads
 from pyrobn.errors import CheckpointError, NonFiniteError, PyrobnError
+from pyrobn.files import read_data_file
 from pyrobn.infer.params import release_with, unique_name
 from pyrobn.infer.result import FitResult
 from pyrobn.random import seeded
@@ -172,18 +171,7 @@ class PyrobnModule(PyroModule):
                 another class or an inconsistent state (the reason is named).
         """
         where = str(path)
-        try:
-            saved = torch.load(path, map_location=map_location, weights_only=True)
-        except FileNotFoundError as exc:
-            raise CheckpointError(f"no model file at {where!r}") from exc
-        except (pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(
-                f"{where!r} is not a pyrobn model file, or it holds objects other than data "
-                f"(refused without running them): {first}"
-            ) from exc
-        except (OSError, RuntimeError, EOFError, ValueError, TypeError, KeyError) as exc:
-            raise CheckpointError(f"cannot read model file {where!r}: {exc}") from exc
+        saved = read_data_file(path, "model file", map_location)
         expected = f"{cls.__module__}.{cls.__qualname__}"
         if not isinstance(saved, dict) or saved.get("format") != FILE_FORMAT:
             raise CheckpointError(f"{where!r} is not a pyrobn model file (no format header)")
