@@ -18,12 +18,15 @@
 
 # %%
 import pandas as pd
+import pyro
 import pyro.distributions as dist
 import torch
+from pyro.ops.indexing import Vindex
 
 import pyrobn
+from pyrobn.cli_problems import COMPONENT_SCALES, correlated_regression, mixture_weight
+from pyrobn.datasets import course_mixture
 from pyrobn.infer import compare_guides
-from pyrobn.infer.compare_examples import correlated_regression, mixture_means, mixture_weight
 from pyrobn.plots.compare import marginals
 from pyrobn.tutorial import Tutorial
 
@@ -59,8 +62,8 @@ def report(comparison, label):
 # ## (a) Bayesian linear regression, correlated features
 # theta ~ N(0, I), y = theta^T x + N(0, 0.5^2); features 0 and 1 correlate at 0.95, so the
 # posterior of their coefficients is strongly (negatively) correlated. The exact posterior
-# is `BayesianLinearRegression.posterior`. The three problems of this tutorial are built by
-# `pyrobn.infer.compare_examples` (also behind `pyrobn compare regression | mixture`).
+# is `BayesianLinearRegression.posterior`. Problems (a) and (b) are the ones
+# `pyrobn compare regression | mixture` runs (`pyrobn/cli_problems.py`).
 
 # %%
 problem = correlated_regression(n=tut.steps(100, 40), device=device)
@@ -131,9 +134,23 @@ tut.save(fig, "weight_marginals")
 # by `TraceEnum_ELBO` (and by NUTS). No closed form: NUTS is the yardstick.
 
 # %%
-problem = mixture_means(n=tut.steps(500, 100), device=device)
+x = course_mixture(tut.steps(500, 100), seed=0, device=device)
+scales = x.new_tensor(COMPONENT_SCALES)
+prior_means = x.new_tensor([-1.0, 3.0])
+
+
+def mixture_model(x: torch.Tensor) -> None:
+    r = pyro.sample("r", dist.Beta(x.new_tensor(2.0), x.new_tensor(2.0)))
+    mu = pyro.sample("mu", dist.Normal(prior_means, 2.0).to_event(1))
+    with pyro.plate("data", x.shape[0]):
+        z = pyro.sample("z", dist.Bernoulli(r)).long()
+        # Vindex picks component z of mu across batches of draws and enumeration
+        pyro.sample("x", dist.Normal(Vindex(mu)[..., z], scales[z]), obs=x)
+
+
+mixture_guides = {"delta": "delta", "normal": "normal", "mvn": "mvn", "laplace": "laplace"}
 mixture = compare_guides(
-    problem.model, problem.guides, *problem.data, num_particles=problem.num_particles, **common
+    mixture_model, {**mixture_guides, "nuts": "nuts"}, x, num_particles=4, **common
 )
 report(mixture, "gaussian mixture")
 nuts_mean = mixture.table.loc["nuts"]["mean"]
