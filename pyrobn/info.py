@@ -273,6 +273,8 @@ def information(prob: Any, *, base: float = math.e) -> torch.Tensor:
     >>> bool(torch.isclose(information(0.5 * 0.2), information(0.5) + information(0.2)))
     True
     """
+    if isinstance(prob, bool) or (isinstance(prob, torch.Tensor) and prob.dtype == torch.bool):
+        raise ConfigurationError(f"prob must be a probability, got the boolean {prob!r}")
     t = to_real_tensor(
         prob,
         "prob",

@@ -84,12 +84,19 @@ def parameter_prior(reference: torch.Tensor, lam: float, kind: str) -> dist.Dist
     return base.to_event(reference.dim())
 
 
+def positive_number(value: Any, name: str) -> float:
+    """``value`` as a float when it is a real, finite number > 0 (not a bool, a string, a
+    list or a tensor), else a :class:`ConfigurationError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
+    check_positive(float(value), name)
+    return float(value)
+
+
 def _check_kind_and_lam(lam: float, kind: str) -> None:
     if kind not in PRIOR_KINDS:
         raise ConfigurationError(f"prior kind must be one of {PRIOR_KINDS}, got {kind!r}")
-    if isinstance(lam, bool) or not isinstance(lam, numbers.Real):
-        raise ConfigurationError(f"lam (prior precision) must be a positive number, got {lam!r}")
-    check_positive(float(lam), "lam (prior precision)")
+    positive_number(lam, "lam (prior precision)")
 
 
 def weight_decay_prior(
@@ -510,8 +517,8 @@ def map_estimate(
     """
     steps = check_int(steps, "steps")
     polish = check_int(polish, "polish", low=0)
-    check_positive(lr, "lr")
-    check_positive(final_lr, "final_lr")
+    lr = positive_number(lr, "lr")
+    final_lr = positive_number(final_lr, "final_lr")
     if max_plate_nesting is not None:
         max_plate_nesting = check_int(max_plate_nesting, "max_plate_nesting", low=0)
     if loss is not None and not isinstance(loss, ELBO):
@@ -605,6 +612,7 @@ __all__ = [
     "model_errors",
     "parameter_prior",
     "plate_nesting",
+    "positive_number",
     "prior_init_values",
     "weight_decay_prior",
 ]
