@@ -455,6 +455,7 @@ class _Evidence:
     elbo: float
     log_evidence_is: float = math.nan
     pareto_k: float = math.nan
+    elbo_stderr: float = math.nan
 
 
 def _importance(
@@ -478,7 +479,8 @@ def _importance(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # arviz warns when k-hat is large: we report it
         _, k = az.psislw(log_w.cpu().numpy())
-    return _Evidence(elbo, log_evidence, float(k))
+    stderr = float(log_w.std() / math.sqrt(particles))
+    return _Evidence(elbo, log_evidence, float(k), stderr)
 
 
 def _elbo_estimate(
@@ -520,9 +522,10 @@ def _elbo_estimate(
 class GuideResult:
     """One guide's outcome: draws, InferenceData, ELBO, wall time, KL to the reference.
 
-    ``log_evidence_is`` is the importance-sampled log p(x) with the guide as proposal and
-    ``pareto_k`` PSIS's k-hat of those weights (NaN for NUTS, AutoDelta and models with
-    enumerated sites); ``prefix`` is the name of the guide's parameters in Pyro's param
+    ``elbo_stderr`` is the Monte Carlo standard error of ``elbo``, ``log_evidence_is`` the
+    importance-sampled log p(x) with the guide as proposal and ``pareto_k`` PSIS's k-hat of
+    those weights (all three NaN for NUTS, AutoDelta and models with enumerated sites);
+    ``prefix`` is the name of the guide's parameters in Pyro's param
     store (released when this result is collected).
     """
 
@@ -539,6 +542,7 @@ class GuideResult:
     kl_method: dict[str, str] = field(default_factory=dict)
     log_evidence_is: float = math.nan
     pareto_k: float = math.nan
+    elbo_stderr: float = math.nan
     prefix: str | None = None
 
 
@@ -547,7 +551,7 @@ class GuideComparison:
     """What :func:`compare_guides` returns.
 
     ``table``: a pandas DataFrame, one row per (guide, site element), with columns
-    ``elbo``, ``log_evidence_is``, ``pareto_k``, ``wall_time``, ``mean``, ``sd``,
+    ``elbo``, ``elbo_stderr``, ``log_evidence_is``, ``pareto_k``, ``wall_time``, ``mean``, ``sd``,
     ``hdi_low``, ``hdi_high`` and, given a reference, ``ref_mean``, ``ref_sd``,
     ``mean_error``, ``sd_ratio``, ``kl``, ``kl_method`` (KL(q || p_ref) of the whole site).
     ``idata[name]``: the guide's ``arviz.InferenceData``.
@@ -567,6 +571,7 @@ class GuideComparison:
         reference) KL per site."""
         columns = [
             "elbo",
+            "elbo_stderr",
             "log_evidence_is",
             "pareto_k",
             "wall_time",
@@ -658,6 +663,7 @@ def _table(results: dict[str, GuideResult], reference: dict[str, Reference] | No
                     "site": site,
                     "element": label,
                     "elbo": result.elbo,
+                    "elbo_stderr": result.elbo_stderr,
                     "log_evidence_is": result.log_evidence_is,
                     "pareto_k": result.pareto_k,
                     "wall_time": result.wall_time,
@@ -1096,6 +1102,7 @@ def _run_svi(
     evidence = _elbo_estimate(model, guide, loss, particles, nesting, enumerated, args, kwargs)
     result = GuideResult(name, method, draws, None, evidence.elbo, wall, guide, history)
     result.log_evidence_is, result.pareto_k = evidence.log_evidence_is, evidence.pareto_k
+    result.elbo_stderr = evidence.elbo_stderr
     result.gaussian = _gaussian_site_marginals(guide, latent)
     return result
 
