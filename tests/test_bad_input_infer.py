@@ -1,7 +1,8 @@
 """Bad input to MAP, guide comparison and information theory: always a pyrobn error.
 
 Every public entry point of the area (``map_estimate``, ``weight_decay_prior``,
-``delta_guide``, ``compare_guides``, ``GridDensity``, the functions of ``pyrobn.info``) is
+``delta_guide``, ``FusedAdam``, ``compare_guides``, ``GridDensity``, the functions of
+``pyrobn.info``) is
 given malformed values, one argument at a time, the others valid: NaN, inf, wrong shapes
 and dtypes, empty, negative and zero sizes, bools and floats for ints, strings, complex
 numbers, out-of-range values. The error must be a :class:`pyrobn.errors.PyrobnError`
@@ -34,6 +35,7 @@ from pyrobn.errors import PyrobnError
 from pyrobn.infer import compare_guides, map_estimate, weight_decay_prior
 from pyrobn.infer.compare import GridDensity
 from pyrobn.infer.map import delta_guide
+from pyrobn.infer.optim import FusedAdam
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -184,6 +186,22 @@ def _cases() -> list[tuple[str, str, Any, Callable[[], Any]]]:
         "prefix",
         ["", ".x", "x.", 3, b"x"],
         lambda v: delta_guide(_normal_mean_model, prefix=v),
+    )
+
+    # FusedAdam
+    add("FusedAdam", "lr", BAD_POSITIVE, lambda v: FusedAdam(lr=v))
+    add(
+        "FusedAdam",
+        "betas",
+        [(0.9,), (1.0, 0.9), (-0.1, 0.9), "ab", None, (NAN, 0.9), (True, 0.9), (0.9, 0.999j)],
+        lambda v: FusedAdam(betas=v),
+    )
+    add("FusedAdam", "eps", [-1.0, NAN, INF, "e", None, True], lambda v: FusedAdam(eps=v))
+    add(
+        "FusedAdam",
+        "weight_decay",
+        [-0.1, NAN, INF, "w", None, [0.1]],
+        lambda v: FusedAdam(weight_decay=v),
     )
 
     # compare_guides

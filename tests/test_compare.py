@@ -379,3 +379,16 @@ def test_the_elbo_plus_the_kl_is_the_log_evidence(regression_comparison):
         result = comparison.results[name]
         gap = abs(result.elbo + result.kl["theta"] - evidence)
         assert gap <= 4 * result.elbo_stderr + 1e-9, (name, gap, result.elbo_stderr)
+
+
+def test_marginals_figure_names_a_bad_site_or_index(regression_comparison):
+    from pyrobn.errors import OutOfSupportError
+    from pyrobn.plots.compare import marginals
+
+    comparison, *_ = regression_comparison
+    with pytest.raises(UnknownVariableError, match="'beta'"):
+        marginals(comparison, "beta")
+    for index in (2, -1, True, 0.5):
+        with pytest.raises(OutOfSupportError, match="index"):
+            marginals(comparison, "theta", index=index)
+    assert marginals(comparison, "theta", index=1).axes
