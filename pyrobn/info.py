@@ -281,8 +281,6 @@ def information(prob: Any, *, base: float = math.e) -> torch.Tensor:
         dtype=None if isinstance(prob, torch.Tensor) else torch.float64,
         device=None if isinstance(prob, torch.Tensor) else "cpu",
     )
-    if not isinstance(prob, torch.Tensor) and np.ndim(prob) == 0:
-        t = t.reshape(())  # to_real_tensor gives scalars a dimension
     if not t.is_floating_point():
         t = t.double()
     check_finite(t, "prob")

@@ -34,7 +34,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
@@ -438,8 +437,6 @@ def _checked_init(
         tensor = to_real_tensor(
             value, f"init[{key!r}]", dtype=reference.dtype, device=reference.device
         )
-        if not isinstance(value, torch.Tensor) and np.ndim(value) == 0:
-            tensor = tensor.reshape(())  # to_real_tensor gives scalars a dimension
         if tensor.shape != reference.shape:
             raise ShapeError(
                 f"init[{key!r}] must have the site's shape {tuple(reference.shape)}, "
