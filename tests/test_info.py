@@ -296,6 +296,7 @@ def test_js_of_distributions_by_monte_carlo_agrees_with_quadrature():
     lm = torch.logaddexp(lp, lq) - math.log(2)
     dx = x[1] - x[0]
     exact = 0.5 * float((lp.exp() * (lp - lm)).sum() * dx + (lq.exp() * (lq - lm)).sum() * dx)
+    # margin: |error| / stderr at most 1.44 over seeds 0-9, 1 and 2 threads (bound 4)
     mc = info.js_divergence(p, q, num_samples=40_000, seed=0)
     assert isinstance(mc, info.MonteCarloEstimate)
     assert abs(float(mc.value) - exact) < 4 * float(mc.stderr)
