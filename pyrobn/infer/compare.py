@@ -709,8 +709,9 @@ class _ForeignParams:
     """Parameters the comparison meets but did not create, kept as the caller had them.
 
     ``names_before`` is the param store's key set when the comparison starts; :meth:`save`
-    records the values of the foreign parameters one run of ``fn`` meets (the model's, a
-    hand-written guide's: every param site whose name is not under one of ``own``);
+    records the values of the foreign parameters one run of the guide and the model meets
+    (the model's, a hand-written guide's: every param site whose name is not under one of
+    ``own``);
     :meth:`restore` copies them back in place and :meth:`forget_new` removes from the store
     the foreign names the comparison added (the caller's names are never removed).
     """
@@ -720,9 +721,15 @@ class _ForeignParams:
         self.names_before = set(pyro.get_param_store().keys())
         self.saved: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def save(self, fn: Callable[[], Any]) -> None:
+    def save(self, model: Callable[..., Any], guide: Any, args: tuple, kwargs: dict) -> None:
+        """Record the foreign parameters one run of ``guide`` (if any) and of ``model``
+        (replaying the guide's draws) meets: a plain forward pass, no ELBO."""
         with forked(), torch.no_grad(), poutine.trace(param_only=True) as capture:
-            fn()
+            if guide is None:
+                model(*args, **kwargs)
+            else:
+                guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+                poutine.replay(model, trace=guide_trace)(*args, **kwargs)
         self.saved = []
         for name, site in capture.trace.nodes.items():
             if site["type"] != "param" or _owned_by(name, self.own):
@@ -995,7 +1002,7 @@ def _compare(
     for name, (kind, builder) in specs.items():
         with seeded(seed), model_errors(f"compare_guides, guide {name!r}"):
             if kind == "nuts":
-                foreign.save(lambda: enumerated(*args, **kwargs))
+                foreign.save(enumerated, None, args, kwargs)
                 try:
                     result, chains = _run_nuts(
                         name, enumerated, latent, nesting, num_samples, warmup_steps,
@@ -1010,7 +1017,7 @@ def _compare(
                 if prefix is not None:
                     own.add(prefix)
                     release_with(guide, prefix)
-                foreign.save(lambda guide=guide: loss.loss(enumerated, guide, *args, **kwargs))
+                foreign.save(enumerated, guide, args, kwargs)
                 try:
                     result = _run_svi(
                         name, enumerated, guide, loss, latent, nesting, bool(discrete),
