@@ -1,35 +1,67 @@
-"""Information theory of the notes (2.4.3): entropy, cross-entropy, KL divergence.
+"""Information theory of the notes (2.4.3): information, entropy, cross-entropy, KL, JS.
 
+    I(A) = -log_b Prob(A)                        (eq. 42; from eq. 40-41: I(A n B) = I(A) + I(B)
+                                                  for independent events forces a logarithm)
     H(p) = E_p[-log p(x)]                        (eq. 43)
     CE(p, q) = E_p[-log q(x)]                    (eq. 44)
     CE(p, q) = H(p) + KL(p || q)                 (eq. 46)
     KL(p || q) = E_p[log p(x) / q(x)] >= 0       (eq. 47, Gibbs' inequality)
+    d_JS(p, q)^2 = 1/2 KL(p || m) + 1/2 KL(q || m),  m = (p + q) / 2   (the Jensen-Shannon
+                                                  distance the chapter cites beside the KL)
 
 and with p = p_D the empirical distribution, CE(p_D, p_theta) = -(1/K) log p_theta(D)
 (eq. 45), so maximum likelihood = minimum cross-entropy = minimum KL (eq. 48).
 
-Each function takes either probability tables (tensors whose last axis is a
-distribution; exact), or torch distributions: ``Normal``/``MultivariateNormal`` in closed
-form, and any pair by Monte Carlo, which returns a :class:`MonteCarloEstimate` (value and
-standard error). Results are in nats.
+Each function takes either probability tables (tensors, arrays or lists whose last axis is
+a distribution; exact), or two torch distributions: the closed form torch registers
+(``Distribution.entropy``, ``torch.distributions.kl_divergence``: Gaussians, Laplace, Beta,
+... ), else Monte Carlo, which returns a :class:`MonteCarloEstimate` (value and standard
+error). Results are in nats (base e, the notes' choice); ``base=2`` gives bits (eq. 42:
+the base only rescales, by 1 / log b).
 
->>> kl_divergence(torch.tensor([0.5, 0.5]), torch.tensor([0.9, 0.1]))
->>> kl_divergence(Normal(0., 1.), Normal(1., 2.))                 # closed form
->>> kl_divergence(p, q, method="mc", num_samples=100_000, seed=0)  # MonteCarloEstimate
+The maximum-entropy facts of 2.4.3.1 follow: on n states H(p) <= log n, with equality for
+the uniform table; on the real line, among densities of variance sigma^2,
+H(p) <= 1/2 log(2 pi e sigma^2), with equality for the Gaussian (tutorial 05 and the tests
+show both numerically).
+
+>>> round(float(kl_divergence(torch.tensor([0.5, 0.5]), torch.tensor([0.9, 0.1]))), 4)
+0.5108
+>>> float(entropy([0.25, 0.25, 0.25, 0.25], base=2))               # two bits
+2.0
+>>> round(float(kl_divergence(dist.Normal(0., 1.), dist.Normal(1., 2.))), 4)  # closed form
+0.4431
+>>> kl_divergence(dist.Normal(0., 1.), dist.StudentT(3.), seed=0)  # doctest: +ELLIPSIS
+MonteCarloEstimate(... +- ..., n=10000)
 """
 
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch.distributions import Distribution, MultivariateNormal, Normal
 
-from pyrobn.errors import ConfigurationError, ShapeError
-from pyrobn.validation import check_distribution, check_positive
+from pyrobn.errors import (
+    ConfigurationError,
+    NonFiniteError,
+    OutOfSupportError,
+    ShapeError,
+)
+from pyrobn.random import seeded
+from pyrobn.validation import (
+    check_allocation,
+    check_distribution,
+    check_finite,
+    check_int,
+    check_positive,
+    to_real_tensor,
+)
 
 __all__ = [
     "MonteCarloEstimate",
@@ -39,6 +71,9 @@ __all__ = [
     "gaussian_cross_entropy",
     "gaussian_entropy",
     "gaussian_kl",
+    "information",
+    "js_distance",
+    "js_divergence",
     "kl_divergence",
 ]
 
@@ -60,76 +95,105 @@ class MonteCarloEstimate:
             return f"MonteCarloEstimate({float(v):.6g} +- {float(s):.2g}, n={self.num_samples})"
         return f"MonteCarloEstimate(value={v}, stderr={s}, n={self.num_samples})"
 
+    def _scaled(self, factor: float) -> MonteCarloEstimate:
+        return MonteCarloEstimate(self.value * factor, self.stderr * factor, self.num_samples)
 
-# ------------------------------------------------------------------------- tables
-def _table(p: torch.Tensor, name: str) -> torch.Tensor:
-    t = p if p.is_floating_point() else p.double()
+
+# ------------------------------------------------------------------------- checks
+def _log_base(base: Any) -> float:
+    """log(base) for a real base > 1 (eq. 42: b = 2 bits, b = e nats)."""
+    if isinstance(base, bool) or not isinstance(base, numbers.Real):
+        raise ConfigurationError(f"base must be a real number > 1 (2: bits, e: nats), got {base!r}")
+    if not math.isfinite(base) or base <= 1:
+        raise ConfigurationError(f"base must be a finite number > 1 (2: bits, e: nats), got {base}")
+    return math.log(base)
+
+
+def _method(method: Any) -> str:
+    if method not in ("auto", "exact", "mc"):
+        raise ConfigurationError(f"method must be 'auto', 'exact' or 'mc', got {method!r}")
+    return method
+
+
+def _as_table(p: Any, name: str) -> torch.Tensor:
+    """``p`` (tensor, array, list) as a floating table whose last axis is a distribution."""
+    if isinstance(p, torch.Tensor):
+        is_bool = p.dtype == torch.bool
+    else:
+        try:
+            is_bool = np.asarray(p).dtype == bool
+        except (ValueError, TypeError):  # ragged: to_real_tensor names the problem
+            is_bool = False
+    if is_bool:
+        raise ConfigurationError(f"{name} must hold probabilities, got booleans")
+    if isinstance(p, torch.Tensor) and not p.is_floating_point() and not p.is_complex():
+        t = p.double()
+    else:
+        t = to_real_tensor(
+            p,
+            name,
+            dtype=None if isinstance(p, torch.Tensor) else torch.float64,
+            device=None if isinstance(p, torch.Tensor) else "cpu",
+        )
     if t.dim() == 0:
         raise ShapeError(f"{name} must have a last axis holding a distribution, got a scalar")
+    if t.shape[-1] == 0:
+        raise ShapeError(f"{name} must have at least one state, got shape {tuple(t.shape)}")
     return check_distribution(t, name)
 
 
-def _xlogy(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """x log y with 0 log 0 = 0 (and x > 0, y = 0 -> -inf)."""
-    return torch.special.xlogy(x, y)
+def _is_table(x: Any) -> bool:
+    return not isinstance(x, Distribution)
 
 
-def _tables(p: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    pt, qt = _table(p, "p"), _table(q, "q")
+def _tables(p: Any, q: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    pt, qt = _as_table(p, "p"), _as_table(q, "q")
     if pt.shape[-1] != qt.shape[-1]:
         raise ShapeError(
             f"p and q must be tables over one support: p has {pt.shape[-1]} states, "
             f"q has {qt.shape[-1]}"
         )
+    try:
+        torch.broadcast_shapes(pt.shape, qt.shape)
+    except RuntimeError:
+        raise ShapeError(
+            f"the batch shapes of p {tuple(pt.shape[:-1])} and q {tuple(qt.shape[:-1])} "
+            "do not broadcast"
+        ) from None
+    if pt.device != qt.device:
+        raise ConfigurationError(f"p is on {pt.device} and q on {qt.device}")
     dtype = torch.promote_types(pt.dtype, qt.dtype)
     return pt.to(dtype), qt.to(dtype)
 
 
-# ---------------------------------------------------------------------- Gaussians
-def _as_mvn(d: Normal | MultivariateNormal) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean (..., D), scale_tril (..., D, D)); a Normal is read as a univariate (D = 1)."""
-    if isinstance(d, MultivariateNormal):
-        return d.loc, d.scale_tril
-    return d.loc.unsqueeze(-1), d.scale.unsqueeze(-1).unsqueeze(-1)
+def _as_mvn(d: Distribution) -> Distribution:
+    """A univariate Normal as a 1-D MultivariateNormal (to pair it with one)."""
+    return MultivariateNormal(d.loc.unsqueeze(-1), scale_tril=d.scale[..., None, None])
 
 
-def gaussian_entropy(scale_tril: torch.Tensor) -> torch.Tensor:
-    """H(N(mu, L L^T)) = (D/2) log(2 pi e) + sum_i log L_ii."""
-    d = scale_tril.shape[-1]
-    half_log_det = scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-    return 0.5 * d * math.log(2 * math.pi * math.e) + half_log_det
-
-
-def gaussian_kl(
-    mean_p: torch.Tensor, tril_p: torch.Tensor, mean_q: torch.Tensor, tril_q: torch.Tensor
-) -> torch.Tensor:
-    """KL(N(m_p, S_p) || N(m_q, S_q)) in closed form (S = L L^T):
-
-    0.5 [tr(S_q^-1 S_p) + (m_q - m_p)^T S_q^-1 (m_q - m_p) - D + log det S_q - log det S_p].
-    """
-    d = mean_p.shape[-1]
-    tril_q_b, tril_p_b = torch.broadcast_tensors(tril_q, tril_p)
-    m = torch.linalg.solve_triangular(tril_q_b, tril_p_b, upper=False)  # L_q^-1 L_p
-    trace = (m * m).sum((-2, -1))
-    diff = (mean_q - mean_p).unsqueeze(-1)
-    y = torch.linalg.solve_triangular(tril_q, diff.expand(*tril_q.shape[:-1], 1), upper=False)
-    maha = (y * y).sum((-2, -1))
-    log_det = 2 * (
-        tril_q.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-        - tril_p.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-    )
-    return 0.5 * (trace + maha - d + log_det)
-
-
-def gaussian_cross_entropy(
-    mean_p: torch.Tensor, tril_p: torch.Tensor, mean_q: torch.Tensor, tril_q: torch.Tensor
-) -> torch.Tensor:
-    """CE(N_p, N_q) = H(N_p) + KL(N_p || N_q) (eq. 46)."""
-    return gaussian_entropy(tril_p) + gaussian_kl(mean_p, tril_p, mean_q, tril_q)
-
-
-def _is_gaussian(d: Any) -> bool:
-    return isinstance(d, (Normal, MultivariateNormal))
+def _distributions(p: Any, q: Any) -> tuple[Distribution, Distribution]:
+    """Two distributions with one event shape (a Normal beside a 1-D MVN is lifted)."""
+    if _is_table(p) or _is_table(q):
+        kinds = ["a table" if _is_table(x) else type(x).__name__ for x in (p, q)]
+        raise ConfigurationError(
+            f"p and q must both be tables or both be distributions, got {kinds[0]} and {kinds[1]}"
+        )
+    if isinstance(p, Normal) and isinstance(q, MultivariateNormal):
+        p = _as_mvn(p)
+    if isinstance(q, Normal) and isinstance(p, MultivariateNormal):
+        q = _as_mvn(q)
+    if p.event_shape != q.event_shape:
+        raise ShapeError(
+            f"p and q must have one event shape: {tuple(p.event_shape)} vs {tuple(q.event_shape)}"
+        )
+    try:
+        torch.broadcast_shapes(p.batch_shape, q.batch_shape)
+    except RuntimeError:
+        raise ShapeError(
+            f"the batch shapes of p {tuple(p.batch_shape)} and q {tuple(q.batch_shape)} "
+            "do not broadcast"
+        ) from None
+    return p, q
 
 
 # ------------------------------------------------------------------- Monte Carlo
@@ -137,19 +201,20 @@ def _mc(values: torch.Tensor, n: int) -> MonteCarloEstimate:
     return MonteCarloEstimate(values.mean(0), values.std(0, unbiased=True) / math.sqrt(n), n)
 
 
-def _draw(p: Distribution, num_samples: int, seed: int | None) -> torch.Tensor:
-    check_positive(num_samples, "num_samples")
-    if seed is not None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return p.sample((int(num_samples),))
-    return p.sample((int(num_samples),))
+def _draw(p: Distribution, n: int) -> torch.Tensor:
+    """``n`` draws of ``p`` (the caller seeds), after a size check."""
+    shape = p.batch_shape + p.event_shape
+    check_allocation(n * math.prod(shape), torch.float64, f"{n} draws of {type(p).__name__}")
+    return p.sample((n,))
 
 
-def _method(method: str) -> str:
-    if method not in ("auto", "exact", "mc"):
-        raise ConfigurationError(f"method must be 'auto', 'exact' or 'mc', got {method!r}")
-    return method
+def _evaluate(what: str, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor):
+    try:
+        return fn(x)
+    except (ValueError, RuntimeError) as exc:  # a support or shape torch refuses
+        raise ConfigurationError(
+            f"{what}: the distributions cannot be evaluated at each other's draws: {exc}"
+        ) from None
 
 
 def _exact_unavailable(what: str, p: Any, q: Any = None) -> ConfigurationError:
@@ -161,55 +226,92 @@ def _exact_unavailable(what: str, p: Any, q: Any = None) -> ConfigurationError:
 
 def _information(
     what: str,
-    p: torch.Tensor | Distribution,
-    q: torch.Tensor | Distribution | None,
-    method: str,
-    num_samples: int,
+    p: Any,
+    q: Any,
+    method: Any,
+    num_samples: Any,
     seed: int | None,
+    base: Any,
     *,
     table: Callable[[], torch.Tensor],
-    gaussian: Callable[[], torch.Tensor],
-    registered: Callable[[], torch.Tensor],
-    integrand: Callable[[torch.Tensor], torch.Tensor],
+    registered: Callable[[Distribution, Distribution | None], torch.Tensor],
+    integrand: Callable[[Distribution, Distribution | None, torch.Tensor], torch.Tensor],
 ) -> torch.Tensor | MonteCarloEstimate:
-    """The one dispatch of H, CE and KL: tables exactly; Gaussians in closed form; a
-    formula torch registers; else (or ``method="mc"``) E_p[integrand(x)] by Monte Carlo."""
+    """The one dispatch of H, CE and KL: tables exactly; a formula torch registers
+    (``entropy``, ``kl_divergence``); else (or ``method="mc"``) E_p[integrand(x)] by
+    Monte Carlo. Every result is divided by log(base)."""
     method = _method(method)
-    if isinstance(p, torch.Tensor) or isinstance(q, torch.Tensor):
-        return table()
+    scale = 1.0 / _log_base(base)
+    n = check_int(num_samples, "num_samples")
+    if (q is None and _is_table(p)) or (q is not None and _is_table(p) and _is_table(q)):
+        return table() * scale
+    if q is None:
+        dp, dq = p, None
+    else:
+        dp, dq = _distributions(p, q)
     if method != "mc":
-        if _is_gaussian(p) and (q is None or _is_gaussian(q)):
-            return gaussian()
         try:
-            return registered()
+            return registered(dp, dq) * scale
         except NotImplementedError:
             if method == "exact":
-                raise _exact_unavailable(what, p, q) from None
-    return _mc(integrand(_draw(p, num_samples, seed)), num_samples)
-
-
-def _table_pair(p: Any, q: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    return _tables(torch.as_tensor(p), torch.as_tensor(q))
+                raise _exact_unavailable(what, dp, dq) from None
+    with seeded(seed):
+        x = _draw(dp, n)
+    return _mc(_evaluate(what, lambda v: integrand(dp, dq, v), x), n)._scaled(scale)
 
 
 # ---------------------------------------------------------------------- public API
+def information(prob: Any, *, base: float = math.e) -> torch.Tensor:
+    """The information of an event, I(A) = -log_b Prob(A) (notes eq. 42), in nats by default.
+
+    The only continuous f with f(Prob(A) Prob(B)) = f(Prob(A)) + f(Prob(B)) for independent
+    events (eq. 40-41) that is non-negative and zero for a sure event; ``base=2`` gives bits.
+    ``prob`` is a probability or a tensor of them, each in [0, 1] (I = inf for 0).
+
+    >>> information(0.5, base=2).item()
+    1.0
+    >>> bool(torch.isclose(information(0.5 * 0.2), information(0.5) + information(0.2)))
+    True
+    """
+    if isinstance(prob, bool) or (isinstance(prob, torch.Tensor) and prob.dtype == torch.bool):
+        raise ConfigurationError(f"prob must be a probability, got the boolean {prob!r}")
+    t = to_real_tensor(
+        prob,
+        "prob",
+        dtype=None if isinstance(prob, torch.Tensor) else torch.float64,
+        device=None if isinstance(prob, torch.Tensor) else "cpu",
+    )
+    if not t.is_floating_point():
+        t = t.double()
+    check_finite(t, "prob")
+    if bool(((t < 0) | (t > 1)).any()):
+        bad = t[(t < 0) | (t > 1)][0]
+        raise OutOfSupportError(f"prob must lie in [0, 1], got {float(bad)}")
+    return -torch.log(t) / _log_base(base)
+
+
 def entropy(
-    p: torch.Tensor | Distribution,
+    p: Any,
     *,
+    base: float = math.e,
     method: str = "auto",
     num_samples: int = 10_000,
     seed: int | None = None,
 ) -> torch.Tensor | MonteCarloEstimate:
-    """H(p) = E_p[-log p(x)] (eq. 43), in nats.
+    """H(p) = E_p[-log p(x)] (eq. 43), in nats (``base=2``: bits).
 
-    A table: -sum_i p_i log p_i (last axis). A distribution: its closed form
-    (Gaussians: (D/2) log(2 pi e) + log det L; others: ``p.entropy()`` if defined),
-    or with ``method="mc"`` the mean of -log p(x_s), x_s ~ p, and its standard error.
+    A table: -sum_i p_i log p_i over the last axis (0 log 0 = 0). A distribution: torch's
+    closed form ``p.entropy()`` (Gaussians: (D/2) log(2 pi e) + log det L), or with
+    ``method="mc"`` (or when torch has none) the mean of -log p(x_s), x_s ~ p, and its
+    standard error.
+
+    >>> round(float(entropy(torch.tensor([0.5, 0.5]))), 6)                  # log 2
+    0.693147
     """
 
     def table() -> torch.Tensor:
-        pt = _table(p, "p")
-        return -_xlogy(pt, pt).sum(-1)
+        pt = _as_table(p, "p")
+        return -torch.special.xlogy(pt, pt).sum(-1)
 
     return _information(
         "entropy",
@@ -218,31 +320,33 @@ def entropy(
         method,
         num_samples,
         seed,
+        base,
         table=table,
-        gaussian=lambda: gaussian_entropy(_as_mvn(p)[1]),
-        registered=lambda: p.entropy(),
-        integrand=lambda x: -p.log_prob(x),
+        registered=lambda dp, _: dp.entropy(),
+        integrand=lambda dp, _, x: -dp.log_prob(x),
     )
 
 
 def cross_entropy(
-    p: torch.Tensor | Distribution,
-    q: torch.Tensor | Distribution,
+    p: Any,
+    q: Any,
     *,
+    base: float = math.e,
     method: str = "auto",
     num_samples: int = 10_000,
     seed: int | None = None,
 ) -> torch.Tensor | MonteCarloEstimate:
     """CE(p, q) = E_p[-log q(x)] (eq. 44) = H(p) + KL(p || q) (eq. 46), in nats.
 
-    Tables: -sum_i p_i log q_i. Gaussians: closed form. Otherwise (or ``method="mc"``):
-    the mean of -log q(x_s), x_s ~ p, with its standard error. With p the empirical
-    distribution of data D, CE(p_D, q) = -(1/K) log q(D) (eq. 45).
+    Tables: -sum_i p_i log q_i. Distributions: ``p.entropy() + kl_divergence(p, q)`` where
+    torch has both in closed form; otherwise (or ``method="mc"``) the mean of -log q(x_s),
+    x_s ~ p, with its standard error. With p the empirical distribution of data D,
+    CE(p_D, q) = -(1/K) log q(D) (eq. 45).
     """
 
     def table() -> torch.Tensor:
-        pt, qt = _table_pair(p, q)
-        return -_xlogy(pt, qt).sum(-1)
+        pt, qt = _tables(p, q)
+        return -torch.special.xlogy(pt, qt).sum(-1)
 
     return _information(
         "cross_entropy",
@@ -251,32 +355,33 @@ def cross_entropy(
         method,
         num_samples,
         seed,
+        base,
         table=table,
-        gaussian=lambda: gaussian_cross_entropy(*_as_mvn(p), *_as_mvn(q)),
-        registered=lambda: p.entropy() + torch.distributions.kl_divergence(p, q),
-        integrand=lambda x: -q.log_prob(x),
+        registered=lambda dp, dq: dp.entropy() + torch.distributions.kl_divergence(dp, dq),
+        integrand=lambda _, dq, x: -dq.log_prob(x),
     )
 
 
 def kl_divergence(
-    p: torch.Tensor | Distribution,
-    q: torch.Tensor | Distribution,
+    p: Any,
+    q: Any,
     *,
+    base: float = math.e,
     method: str = "auto",
     num_samples: int = 10_000,
     seed: int | None = None,
 ) -> torch.Tensor | MonteCarloEstimate:
     """KL(p || q) = E_p[log p(x) - log q(x)] (eq. 47) >= 0, in nats.
 
-    Tables: sum_i p_i (log p_i - log q_i) (+inf where q_i = 0 < p_i). Gaussians: the
-    closed form of :func:`gaussian_kl`; other pairs with a registered torch formula use
-    it; otherwise (or ``method="mc"``) the mean of log p(x_s) - log q(x_s), x_s ~ p,
-    with its standard error.
+    Tables: sum_i p_i (log p_i - log q_i) (+inf where q_i = 0 < p_i). Distributions: the
+    formula torch registers (``torch.distributions.kl_divergence``: Gaussians, Laplace,
+    Beta, ...; a Normal beside a 1-D MultivariateNormal is read as one); otherwise (or
+    ``method="mc"``) the mean of log p(x_s) - log q(x_s), x_s ~ p, with its standard error.
     """
 
     def table() -> torch.Tensor:
-        pt, qt = _table_pair(p, q)
-        return (_xlogy(pt, pt) - _xlogy(pt, qt)).sum(-1)
+        pt, qt = _tables(p, q)
+        return (torch.special.xlogy(pt, pt) - torch.special.xlogy(pt, qt)).sum(-1)
 
     return _information(
         "kl_divergence",
@@ -285,15 +390,136 @@ def kl_divergence(
         method,
         num_samples,
         seed,
+        base,
         table=table,
-        gaussian=lambda: gaussian_kl(*_as_mvn(p), *_as_mvn(q)),
-        registered=lambda: torch.distributions.kl_divergence(p, q),
-        integrand=lambda x: p.log_prob(x) - q.log_prob(x),
+        registered=lambda dp, dq: torch.distributions.kl_divergence(dp, dq),
+        integrand=lambda dp, dq, x: dp.log_prob(x) - dq.log_prob(x),
     )
 
 
+def js_divergence(
+    p: Any,
+    q: Any,
+    *,
+    base: float = math.e,
+    num_samples: int = 10_000,
+    seed: int | None = None,
+) -> torch.Tensor | MonteCarloEstimate:
+    """The Jensen-Shannon divergence 1/2 KL(p || m) + 1/2 KL(q || m), m = (p + q) / 2.
+
+    Symmetric, finite (at most log 2 nats, 1 bit) and zero only for p = q; its square root
+    is a distance (:func:`js_distance`, the d_JS the notes cite beside the KL, 2.4.3.2).
+    Tables: exact. Distributions (no closed form, even for Gaussians): Monte Carlo with
+    ``num_samples`` draws from each of p and q, log m = logaddexp(log p, log q) - log 2,
+    returned as a :class:`MonteCarloEstimate`.
+
+    >>> round(float(js_divergence([1.0, 0.0], [0.0, 1.0], base=2)), 6)   # disjoint: 1 bit
+    1.0
+    """
+    scale = 1.0 / _log_base(base)
+    n = check_int(num_samples, "num_samples")
+    if _is_table(p) and _is_table(q):
+        pt, qt = _tables(p, q)
+        m = 0.5 * (pt + qt)
+        kl_pm = (torch.special.xlogy(pt, pt) - torch.special.xlogy(pt, m)).sum(-1)
+        kl_qm = (torch.special.xlogy(qt, qt) - torch.special.xlogy(qt, m)).sum(-1)
+        return (0.5 * (kl_pm + kl_qm)).clamp_min(0.0) * scale
+    dp, dq = _distributions(p, q)
+    with seeded(seed):
+        xp, xq = _draw(dp, n), _draw(dq, n)
+
+    def log_ratio(d: Distribution, x: torch.Tensor) -> torch.Tensor:
+        log_p, log_q = dp.log_prob(x), dq.log_prob(x)
+        return d.log_prob(x) - (torch.logaddexp(log_p, log_q) - math.log(2.0))
+
+    a = _evaluate("js_divergence", lambda x: log_ratio(dp, x), xp)
+    b = _evaluate("js_divergence", lambda x: log_ratio(dq, x), xq)
+    value = 0.5 * (a.mean(0) + b.mean(0))
+    stderr = 0.5 * (a.var(0) / n + b.var(0) / n).sqrt()
+    return MonteCarloEstimate(value * scale, stderr * scale, n)
+
+
+def js_distance(
+    p: Any,
+    q: Any,
+    *,
+    base: float = math.e,
+    num_samples: int = 10_000,
+    seed: int | None = None,
+) -> torch.Tensor | MonteCarloEstimate:
+    """The Jensen-Shannon distance d_JS(p, q) = sqrt(:func:`js_divergence`) (notes 2.4.3.2).
+
+    A metric on distributions (symmetric, zero only for p = q, triangle inequality), the
+    same number as ``scipy.spatial.distance.jensenshannon(p, q, base=base)`` for tables.
+    For distributions, a Monte Carlo estimate whose standard error is carried through the
+    square root to first order (se / (2 d)).
+
+    >>> round(float(js_distance([0.5, 0.5], [0.9, 0.1])), 6)
+    0.318982
+    """
+    value = js_divergence(p, q, base=base, num_samples=num_samples, seed=seed)
+    if isinstance(value, MonteCarloEstimate):
+        d = value.value.clamp_min(0.0).sqrt()
+        return MonteCarloEstimate(d, value.stderr / (2 * d), value.num_samples)
+    return value.sqrt()
+
+
+# ------------------------------------------------ deprecated closed forms (one release)
+def _deprecated(name: str) -> None:
+    warnings.warn(
+        f"pyrobn.info.{name} is deprecated: use info.entropy / info.kl_divergence / "
+        "info.cross_entropy on torch distributions (torch's registered closed forms)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
+def gaussian_entropy(scale_tril: torch.Tensor) -> torch.Tensor:
+    """Deprecated: ``MultivariateNormal(..., scale_tril=L).entropy()``."""
+    _deprecated("gaussian_entropy")
+    loc = scale_tril.new_zeros(scale_tril.shape[:-1])
+    return MultivariateNormal(loc, scale_tril=scale_tril).entropy()
+
+
+def gaussian_kl(
+    mean_p: torch.Tensor, tril_p: torch.Tensor, mean_q: torch.Tensor, tril_q: torch.Tensor
+) -> torch.Tensor:
+    """Deprecated: ``torch.distributions.kl_divergence`` of two MultivariateNormals."""
+    _deprecated("gaussian_kl")
+    return torch.distributions.kl_divergence(
+        MultivariateNormal(mean_p, scale_tril=tril_p), MultivariateNormal(mean_q, scale_tril=tril_q)
+    )
+
+
+def gaussian_cross_entropy(
+    mean_p: torch.Tensor, tril_p: torch.Tensor, mean_q: torch.Tensor, tril_q: torch.Tensor
+) -> torch.Tensor:
+    """Deprecated: :func:`cross_entropy` of two MultivariateNormals."""
+    _deprecated("gaussian_cross_entropy")
+    p = MultivariateNormal(mean_p, scale_tril=tril_p)
+    return p.entropy() + torch.distributions.kl_divergence(
+        p, MultivariateNormal(mean_q, scale_tril=tril_q)
+    )
+
+
+# ------------------------------------------------------------------ Figura 16
+def _check_grid(grid: Any) -> torch.Tensor:
+    if grid is None:
+        return torch.linspace(-10, 10, 4001, dtype=torch.float64)
+    x = to_real_tensor(grid, "grid")
+    if x.dim() != 1 or x.numel() < 3:
+        raise ShapeError(f"grid must be 1-D with at least 3 points, got shape {tuple(x.shape)}")
+    check_finite(x, "grid")
+    steps = x.diff()
+    if bool((steps <= 0).any()):
+        raise ConfigurationError("grid must be strictly increasing")
+    if bool(((steps - steps[0]).abs() > 1e-6 * steps[0].abs()).any()):
+        raise ConfigurationError("grid must be evenly spaced (the KLs are Riemann sums on it)")
+    return x
+
+
 def fit_gaussian_by_kl(
-    log_p: Any,
+    log_p: Callable[[torch.Tensor], torch.Tensor],
     direction: str,
     *,
     init: tuple[float, float] = (0.0, 1.0),
@@ -303,18 +529,43 @@ def fit_gaussian_by_kl(
     """The 1-D Gaussian q = N(m, s^2) minimising KL(p || q) or KL(q || p) (Figura 16).
 
     ``log_p`` maps a tensor of points to log p (normalised on ``grid``); the
-    divergences are computed by quadrature on ``grid`` (default [-10, 10], 4001 points)
-    and minimised over (m, log s) with L-BFGS from ``init``.
+    divergences are computed by quadrature on ``grid`` (evenly spaced, default [-10, 10],
+    4001 points) and minimised over (m, log s) with L-BFGS from ``init``.
     ``direction="forward"``: KL(p || q), mass-covering (moment matching);
     ``direction="reverse"``: KL(q || p), mode-seeking (locks onto one mode).
     Returns (m, s).
+
+    >>> grid = torch.linspace(-15, 17, 801, dtype=torch.float64)
+    >>> m, s = fit_gaussian_by_kl(lambda x: dist.Normal(1.0, 2.0).log_prob(x), "forward",
+    ...                           grid=grid)
+    >>> round(m, 3), round(s, 3)
+    (1.0, 2.0)
     """
     if direction not in ("forward", "reverse"):
         raise ConfigurationError(f"direction must be 'forward' or 'reverse', got {direction!r}")
+    if not callable(log_p):
+        raise ConfigurationError(f"log_p must be a function of the grid points, got {log_p!r}")
+    if not isinstance(init, tuple | list) or len(init) != 2:
+        raise ConfigurationError(f"init must be a pair (mean, scale), got {init!r}")
+    if isinstance(init[0], bool) or not isinstance(init[0], numbers.Real):
+        raise ConfigurationError(f"init mean must be a real number, got {init[0]!r}")
+    if not math.isfinite(init[0]):
+        raise ConfigurationError(f"init mean must be finite, got {init[0]}")
     check_positive(init[1], "init scale")
-    x = grid if grid is not None else torch.linspace(-10, 10, 4001, dtype=torch.float64)
+    steps = check_int(steps, "steps")
+    x = _check_grid(grid)
     dx = x[1] - x[0]
     lp = log_p(x)
+    if not isinstance(lp, torch.Tensor) or lp.shape != x.shape:
+        shape = tuple(lp.shape) if isinstance(lp, torch.Tensor) else type(lp).__name__
+        raise ShapeError(
+            f"log_p(grid) must be a tensor of the grid's shape {tuple(x.shape)}, got {shape}"
+        )
+    lp = lp.to(x.dtype)
+    if bool(torch.isnan(lp).any()) or bool((lp == math.inf).any()):
+        raise NonFiniteError("log_p(grid) holds NaN or +inf")
+    if bool((lp == -math.inf).all()):
+        raise NonFiniteError("log_p(grid) is -inf everywhere: p has no mass on the grid")
     lp = lp - torch.logsumexp(lp, 0) - dx.log()  # normalise on the grid
     p = lp.exp()
     m = torch.tensor(float(init[0]), dtype=x.dtype, requires_grad=True)
@@ -324,13 +575,19 @@ def fit_gaussian_by_kl(
     def objective() -> torch.Tensor:
         opt.zero_grad()
         lq = Normal(m, log_s.exp()).log_prob(x)
-        if direction == "forward":
-            value = (p * (lp - lq)).sum() * dx
+        if direction == "forward":  # 0 log 0 = 0 where p vanishes
+            value = torch.where(p > 0, p * (lp - lq), torch.zeros_like(p)).sum() * dx
         else:
             q = lq.exp()
-            value = (q * (lq - lp)).sum() * dx
+            value = torch.where(q > 0, q * (lq - lp), torch.zeros_like(q)).sum() * dx
         value.backward()
         return value
 
     opt.step(objective)
-    return float(m.detach()), float(log_s.detach().exp())
+    mean, scale = float(m.detach()), float(log_s.detach().exp())
+    if not (math.isfinite(mean) and math.isfinite(scale) and scale > 0):
+        raise NonFiniteError(
+            f"the {direction} KL fit did not reach a finite Gaussian (m = {mean}, s = {scale}): "
+            "p may vanish where q has mass (reverse KL is then infinite)"
+        )
+    return mean, scale

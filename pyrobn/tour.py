@@ -3,7 +3,9 @@
 ``pyrobn tour --out DIR [--quick]`` runs ``tutorials/NN_*.py`` in order, each in its own
 process with ``PYROBN_OUT=DIR`` (and ``PYROBN_SMOKE=1`` when quick), then writes
 ``DIR/summary.json`` and ``DIR/index.html``: a self-contained page with every figure
-embedded and every number each tutorial recorded.
+embedded, every number each tutorial recorded and every claim it checked
+(:meth:`pyrobn.tutorial.Tutorial.check`). A tutorial fails when its process fails or
+when one of its claims does not hold.
 """
 
 from __future__ import annotations
@@ -20,6 +22,18 @@ from pathlib import Path
 from typing import Any
 
 from pyrobn.errors import ConfigurationError
+
+__all__ = [
+    "TUTORIALS_ENV",
+    "TutorialRun",
+    "copy_gallery",
+    "find_tutorial",
+    "list_tutorials",
+    "run_tour",
+    "run_tutorial",
+    "tutorials_dir",
+    "write_page",
+]
 
 TUTORIALS_ENV = "PYROBN_TUTORIALS"
 
@@ -56,13 +70,21 @@ def find_tutorial(name: str) -> Path:
 
 @dataclass
 class TutorialRun:
-    """How one tutorial went: status, seconds, its summary and the tail of its output."""
+    """How one tutorial went: status, seconds, its summary and the tail of its output.
+
+    ``ok`` is true when the script exited cleanly and every claim it checked held.
+    """
 
     name: str
     ok: bool
     seconds: float
     summary: dict[str, Any] = field(default_factory=dict)
     output_tail: str = ""
+
+    @property
+    def failed_checks(self) -> list[str]:
+        """The names of the claims the tutorial checked that did not hold."""
+        return [c["name"] for c in self.summary.get("checks", []) if not c.get("ok")]
 
 
 def run_tutorial(path: Path, out: Path, quick: bool, timeout: float = 1800) -> TutorialRun:
@@ -84,8 +106,28 @@ def run_tutorial(path: Path, out: Path, quick: bool, timeout: float = 1800) -> T
         ok, tail = False, f"timed out after {timeout:.0f} s\n{exc.stdout or ''}"[-4000:]
     seconds = time.perf_counter() - start
     summary_path = out / path.stem / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    return TutorialRun(path.stem, ok, seconds, summary, tail)
+    try:
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    except (OSError, ValueError):
+        summary, ok = {}, False
+        tail += f"\ncannot read {summary_path}"
+    run = TutorialRun(path.stem, ok, seconds, summary, tail)
+    if run.failed_checks:
+        run.ok = False
+        run.output_tail += f"\nclaims that did not hold: {', '.join(run.failed_checks)}"
+    return run
+
+
+def _check_rows(checks: list[dict[str, Any]]) -> str:
+    rows = []
+    for c in checks:
+        status = "ok" if c.get("ok") else "failed"
+        rows.append(
+            f'<tr><td class="{status}">{"&#10003;" if c.get("ok") else "&#10007;"}</td>'
+            f'<td class="key">{html.escape(str(c.get("name", "")))}</td>'
+            f"<td>{html.escape(str(c.get('message', '')))}</td></tr>"
+        )
+    return "\n".join(rows)
 
 
 def _figure_tags(out: Path, run: TutorialRun) -> str:
@@ -144,6 +186,11 @@ def write_page(out: Path, runs: list[TutorialRun], quick: bool, total_seconds: f
         ]
         if run.summary.get("numbers"):
             body.append(f"<table>{_number_rows(run.summary['numbers'])}</table>")
+        if run.summary.get("checks"):
+            checks = run.summary["checks"]
+            held = sum(bool(c.get("ok")) for c in checks)
+            body.append(f"<p>claims checked: {held} of {len(checks)} hold</p>")
+            body.append(f'<table class="checks">{_check_rows(checks)}</table>')
         body.append(_figure_tags(out, run))
         if not run.ok:
             body.append(f"<pre>{html.escape(run.output_tail)}</pre>")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import math
+import random
 
 import numpy as np
 import pyro
@@ -14,9 +16,17 @@ from hypothesis import strategies as st
 from sklearn.linear_model import Lasso
 
 import pyrobn
-from pyrobn.errors import ConfigurationError, ConvergenceWarning
+from pyrobn.errors import (
+    ConfigurationError,
+    ConvergenceWarning,
+    NonFiniteError,
+    OutOfSupportError,
+    ShapeError,
+    UnknownVariableError,
+)
 from pyrobn.infer import map_estimate, weight_decay_prior
-from pyrobn.infer.map import prior_init_values
+from pyrobn.infer.map import delta_guide, prior_init_values
+from pyrobn.infer.params import owned_params
 from pyrobn.models.regression import lasso_map
 
 
@@ -227,3 +237,92 @@ def test_two_calls_keep_their_parameters_apart():
     assert float(pyro.param("users_own")) == 7.0
     # each started from the prior, not from the other's optimum
     assert second.history.losses[0] != first.history.losses[-1]
+
+
+def test_a_prefix_in_use_is_refused_and_the_default_is_fresh():
+    y = torch.full((20,), 5.0, dtype=torch.float64)
+    pyro.param("taken.loc", torch.tensor(1.0))
+    with pytest.raises(ConfigurationError, match="'taken' already names"):
+        map_estimate(_normal_mean_model, y, steps=5, prefix="taken")
+    assert float(pyro.param("taken.loc")) == 1.0
+    for bad in ("", ".x", "x.", 3):
+        with pytest.raises(ConfigurationError, match="prefix"):
+            map_estimate(_normal_mean_model, y, steps=5, prefix=bad)
+    point = map_estimate(_normal_mean_model, y, steps=20, prefix="mine")
+    assert point.guide._pyro_name == "mine"
+    assert owned_params("mine")
+    with pytest.raises(ConfigurationError, match="'mine' already names"):
+        map_estimate(_normal_mean_model, y, steps=5, prefix="mine")
+    del point
+    gc.collect()
+    assert not owned_params("mine")  # released with its guide
+    del pyro.get_param_store()["taken.loc"]
+
+
+def test_map_leaves_the_callers_random_state_alone():
+    y = torch.full((20,), 5.0, dtype=torch.float64)
+    states = (random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state())  # noqa: NPY002
+    map_estimate(_normal_mean_model, y, steps=20)
+    assert random.getstate() == states[0]
+    assert np.array_equal(np.random.get_state()[1], states[1])  # noqa: NPY002
+    assert torch.equal(torch.get_rng_state(), states[2])
+
+
+def test_bad_init_and_data_are_named():
+    y = torch.full((20,), 5.0, dtype=torch.float64)
+    with pytest.raises(UnknownVariableError, match="'sigma'"):
+        map_estimate(_normal_mean_model, y, init={"sigma": torch.tensor(1.0)})
+    with pytest.raises(ShapeError, match=r"init\['mu'\].*shape"):
+        map_estimate(_normal_mean_model, y, init={"mu": torch.zeros(3)})
+    with pytest.raises(NonFiniteError, match=r"init\['mu'\]"):
+        map_estimate(_normal_mean_model, y, init={"mu": math.nan})
+    with pytest.raises(ConfigurationError, match=r"init\['mu'\].*complex"):
+        map_estimate(_normal_mean_model, y, init={"mu": 1 + 2j})
+    with pytest.raises(ConfigurationError, match="init must be a mapping"):
+        map_estimate(_normal_mean_model, y, init=[1.0])
+
+    def beta_model(x):
+        r = pyro.sample("r", dist.Beta(x.new_tensor(2.0), x.new_tensor(2.0)))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Bernoulli(r), obs=x)
+
+    x = torch.tensor([0.0, 1.0, 1.0], dtype=torch.float64)
+    with pytest.raises(OutOfSupportError, match=r"init\['r'\]"):
+        map_estimate(beta_model, x, init={"r": 1.5})
+    nan_data = torch.tensor([1.0, math.nan], dtype=torch.float64)
+    with pytest.raises(ConfigurationError, match="at site 'y'"):  # Pyro's validation sees it
+        map_estimate(_normal_mean_model, nan_data)
+    with pyro.validation_enabled(False), pytest.raises(NonFiniteError, match="starting point"):
+        map_estimate(_normal_mean_model, nan_data)
+    with pytest.raises(ConfigurationError, match="cannot run on the data"):
+        map_estimate(_normal_mean_model, "not data")
+
+
+def test_map_record_and_guide_helper():
+    y = torch.full((20,), 5.0, dtype=torch.float64)
+    point = map_estimate(_normal_mean_model, y, steps=30)
+    record = point.fit_result
+    assert record.method == "map" and record.objective_name == "log_joint"
+    assert record.objective == [-loss for loss in point.history.losses]
+    assert record.converged is True
+    with pytest.raises(UnknownVariableError, match="'sigma'"):
+        point["sigma"]
+    guide = delta_guide(_normal_mean_model, {"mu": torch.tensor(2.0, dtype=torch.float64)})
+    assert guide._pyro_name.startswith("map_")
+    assert float(guide.median(y)["mu"]) == 2.0
+    assert owned_params(guide._pyro_name)
+    name = guide._pyro_name
+    del guide
+    gc.collect()
+    assert not owned_params(name)
+
+
+def test_weight_decay_prior_names_its_errors():
+    with pytest.raises(ConfigurationError, match="exclude"):
+        weight_decay_prior(torch.nn.Linear(2, 1), lam=1.0, exclude="bias")
+    with pytest.raises(ConfigurationError, match="lam"):
+        weight_decay_prior(torch.nn.Linear(2, 1), lam="1.0")
+    with pytest.raises(ConfigurationError, match="lam"):
+        weight_decay_prior(torch.nn.Linear(2, 1), lam=True)
+    net = weight_decay_prior(torch.nn.Linear(2, 1), lam=np.float32(2.0))
+    assert not list(net.parameters())

@@ -1,5 +1,6 @@
 """The tour in quick mode: every tutorial runs in smoke mode, writes the figures it
-promises and the numbers it records, and the tour's page holds them all."""
+promises and the numbers it records, every claim it checks holds, and the tour's page holds
+them all."""
 
 from __future__ import annotations
 
@@ -8,11 +9,30 @@ import json
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
+from pyrobn.errors import ConfigurationError
 from pyrobn.tour import TutorialRun, list_tutorials, run_tour
+from pyrobn.tutorial import Tutorial
 
 TUTORIALS = list_tutorials()
+
+#: tutorials that do not check their claims with ``tut.check`` yet (issue 19): each area
+#: removes its own as it adds the checks; a listed tutorial that checks claims fails below.
+WITHOUT_CHECKS_YET = {
+    "00_mle_basics",
+    "01_student_network",
+    "02_kde",
+    "03_mixtures",
+    "04_mdn",
+    "06_naive_bayes",
+    "07_markov_text",
+    "08_hmm",
+    "09_vae",
+    "10_conditional_vae",
+}
 
 
 def promised_figures(path: Path) -> list[str]:
@@ -52,6 +72,17 @@ def test_tutorial_smoke(path: Path, tour):
     summary = json.loads((out / path.stem / "summary.json").read_text())
     assert summary["smoke"] is True
     assert summary["numbers"], f"{path.name} recorded no number"
+    checks = summary.get("checks", [])
+    failed = [f"{c['name']}: {c['message']}" for c in checks if not c["ok"]]
+    assert not failed, f"{path.name}: claims that did not hold in smoke mode: {failed}"
+    if path.stem in WITHOUT_CHECKS_YET:
+        assert not checks, f"{path.name} checks its claims: remove it from WITHOUT_CHECKS_YET"
+    else:
+        assert checks, f"{path.name} checks none of the claims it prints (tut.check)"
+
+
+def test_the_list_of_unchecked_tutorials_names_tutorials():
+    assert WITHOUT_CHECKS_YET <= {t.stem for t in TUTORIALS}
 
 
 class _PageParser(HTMLParser):
@@ -84,6 +115,8 @@ def test_tour_page_holds_every_figure_and_number(tour):
             assert (path.stem, name) in parser.images, f"{path.stem}/{name} missing from the page"
         for key in runs[path.stem].summary.get("numbers", {}):
             assert key in text, f"{path.stem}'s number {key} missing from the page"
+        for check in runs[path.stem].summary.get("checks", []):
+            assert check["name"] in text, f"{path.stem}'s claim {check['name']} missing"
     summary = json.loads((out / "summary.json").read_text())
     assert [t["name"] for t in summary["tutorials"]] == [t.stem for t in TUTORIALS]
 
@@ -96,3 +129,53 @@ def test_tutorial_opens_as_a_notebook(path: Path):
     kinds = {cell.cell_type for cell in notebook.cells}
     assert kinds == {"markdown", "code"}, f"{path.name} should mix prose and code cells"
     assert notebook.cells[0].cell_type == "markdown", f"{path.name} should open with its title"
+
+
+def test_checks_record_claims_without_stopping_the_tutorial(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PYROBN_OUT", str(tmp_path))
+    tut = Tutorial("99_api", figures=[])
+    assert tut.check("plain bool", True, "a message") is True
+    assert tut.check("numpy bool", np.float64(1.0) < 2.0) is True
+    assert tut.check("tensor bool", torch.tensor(3.0) > 4.0, "three is not above four") is False
+    assert tut.check_close("close", torch.tensor([1.0, 2.0]), [1.0, 2.0 + 1e-9], atol=1e-6)
+    assert not tut.check_close("not close", 0.5, 0.6, rtol=0.1)
+    assert not tut.check_close("nan is never close", float("nan"), 0.0, atol=1.0)
+    assert tut.failed_checks == ["tensor bool", "not close", "nan is never close"]
+    summary = json.loads((tmp_path / "99_api" / "summary.json").read_text())
+    assert [(c["name"], c["ok"]) for c in summary["checks"]] == [
+        ("plain bool", True),
+        ("numpy bool", True),
+        ("tensor bool", False),
+        ("close", True),
+        ("not close", False),
+        ("nan is never close", False),
+    ]
+    assert summary["checks"][0]["message"] == "a message"
+    assert "0.5 vs 0.6" in summary["checks"][4]["message"]
+    printed = capsys.readouterr()
+    assert "[99_api] check plain bool: ok (a message)" in printed.out
+    assert "[99_api] check tensor bool: FAILED (three is not above four)" in printed.err
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [1, 0.0, "yes", None, torch.tensor([True, True]), np.array([True, False]), torch.tensor(1.0)],
+    ids=["int", "float", "str", "none", "tensor2", "array2", "float_tensor"],
+)
+def test_a_check_needs_one_bool(tmp_path, monkeypatch, condition):
+    monkeypatch.setenv("PYROBN_OUT", str(tmp_path))
+    tut = Tutorial("99_api", figures=[])
+    with pytest.raises(ConfigurationError, match=r"one bool|must be a bool"):
+        tut.check("claim", condition)
+
+
+def test_check_names_are_unique_and_shapes_must_agree(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYROBN_OUT", str(tmp_path))
+    tut = Tutorial("99_api", figures=[])
+    tut.check("once", True)
+    with pytest.raises(ConfigurationError, match="twice"):
+        tut.check("once", True)
+    with pytest.raises(ConfigurationError, match="non-empty name"):
+        tut.check("", True)
+    with pytest.raises(ConfigurationError, match="shapes differ"):
+        tut.check_close("shapes", [1.0, 2.0], [1.0], atol=1.0)

@@ -8,7 +8,11 @@
 # maximum likelihood (eq. 28), which for linear regression is the pseudo-inverse (2.4.1.3).
 #
 # In pyrobn a prior is one line, `weight_decay_prior(module, lam)`, and MAP is
-# `map_estimate(model, *data)` (an `AutoDelta` guide trained by `fit_svi`).
+# `map_estimate(model, *data)`: an `AutoDelta` guide trained by `fit_svi` (Adam), then
+# polished by L-BFGS, with a stated convergence criterion (the largest gradient entry of
+# -log p(D, theta) below sqrt(eps) max(1, |log p|); a `ConvergenceWarning` otherwise). Each
+# call keeps its parameters under a name of its own in Pyro's param store, so two fits
+# never share a starting point and no `pyro.clear_param_store()` is needed.
 
 # %%
 import matplotlib.pyplot as plt
@@ -20,12 +24,12 @@ from sklearn.linear_model import Lasso
 import pyrobn
 from pyrobn.infer import map_estimate, weight_decay_prior
 from pyrobn.plots import PALETTE
+from pyrobn.random import seeded
 from pyrobn.tutorial import Tutorial
 
 tut = Tutorial("11_map_weight_decay", figures=["paths", "posterior", "network"])
 torch.set_num_threads(1)
 device = pyrobn.device()
-pyrobn.set_seed(0)
 
 # %% [markdown]
 # ## Linear regression with correlated features
@@ -42,9 +46,12 @@ X, y = X.to(device), y.to(device)
 
 # %% [markdown]
 # ## MAP = closed forms (eq. 27-28)
-# `map_estimate` runs Adam on the log joint; the closed forms are the ridge solve
-# (X^T X + s^2 lambda I)^-1 X^T y, the pseudo-inverse X^+ y, and scikit-learn's Lasso at
-# alpha = s^2 lambda / N.
+# `map_estimate` runs Adam on the log joint, then L-BFGS; the closed forms are the ridge
+# solve (X^T X + s^2 lambda I)^-1 X^T y, the pseudo-inverse X^+ y, and scikit-learn's Lasso
+# at alpha = s^2 lambda / N. The smooth objectives (Normal and flat priors) converge to
+# machine precision and say so (`fit.converged`); the LASSO's log joint has a kink wherever
+# a coefficient is 0, where no gradient criterion holds, so `map_estimate` warns that it
+# cannot certify that point (the closed form, FISTA, is the way to the LASSO).
 
 # %%
 steps = tut.steps(600, 200)
@@ -52,17 +59,25 @@ lam = 20.0
 errors = {}
 for prior in ["normal", "flat", "laplace"]:
     blr = pyrobn.BayesianLinearRegression(3, noise_scale=s, prior=prior, lam=lam).to(device)
-    point = map_estimate(blr, X, y, steps=steps, lr=0.1, final_lr=1e-5)["theta"]
-    errors[prior] = float((point - blr.map(X, y)).abs().max())
+    fit = map_estimate(blr, X, y, steps=steps, lr=0.1, final_lr=1e-5)
+    errors[prior] = float((fit["theta"] - blr.map(X, y)).abs().max())
     tut.record(f"max |MAP(AutoDelta) - closed form| ({prior})", errors[prior], fmt=".2e")
+    # the LASSO's objective has kinks at 0: no gradient criterion certifies its mode, and
+    # Adam approaches the kink slowly (max error 1.5e-3 after 200 steps, 1.6e-4 after 600)
+    tolerance = 1e-2 if prior == "laplace" else 1e-6
+    if prior != "laplace":
+        tut.check(f"MAP converged by its criterion ({prior})", fit.converged is True)
+    tut.check(
+        f"MAP = closed form ({prior})",
+        errors[prior] < tolerance,
+        f"max |MAP - closed form| = {errors[prior]:.2e} < {tolerance:g}",
+    )
 lasso = Lasso(alpha=s**2 * lam / N, fit_intercept=False, tol=1e-12, max_iter=100_000)
 lasso_coef = torch.from_numpy(lasso.fit(X.cpu().numpy(), y.cpu().numpy()).coef_)
 blr_l1 = pyrobn.BayesianLinearRegression(3, noise_scale=s, prior="laplace", lam=lam)
-tut.record(
-    "max |FISTA MAP - sklearn Lasso|",
-    float((blr_l1.map(X.cpu(), y.cpu()) - lasso_coef).abs().max()),
-    fmt=".2e",
-)
+fista_gap = float((blr_l1.map(X.cpu(), y.cpu()) - lasso_coef).abs().max())
+tut.record("max |FISTA MAP - sklearn Lasso|", fista_gap, fmt=".2e")
+tut.check("LASSO MAP = scikit-learn's Lasso", fista_gap < 1e-6, f"{fista_gap:.2e}")
 
 # %% [markdown]
 # ## Weight decay in `torch.optim`
@@ -77,9 +92,9 @@ for _ in range(tut.steps(3000, 1500)):
     (((y - X @ theta) ** 2).mean() / (2 * s**2)).backward()
     optim.step()
 ridge = pyrobn.mle.ridge(X, y, lam, s)
-tut.record(
-    "max |SGD(weight_decay=lam/N) - ridge|", float((theta.detach() - ridge).abs().max()), fmt=".2e"
-)
+sgd_gap = float((theta.detach() - ridge).abs().max())
+tut.record("max |SGD(weight_decay=lam/N) - ridge|", sgd_gap, fmt=".2e")
+tut.check("weight_decay = lam / N gives the ridge solution", sgd_gap < 1e-6, f"{sgd_gap:.2e}")
 
 # %% [markdown]
 # ## Regularisation paths
@@ -109,6 +124,11 @@ for ax, path, title in [
 axes[0].set_ylabel("MAP coefficient")
 axes[0].legend()
 tut.save(fig, "paths")
+tut.check(
+    "the LASSO sets coefficients exactly to zero, ridge does not",
+    bool((lasso_path[-1] == 0).all()) and bool((ridge_path != 0).all()),
+    f"at lambda = {lams[-1]:g}: LASSO {lasso_path[-1].tolist()}, ridge {ridge_path[-1].tolist()}",
+)
 
 # %% [markdown]
 # ## The exact posterior, its mode and the MLE
@@ -136,10 +156,11 @@ ax.set_ylabel("theta[1]")
 ax.legend(fontsize=8)
 ax.set_title("p(theta | D), lambda = 20")
 tut.save(fig, "posterior")
-tut.record(
-    "posterior correlation of theta[0], theta[1]",
-    float(cov2[0, 1] / (cov2[0, 0] * cov2[1, 1]).sqrt()),
-    fmt=".3f",
+correlation = float(cov2[0, 1] / (cov2[0, 0] * cov2[1, 1]).sqrt())
+tut.record("posterior correlation of theta[0], theta[1]", correlation, fmt=".3f")
+tut.check("correlated features, negatively correlated coefficients", correlation < -0.5)
+tut.check_close(
+    "MAP = posterior mean (Gaussian prior)", post.mean, blr.map(X.cpu(), y.cpu()), atol=1e-10
 )
 
 # %% [markdown]
@@ -160,11 +181,10 @@ for label, lam_net in [
     ("nearly flat prior, lambda = 1e-3", 1e-3),
     ("weight decay, lambda = 0.5", 0.5),
 ]:
-    pyro.clear_param_store()
-    torch.manual_seed(1)
-    net = torch.nn.Sequential(
-        torch.nn.Linear(1, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1)
-    ).double()
+    with seeded(1):  # the same initial weights for both priors
+        net = torch.nn.Sequential(
+            torch.nn.Linear(1, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1)
+        ).double()
     weight_decay_prior(net, lam=lam_net)
 
     def model(x, t, net=net):
@@ -187,3 +207,6 @@ ax.legend(fontsize=8)
 tut.save(fig, "network")
 roughness = {k: float(v.diff(2).abs().sum()) for k, v in curves.items()}
 tut.record("curve roughness (sum |second difference|)", roughness)
+if not tut.smoke:  # after 3000 steps the nearly flat prior has fitted the noise
+    flat, decayed = roughness.values()
+    tut.check("weight decay gives a smoother curve", decayed < flat, f"{decayed:.3f} < {flat:.3f}")

@@ -14,13 +14,34 @@ and HDI, and, given a reference posterior, KL(q || p_ref) and the moment errors)
 
 Discrete latent sites are hidden from the autoguides (``poutine.block``) and summed out
 exactly by enumeration (``config_enumerate`` + ``TraceEnum_ELBO``); NUTS sums them out too.
+
+No side effects on the caller. Every autoguide the comparison builds registers its
+parameters under a name of its own (:func:`pyrobn.infer.params.unique_name`), released when
+its result is collected; parameters the comparison meets but did not create (the model's
+own ``pyro.param``/``PyroParam``, a hand-written guide's) are trained for each guide, as SVI
+does, and put back exactly as they were before the next guide and on return, and names the
+comparison added to Pyro's param store for them are removed. Each guide runs under
+:func:`pyrobn.random.seeded`, so the caller's random streams are untouched. The store is
+never cleared.
+
+The ecosystem does the work where it fits: posterior draws are ``pyro.infer.Predictive``
+runs of the guide, the HDI is ``arviz.hdi``, Gaussian KLs are torch's registered
+``kl_divergence``, and for models without enumerated sites the ELBO (and the importance-
+sampled log evidence and its Pareto k-hat) come from one set of Pyro importance weights
+(``pyro.infer.importance.vectorized_importance_weights``, ``arviz.psislw``). Pyro's
+importance weights sample every site of the model, so for models with enumerated discrete
+sites the ELBO is ``TraceEnum_ELBO``'s (which sums them out) and no IS estimate is given;
+Pyro has no per-datum log-likelihood that sums out enumerated sites (its ELBOs contract to a
+scalar), hence :func:`pointwise_log_likelihood`.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import numbers
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +52,7 @@ import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
 from pyro.distributions.transforms import biject_to
-from pyro.infer import MCMC, NUTS, Trace_ELBO, TraceEnum_ELBO
+from pyro.infer import MCMC, NUTS, Predictive, Trace_ELBO, TraceEnum_ELBO
 from pyro.infer.autoguide import (
     AutoContinuous,
     AutoDelta,
@@ -41,21 +62,26 @@ from pyro.infer.autoguide import (
     AutoMultivariateNormal,
     AutoNormal,
 )
+from pyro.infer.importance import vectorized_importance_weights
 from pyro.ops.hessian import hessian
 from pyro.optim import ClippedAdam
 from pyro.poutine.util import prune_subsample_sites
 
-from pyrobn.errors import ConfigurationError, ShapeError, UnknownVariableError
+from pyrobn.errors import ConfigurationError, NonFiniteError, ShapeError, UnknownVariableError
 from pyrobn.infer.map import (
     _initialised,
     discrete_sites,
     guess_max_plate_nesting,
     model_callable,
+    model_errors,
     plate_nesting,
+    positive_number,
 )
 from pyrobn.infer.map import hide_discrete as hide_discrete_sites
+from pyrobn.infer.params import release_with, unique_name
 from pyrobn.infer.svi import History, fit_svi
-from pyrobn.validation import check_int, check_positive
+from pyrobn.random import forked, seeded
+from pyrobn.validation import check_allocation, check_finite, check_int, to_real_tensor
 
 #: guide names understood by :func:`compare_guides` (case-insensitive)
 GUIDE_NAMES: dict[str, Any] = {
@@ -81,22 +107,31 @@ class GridDensity(dist.TorchDistribution):
     ``log_prob`` interpolates the density linearly (-inf outside the grid), ``mean`` and
     ``variance`` are trapezoid integrals, ``sample`` inverts the piecewise-linear CDF.
 
-    Example:
+    Example (the posterior of a coin's bias after 7 heads in 10 tosses, flat prior):
         >>> grid = torch.linspace(1e-4, 1 - 1e-4, 4001, dtype=torch.float64)
-        >>> post = GridDensity(grid, log_prior(grid) + log_likelihood(grid))
+        >>> post = GridDensity(grid, 7 * grid.log() + 3 * (1 - grid).log())
+        >>> round(float(post.mean), 4)                         # Beta(8, 4): 8 / 12
+        0.6667
     """
 
     arg_constraints: dict[str, Any] = {}  # noqa: RUF012 - torch's class attribute
     has_rsample = False
 
     def __init__(self, grid: torch.Tensor, log_density: torch.Tensor) -> None:
+        grid = to_real_tensor(grid, "grid")
+        log_density = to_real_tensor(log_density, "log_density").to(grid)
         if grid.dim() != 1 or grid.shape != log_density.shape or grid.numel() < 3:
             raise ShapeError(
                 f"grid and log_density must be 1-D of one length >= 3, got "
                 f"{tuple(grid.shape)} and {tuple(log_density.shape)}"
             )
+        check_finite(grid, "grid")
         if bool((grid.diff() <= 0).any()):
             raise ConfigurationError("grid must be strictly increasing")
+        if bool(torch.isnan(log_density).any()) or bool((log_density == math.inf).any()):
+            raise NonFiniteError("log_density holds NaN or +inf")
+        if bool((log_density == -math.inf).all()):
+            raise NonFiniteError("log_density is -inf everywhere: no mass on the grid")
         density = (log_density - log_density.max()).exp()
         self.grid = grid
         self.density = density / torch.trapezoid(density, grid)
@@ -157,34 +192,47 @@ def _reference_covariance(ref: Reference) -> torch.Tensor | None:
     return None
 
 
+def _gaussian_kl(
+    loc_q: torch.Tensor, cov_q: torch.Tensor, loc_p: torch.Tensor, cov_p: torch.Tensor
+) -> float:
+    """KL(N(mq, Sq) || N(mp, Sp)) by torch's registered ``kl_divergence`` (float64, q's
+    device); +inf when Sq is singular (a point mass or a degenerate fit to draws)."""
+    loc_q, cov_q = loc_q.double(), cov_q.double()
+    loc_p, cov_p = loc_p.double().to(loc_q.device), cov_p.double().to(loc_q.device)
+    p = dist.MultivariateNormal(loc_p, covariance_matrix=cov_p)
+    try:
+        q = dist.MultivariateNormal(loc_q, covariance_matrix=cov_q)
+    except (ValueError, RuntimeError):  # not positive definite
+        return math.inf
+    return float(torch.distributions.kl_divergence(q, p))
+
+
 def gaussian_kl(
     loc_q: torch.Tensor, cov_q: torch.Tensor, loc_p: torch.Tensor, cov_p: torch.Tensor
 ) -> float:
-    """KL(N(mq, Sq) || N(mp, Sp)) = 1/2 [tr(Sp^-1 Sq) + d^T Sp^-1 d - k + ln |Sp| / |Sq|]."""
-    loc_q, cov_q = loc_q.double(), cov_q.double()
-    loc_p, cov_p = loc_p.double().to(loc_q.device), cov_p.double().to(loc_q.device)
-    chol_p = torch.linalg.cholesky(cov_p)
-    diff = (loc_p - loc_q).unsqueeze(-1)
-    trace = torch.cholesky_solve(cov_q, chol_p).diagonal().sum()
-    mahalanobis = (diff.mT @ torch.cholesky_solve(diff, chol_p)).squeeze()
-    logdet_p = 2 * chol_p.diagonal().log().sum()
-    logdet_q = torch.linalg.slogdet(cov_q).logabsdet
-    return float(0.5 * (trace + mahalanobis - loc_q.numel() + logdet_p - logdet_q))
+    """Deprecated: ``torch.distributions.kl_divergence`` of two ``MultivariateNormal``."""
+    warnings.warn(
+        "pyrobn.infer.compare.gaussian_kl is deprecated: use torch.distributions.kl_divergence",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return _gaussian_kl(loc_q, cov_q, loc_p, cov_p)
 
 
 # --------------------------------------------------------------------------- helpers
-def hdi(draws: np.ndarray, prob: float = 0.94) -> np.ndarray:
-    """Highest-density interval of each column: the shortest interval holding ``prob``.
+def _hdi(draws: np.ndarray, prob: float) -> np.ndarray:
+    """``arviz.hdi`` of each column of ``draws`` (S, E): an (E, 2) array."""
+    import arviz as az
 
-    ``draws`` has shape (S, E); returns (E, 2). Same rule as ``arviz.hdi``.
-    """
-    sorted_draws = np.sort(draws, axis=0)
-    n = sorted_draws.shape[0]
-    inside = math.floor(prob * n)
-    widths = sorted_draws[inside:] - sorted_draws[: n - inside]
-    start = widths.argmin(0)
-    columns = np.arange(sorted_draws.shape[1])
-    return np.stack([sorted_draws[start, columns], sorted_draws[start + inside, columns]], -1)
+    return np.asarray(az.hdi(draws[None], hdi_prob=prob)).reshape(draws.shape[1], 2)
+
+
+def hdi(draws: np.ndarray, prob: float = 0.94) -> np.ndarray:
+    """Deprecated: ``arviz.hdi`` (the shortest interval holding ``prob`` of each column)."""
+    warnings.warn(
+        "pyrobn.infer.compare.hdi is deprecated: use arviz.hdi", DeprecationWarning, stacklevel=2
+    )
+    return _hdi(np.asarray(draws), prob)
 
 
 def _vectorised_shape(value_shape: torch.Size, event_dim: int, n: int, nesting: int) -> tuple:
@@ -196,34 +244,30 @@ def _vectorised_shape(value_shape: torch.Size, event_dim: int, n: int, nesting: 
 
 
 def _draw(
-    fn: Callable[..., Any],
-    sites: list[str],
-    num: int,
-    nesting: int,
-    args: tuple,
-    kwargs: dict,
+    guide: Callable[..., Any], sites: list[str], num: int, args: tuple, kwargs: dict
 ) -> dict[str, torch.Tensor]:
-    """``num`` joint draws of ``sites`` from ``fn`` (a guide), vectorised with a plate when
-    the guide allows it, else one run per draw. Values have shape (num, *site shape)."""
+    """``num`` joint draws of ``sites`` from the guide (``pyro.infer.Predictive``):
+    vectorised when the guide allows it, else one run per draw. Values have shape
+    (num, *site shape)."""
     with torch.no_grad():
-        single = poutine.trace(fn).get_trace(*args, **kwargs)
-        shapes = {name: single.nodes[name]["value"].shape for name in sites}
-        try:
-            with pyro.plate(_DRAWS_PLATE, num, dim=-(nesting + 1)):
-                batched = poutine.trace(fn).get_trace(*args, **kwargs)
-            out = {}
-            for name in sites:
-                value = batched.nodes[name]["value"]
-                target = (num, *shapes[name])
-                if value.numel() != math.prod(target):
-                    raise ShapeError(f"draws of {name!r} have shape {tuple(value.shape)}")
-                out[name] = value.detach().reshape(target)
-            return out
-        except (RuntimeError, ValueError, ShapeError):
-            runs = [poutine.trace(fn).get_trace(*args, **kwargs) for _ in range(num)]
-            return {
-                name: torch.stack([t.nodes[name]["value"].detach() for t in runs]) for name in sites
-            }
+        single = poutine.trace(guide).get_trace(*args, **kwargs)
+    shapes = {name: single.nodes[name]["value"].shape for name in sites}
+    try:
+        draws = Predictive(guide, num_samples=num, return_sites=sites, parallel=True)(
+            *args, **kwargs
+        )
+        out = {}
+        for name in sites:
+            value, target = draws[name], (num, *shapes[name])
+            if value.numel() != math.prod(target):
+                raise ShapeError(f"draws of {name!r} have shape {tuple(value.shape)}")
+            out[name] = value.detach().reshape(target)
+        return out
+    except (RuntimeError, ValueError, ShapeError):
+        draws = Predictive(guide, num_samples=num, return_sites=sites, parallel=False)(
+            *args, **kwargs
+        )
+        return {name: draws[name].detach().reshape(num, *shapes[name]) for name in sites}
 
 
 def pointwise_log_likelihood(
@@ -332,6 +376,11 @@ def _resolve(name: str, spec: Any) -> tuple[str, Any]:
             return "auto", spec
     if isinstance(spec, GuideFactory):
         return "factory", spec.factory
+    if isinstance(spec, torch.distributions.Distribution):
+        raise ConfigurationError(
+            f"guide {name!r} is a distribution; a guide is a function of the model's arguments "
+            "(or an AutoGuide class, a guide_factory(...), a guide name)"
+        )
     if isinstance(spec, AutoGuide):
         raise ConfigurationError(
             f"guide {name!r} is an AutoGuide instance; pass its class (or "
@@ -377,7 +426,8 @@ def _laplace_gaussian(
 
     H is the Hessian (in the unconstrained space) of the same loss that was trained, so
     enumerated discrete sites are summed out (Pyro's own ``laplace_approximation`` would
-    condition on one sampled value of them instead).
+    condition on one sampled value of them instead). The Gaussian holds its moments as
+    buffers under a name of its own, so it puts nothing in Pyro's param store.
     """
     value = loss.differentiable_loss(model, guide, *args, **kwargs)
     H = hessian(value, guide.loc)
@@ -387,6 +437,7 @@ def _laplace_gaussian(
         correlation = cov / scale[:, None] / scale[None, :]
         scale_tril = torch.linalg.cholesky(correlation)
     gaussian = AutoMultivariateNormal(guide.model)
+    gaussian._pyro_name = unique_name("compare_laplace")
     gaussian._setup_prototype(*args, **kwargs)
     del gaussian.loc
     del gaussian.scale
@@ -397,10 +448,62 @@ def _laplace_gaussian(
     return gaussian
 
 
+@dataclass
+class _Evidence:
+    """The ELBO estimate and, from the same importance weights, log p(x) and k-hat."""
+
+    elbo: float
+    log_evidence_is: float = math.nan
+    pareto_k: float = math.nan
+    elbo_stderr: float = math.nan
+
+
+def _importance(
+    model: Callable[..., Any], guide: Any, particles: int, nesting: int, args: tuple, kwargs: dict
+) -> _Evidence:
+    """Pyro's importance weights log w_s = log p(x, theta_s) - log q(theta_s), theta_s ~ q:
+    ELBO = mean_s log w_s, log p(x) ~ logsumexp_s log w_s - log S (a lower bound in
+    expectation, tight as S grows), and PSIS's Pareto k-hat of the weights (``arviz.psislw``;
+    below 0.7 the importance estimate is trustworthy)."""
+    import arviz as az
+
+    with torch.no_grad():
+        log_w, _, _ = vectorized_importance_weights(
+            model, guide, *args, num_samples=particles, max_plate_nesting=nesting, **kwargs
+        )
+    log_w = log_w.detach().double().reshape(-1)
+    if log_w.numel() != particles or not bool(torch.isfinite(log_w).all()):
+        raise ValueError("importance weights of the wrong shape or not finite")
+    elbo = float(log_w.mean())
+    log_evidence = float(torch.logsumexp(log_w, 0) - math.log(particles))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # arviz warns when k-hat is large: we report it
+        _, k = az.psislw(log_w.cpu().numpy())
+    stderr = float(log_w.std() / math.sqrt(particles))
+    return _Evidence(elbo, log_evidence, float(k), stderr)
+
+
 def _elbo_estimate(
-    model: Callable[..., Any], guide: Any, loss: Any, particles: int, args: tuple, kwargs: dict
-) -> float:
-    """ELBO = -mean of ``particles`` single-particle losses (vectorised when possible)."""
+    model: Callable[..., Any],
+    guide: Any,
+    loss: Any,
+    particles: int,
+    nesting: int,
+    enumerated: bool,
+    args: tuple,
+    kwargs: dict,
+) -> _Evidence:
+    """ELBO (and, without enumerated sites, the IS log evidence and k-hat) of one guide.
+
+    Without enumerated sites: :func:`_importance`. With them: ``TraceEnum_ELBO`` with
+    ``particles`` vectorised particles (it sums the discrete sites out). A guide that cannot
+    be vectorised falls back to the mean of ``particles`` single-particle losses.
+    """
+    if not enumerated and particles > 1:
+        try:
+            return _importance(model, guide, particles, nesting, args, kwargs)
+        except (RuntimeError, ValueError, NotImplementedError):
+            pass
     with torch.no_grad():
         try:
             vec = type(loss)(
@@ -408,17 +511,23 @@ def _elbo_estimate(
                 vectorize_particles=True,
                 max_plate_nesting=loss.max_plate_nesting,
             )
-            return -float(vec.loss(model, guide, *args, **kwargs))
+            return _Evidence(-float(vec.loss(model, guide, *args, **kwargs)))
         except (RuntimeError, ValueError, NotImplementedError):
-            return -float(
-                np.mean([loss.loss(model, guide, *args, **kwargs) for _ in range(particles)])
-            )
+            losses = [loss.loss(model, guide, *args, **kwargs) for _ in range(particles)]
+            return _Evidence(-float(np.mean(losses)))
 
 
 # --------------------------------------------------------------------------- results
 @dataclass
 class GuideResult:
-    """One guide's outcome: draws, InferenceData, ELBO, wall time, KL to the reference."""
+    """One guide's outcome: draws, InferenceData, ELBO, wall time, KL to the reference.
+
+    ``elbo_stderr`` is the Monte Carlo standard error of ``elbo``, ``log_evidence_is`` the
+    importance-sampled log p(x) with the guide as proposal and ``pareto_k`` PSIS's k-hat of
+    those weights (all three NaN for NUTS, AutoDelta and models with enumerated sites);
+    ``prefix`` is the name of the guide's parameters in Pyro's param
+    store (released when this result is collected).
+    """
 
     name: str
     method: str
@@ -431,6 +540,10 @@ class GuideResult:
     gaussian: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
     kl: dict[str, float] = field(default_factory=dict)
     kl_method: dict[str, str] = field(default_factory=dict)
+    log_evidence_is: float = math.nan
+    pareto_k: float = math.nan
+    elbo_stderr: float = math.nan
+    prefix: str | None = None
 
 
 @dataclass
@@ -438,9 +551,10 @@ class GuideComparison:
     """What :func:`compare_guides` returns.
 
     ``table``: a pandas DataFrame, one row per (guide, site element), with columns
-    ``elbo``, ``wall_time``, ``mean``, ``sd``, ``hdi_low``, ``hdi_high`` and, given a
-    reference, ``ref_mean``, ``ref_sd``, ``mean_error``, ``sd_ratio``, ``kl``, ``kl_method``
-    (KL(q || p_ref) of the whole site). ``idata[name]``: the guide's ``arviz.InferenceData``.
+    ``elbo``, ``elbo_stderr``, ``log_evidence_is``, ``pareto_k``, ``wall_time``, ``mean``, ``sd``,
+    ``hdi_low``, ``hdi_high`` and, given a reference, ``ref_mean``, ``ref_sd``,
+    ``mean_error``, ``sd_ratio``, ``kl``, ``kl_method`` (KL(q || p_ref) of the whole site).
+    ``idata[name]``: the guide's ``arviz.InferenceData``.
     """
 
     results: dict[str, GuideResult]
@@ -453,8 +567,16 @@ class GuideComparison:
         return {name: result.idata for name, result in self.results.items()}
 
     def summary(self) -> Any:
-        """One row per guide: ELBO, wall time and (with a reference) KL per site."""
-        columns = ["elbo", "wall_time", *(["kl"] if "kl" in self.table else [])]
+        """One row per guide: ELBO, IS log evidence, k-hat, wall time and (with a
+        reference) KL per site."""
+        columns = [
+            "elbo",
+            "elbo_stderr",
+            "log_evidence_is",
+            "pareto_k",
+            "wall_time",
+            *(["kl"] if "kl" in self.table else []),
+        ]
         return self.table.groupby(level=["guide", "site"], sort=False)[columns].first()
 
     def loo(self, **kwargs: Any) -> Any:
@@ -507,8 +629,11 @@ def _kl_to_reference(
         cov = centred.T @ centred / max(1, unconstrained.shape[0] - 1)
         method = "Gaussian fit to draws"
     if ref_cov is not None and transform is dist.transforms.identity_transform:
-        return gaussian_kl(loc, cov, ref.mean.reshape(-1), ref_cov), method
-    q_u = dist.MultivariateNormal(loc.double(), covariance_matrix=cov.double())
+        return _gaussian_kl(loc, cov, ref.mean.reshape(-1), ref_cov), method
+    try:
+        q_u = dist.MultivariateNormal(loc.double(), covariance_matrix=cov.double())
+    except (ValueError, RuntimeError):  # a singular fit (e.g. too few draws)
+        return math.inf, method + " (singular)"
     u = transform.inv(draws)
     log_q = (
         q_u.log_prob(u.reshape(flat_shape).double())
@@ -525,7 +650,7 @@ def _table(results: dict[str, GuideResult], reference: dict[str, Reference] | No
     for name, result in results.items():
         for site, draws in result.draws.items():
             flat = draws.detach().reshape(draws.shape[0], -1).double().cpu().numpy()
-            intervals = hdi(flat, prob)
+            intervals = _hdi(flat, prob)
             labels = _element_labels(site, tuple(draws.shape[1:]))
             ref = None if reference is None else reference.get(site)
             if ref is not None:
@@ -538,6 +663,9 @@ def _table(results: dict[str, GuideResult], reference: dict[str, Reference] | No
                     "site": site,
                     "element": label,
                     "elbo": result.elbo,
+                    "elbo_stderr": result.elbo_stderr,
+                    "log_evidence_is": result.log_evidence_is,
+                    "pareto_k": result.pareto_k,
                     "wall_time": result.wall_time,
                     "mean": flat[:, i].mean(),
                     "sd": flat[:, i].std(ddof=1) if flat.shape[0] > 1 else 0.0,
@@ -572,6 +700,128 @@ def _inference_data(
     )
 
 
+# --------------------------------------------------------------------------- side effects
+def _owned_by(name: str, prefixes: set[str]) -> bool:
+    return any(name == p or name.startswith(f"{p}.") for p in prefixes)
+
+
+class _ForeignParams:
+    """Parameters the comparison meets but did not create, kept as the caller had them.
+
+    ``names_before`` is the param store's key set when the comparison starts; :meth:`save`
+    records the values of the foreign parameters one run of the guide and the model meets
+    (the model's, a hand-written guide's: every param site whose name is not under one of
+    ``own``);
+    :meth:`restore` copies them back in place and :meth:`forget_new` removes from the store
+    the foreign names the comparison added (the caller's names are never removed).
+    """
+
+    def __init__(self, own: set[str]) -> None:
+        self.own = own
+        self.names_before = set(pyro.get_param_store().keys())
+        self.saved: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def save(self, model: Callable[..., Any], guide: Any, args: tuple, kwargs: dict) -> None:
+        """Record the foreign parameters one run of ``guide`` (if any) and of ``model``
+        (replaying the guide's draws) meets: a plain forward pass, no ELBO."""
+        with forked(), torch.no_grad(), poutine.trace(param_only=True) as capture:
+            if guide is None:
+                model(*args, **kwargs)
+            else:
+                guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+                poutine.replay(model, trace=guide_trace)(*args, **kwargs)
+        self.saved = []
+        for name, site in capture.trace.nodes.items():
+            if site["type"] != "param" or _owned_by(name, self.own):
+                continue
+            tensor = site["value"].unconstrained()
+            self.saved.append((tensor, tensor.detach().clone()))
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for tensor, value in self.saved:
+                tensor.copy_(value)
+                tensor.grad = None
+
+    def forget_new(self) -> None:
+        store = pyro.get_param_store()
+        for name in list(store.keys()):
+            if name not in self.names_before and not _owned_by(name, self.own):
+                del store[name]
+
+
+def _name(guide: Any, prefix: str) -> Any:
+    """Give a fresh autoguide the param-store name ``prefix`` (before its first run)."""
+    if isinstance(guide, AutoGuide) and guide.prototype_trace is None:
+        guide._pyro_name = prefix
+        return prefix
+    return None
+
+
+def _check_options(
+    guides: Any,
+    reference: Any,
+    hdi_prob: Any,
+    plate: Any,
+    counts: dict[str, Any],
+    warmup_steps: Any,
+    max_plate_nesting: Any,
+    lrs: dict[str, Any],
+) -> None:
+    if not isinstance(guides, Mapping):
+        raise ConfigurationError(
+            f"guides must be a mapping name -> guide, got {type(guides).__name__}"
+        )
+    if not guides:
+        raise ConfigurationError("guides is empty: give at least one name -> guide")
+    for name in guides:
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"guide names must be non-empty strings, got {name!r}")
+    for key, value in counts.items():
+        check_int(value, key)
+    if warmup_steps is not None:
+        check_int(warmup_steps, "warmup_steps", low=0)
+    if max_plate_nesting is not None:
+        check_int(max_plate_nesting, "max_plate_nesting", low=0)
+    for key, value in lrs.items():
+        positive_number(value, key)
+    if isinstance(hdi_prob, bool) or not isinstance(hdi_prob, numbers.Real):
+        raise ConfigurationError(f"hdi_prob must be a number in (0, 1), got {hdi_prob!r}")
+    if not 0 < hdi_prob < 1:
+        raise ConfigurationError(f"hdi_prob must lie in (0, 1), got {hdi_prob}")
+    if not isinstance(plate, str) or not plate:
+        raise ConfigurationError(f"plate must be the name of the data plate, got {plate!r}")
+    if reference is not None and not isinstance(reference, Mapping):
+        raise ConfigurationError(
+            f"reference must be a mapping site -> distribution or draws, got "
+            f"{type(reference).__name__}"
+        )
+
+
+def _check_reference(
+    reference: Mapping[str, Any], latent: list[str], shapes: dict[str, torch.Size]
+) -> None:
+    for site, ref in reference.items():
+        if site not in latent:
+            raise UnknownVariableError(
+                f"reference names site {site!r}, which is not a continuous latent site of "
+                f"the model (sites: {latent})"
+            )
+        if isinstance(ref, torch.Tensor):
+            if ref.dim() != len(shapes[site]) + 1 or ref.shape[1:] != shapes[site]:
+                raise ShapeError(
+                    f"reference draws of {site!r} must have shape (S, *{tuple(shapes[site])}), "
+                    f"got {tuple(ref.shape)}"
+                )
+            if ref.shape[0] < 2 or not ref.is_floating_point():
+                raise ShapeError(f"reference draws of {site!r} must be >= 2 real draws")
+        elif not isinstance(ref, torch.distributions.Distribution):
+            raise ConfigurationError(
+                f"reference of {site!r} must be a distribution or a tensor of draws, got "
+                f"{type(ref).__name__}"
+            )
+
+
 # --------------------------------------------------------------------------- main entry
 def compare_guides(
     model: Any,
@@ -590,7 +840,7 @@ def compare_guides(
     plate: str = "data",
     hide_discrete: bool = True,
     hdi_prob: float = 0.94,
-    seed: int = 0,
+    seed: int | None = 0,
     progress: bool = False,
     **kwargs: Any,
 ) -> GuideComparison:
@@ -602,8 +852,9 @@ def compare_guides(
             ``"lowrank"``, ``"laplace"`` (or the AutoGuide class names), an AutoGuide class
             or ``functools.partial`` of one, ``guide_factory(lambda model: ...)``, or a
             hand-written guide with the model's signature. Each autoguide is built fresh
-            on the model with its discrete sites hidden, and the Pyro param store is
-            cleared before each guide (autoguides share parameter names).
+            on the model with its discrete sites hidden and its parameters under a name of
+            its own. A hand-written guide starts from its parameters' current values (or
+            their initial values when the store has none) and gets them back afterwards.
         steps: SVI steps per guide (:func:`fit_svi`, Adam with the learning rate decaying
             from ``lr`` to ``final_lr``); ``num_particles`` ELBO particles per step.
         num_samples: posterior draws per guide (NUTS: per chain, after ``warmup_steps``,
@@ -611,11 +862,14 @@ def compare_guides(
         reference: site -> the exact posterior of that site (a distribution with ``mean``,
             ``variance`` and ``log_prob``, e.g. ``BayesianLinearRegression.posterior`` or a
             :class:`GridDensity`), or a tensor of reference draws (moments only).
-        elbo_particles: particles of the final ELBO estimate. For AutoDelta the "ELBO" is
-            the log joint at the mode, log p(D, theta_MAP) (a point mass has no entropy).
+        elbo_particles: particles of the final ELBO estimate (and of the importance-sampled
+            log evidence). For AutoDelta the "ELBO" is the log joint at the mode,
+            log p(D, theta_MAP) (a point mass has no entropy).
         plate: the name of the data plate (for the pointwise log-likelihood).
         hide_discrete: hide discrete sites from autoguides (and sum them out); with
             ``False`` a model with discrete sites raises :class:`ConfigurationError`.
+        seed: each guide runs under :func:`pyrobn.random.seeded` (``None``: the caller's
+            streams); the caller's random states are the same afterwards.
 
     Returns:
         a :class:`GuideComparison` (``.table``, ``.idata``, ``.summary()``, ``.loo()``,
@@ -623,41 +877,101 @@ def compare_guides(
 
     Raises:
         ConfigurationError: an unknown guide name, a non-positive count or learning rate,
-            an autoguide asked to cover discrete sites.
+            an autoguide asked to cover discrete sites, a model that fails on the data.
         UnknownVariableError: a reference for a site the model does not have.
+        SizeLimitError: draws or pointwise log-likelihoods past the memory budget.
 
-    Example:
+    Example (the Laplace approximation is exact for a Gaussian posterior; the diagonal
+    AutoNormal is not, once the features correlate):
+        >>> g = torch.Generator().manual_seed(0)
+        >>> X = torch.randn(40, 2, generator=g, dtype=torch.float64)
+        >>> X[:, 1] = 0.9 * X[:, 0] + 0.4 * X[:, 1]
+        >>> y = X @ torch.tensor([1.0, -1.0]).double() + 0.5 * torch.randn(
+        ...     40, generator=g, dtype=torch.float64)
         >>> blr = pyrobn.BayesianLinearRegression(2, noise_scale=0.5, lam=1.0)
-        >>> cmp = compare_guides(blr, {"normal": "normal", "mvn": "mvn", "nuts": "nuts"},
-        ...                      X, y, reference={"theta": blr.posterior(X, y)})
-        >>> cmp.table[["mean", "sd", "kl"]]
+        >>> cmp = compare_guides(blr, {"normal": "normal", "laplace": "laplace"}, X, y,
+        ...                      steps=300, lr=0.05, num_samples=100, elbo_particles=50,
+        ...                      reference={"theta": blr.posterior(X, y)})
+        >>> kl = cmp.summary()["kl"]
+        >>> bool(kl["laplace"].item() < 1e-3 < kl["normal"].item())
+        True
     """
-    if not guides:
-        raise ConfigurationError("guides is empty: give at least one name -> guide")
-    check_int(steps, "steps")
-    check_int(num_samples, "num_samples")
-    check_int(num_chains, "num_chains")
-    check_positive(lr, "lr")
-    check_positive(final_lr, "final_lr")
-    if not 0 < hdi_prob < 1:
-        raise ConfigurationError(f"hdi_prob must lie in (0, 1), got {hdi_prob}")
+    _check_options(
+        guides,
+        reference,
+        hdi_prob,
+        plate,
+        {
+            "steps": steps,
+            "num_samples": num_samples,
+            "num_chains": num_chains,
+            "num_particles": num_particles,
+            "elbo_particles": elbo_particles,
+        },
+        warmup_steps,
+        max_plate_nesting,
+        {"lr": lr, "final_lr": final_lr},
+    )
+    if seed is not None:
+        check_int(seed, "seed", low=0)
     specs = {name: _resolve(name, spec) for name, spec in guides.items()}
-
     fn = model_callable(model)
-    discrete = discrete_sites(fn, *args, **kwargs)
-    nesting = plate_nesting(model, max_plate_nesting)
-    if nesting is None:
-        nesting = guess_max_plate_nesting(fn, *args, **kwargs)
-    enumerated, hidden = hide_discrete_sites(fn, discrete)
+    own: set[str] = set()
+    foreign = _ForeignParams(own)
+    try:
+        return _compare(
+            model, fn, specs, args, kwargs, own, foreign,
+            steps=steps, num_samples=num_samples, reference=reference, lr=lr,
+            final_lr=final_lr, num_particles=num_particles, elbo_particles=elbo_particles,
+            warmup_steps=warmup_steps, num_chains=num_chains,
+            max_plate_nesting=max_plate_nesting, plate=plate, hide_discrete=hide_discrete,
+            hdi_prob=hdi_prob, seed=seed, progress=progress,
+        )  # fmt: skip
+    finally:
+        foreign.forget_new()
+
+
+def _compare(
+    model: Any,
+    fn: Callable[..., Any],
+    specs: dict[str, tuple[str, Any]],
+    args: tuple,
+    kwargs: dict,
+    own: set[str],
+    foreign: _ForeignParams,
+    *,
+    steps: int,
+    num_samples: int,
+    reference: Mapping[str, Reference] | None,
+    lr: float,
+    final_lr: float,
+    num_particles: int,
+    elbo_particles: int,
+    warmup_steps: int | None,
+    num_chains: int,
+    max_plate_nesting: int | None,
+    plate: str,
+    hide_discrete: bool,
+    hdi_prob: float,
+    seed: int | None,
+    progress: bool,
+) -> GuideComparison:
+    with seeded(seed), model_errors("compare_guides"):
+        discrete = discrete_sites(fn, *args, **kwargs)
+        nesting = plate_nesting(model, max_plate_nesting)
+        if nesting is None:
+            nesting = guess_max_plate_nesting(fn, *args, **kwargs)
+        enumerated, hidden = hide_discrete_sites(fn, discrete)
+        with torch.no_grad(), poutine.block():
+            trace = prune_subsample_sites(
+                poutine.trace(_initialised(hidden)).get_trace(*args, **kwargs)
+            )
+            trace.compute_log_prob()  # the data's shapes and support, checked before training
     if discrete and not hide_discrete and any(kind == "auto" for kind, _ in specs.values()):
         raise ConfigurationError(
             f"the model has discrete latent sites {discrete}; an autoguide cannot cover them. "
             "Keep hide_discrete=True (they are hidden with poutine.block and summed out by "
             "TraceEnum_ELBO)"
-        )
-    with torch.no_grad(), poutine.block():
-        trace = prune_subsample_sites(
-            poutine.trace(_initialised(hidden)).get_trace(*args, **kwargs)
         )
     latent = [
         name
@@ -665,15 +979,18 @@ def compare_guides(
         if site["type"] == "sample" and not site["is_observed"] and name not in discrete
     ]
     supports = {name: trace.nodes[name]["fn"].support for name in latent}
+    shapes = {name: trace.nodes[name]["value"].shape for name in latent}
     observed = [n for n, s in trace.nodes.items() if s["type"] == "sample" and s["is_observed"]]
     obs_name = observed[0] if len(observed) == 1 else plate
     if reference is not None:
-        for site in reference:
-            if site not in latent:
-                raise UnknownVariableError(
-                    f"reference names site {site!r}, which is not a continuous latent site of "
-                    f"the model (sites: {latent})"
-                )
+        _check_reference(reference, latent, shapes)
+    chains_total = num_chains if any(kind == "nuts" for kind, _ in specs.values()) else 1
+    draws_size = num_samples * chains_total * sum(math.prod(s) for s in shapes.values())
+    check_allocation(draws_size, torch.float64, f"{num_samples} posterior draws per guide")
+    n_data = sum(trace.nodes[n]["value"].numel() for n in observed)
+    check_allocation(
+        num_samples * chains_total * max(n_data, 1), torch.float64, "the pointwise log-likelihood"
+    )
     elbo_class = TraceEnum_ELBO if discrete else Trace_ELBO
     loss = elbo_class(
         max_plate_nesting=nesting,
@@ -683,74 +1000,135 @@ def compare_guides(
 
     results: dict[str, GuideResult] = {}
     for name, (kind, builder) in specs.items():
-        pyro.clear_param_store()
-        pyro.set_rng_seed(seed)
-        if kind == "nuts":
-            start = time.perf_counter()
-            kernel = NUTS(enumerated, max_plate_nesting=nesting, jit_compile=False)
-            mcmc = MCMC(
-                kernel,
-                num_samples=num_samples,
-                warmup_steps=warmup_steps if warmup_steps is not None else num_samples,
-                num_chains=num_chains,
-                disable_progbar=not progress,
-            )
-            mcmc.run(*args, **kwargs)
-            draws = {k: v.detach() for k, v in mcmc.get_samples().items() if k in latent}
-            result = GuideResult(name, "NUTS", draws, None, math.nan, time.perf_counter() - start)
-            chains = num_chains
-        else:
-            if kind == "auto":
-                guide = builder(hidden)
-            elif kind == "factory":
-                guide = builder(hidden)
+        with seeded(seed), model_errors(f"compare_guides, guide {name!r}"):
+            if kind == "nuts":
+                foreign.save(enumerated, None, args, kwargs)
+                try:
+                    result, chains = _run_nuts(
+                        name, enumerated, latent, nesting, num_samples, warmup_steps,
+                        num_chains, progress, args, kwargs,
+                    )  # fmt: skip
+                    _finish(result, enumerated, nesting, plate, obs_name, chains, args, kwargs)
+                finally:
+                    foreign.restore()
             else:
-                guide = builder
-            optim = ClippedAdam({"lr": lr, "lrd": (final_lr / lr) ** (1.0 / steps)})
-            history = fit_svi(
-                enumerated,
-                guide,
-                *args,
-                loss=loss,
-                optim=optim,
-                steps=steps,
-                progress=progress,
-                seed=seed,
-                description=name,
-                **kwargs,
-            )
-            wall = history.wall_time
-            method = type(guide).__name__ if isinstance(guide, AutoGuide) else "hand-written"
-            if isinstance(guide, AutoLaplaceApproximation):
-                start = time.perf_counter()
-                guide = _laplace_gaussian(guide, enumerated, loss, args, kwargs)
-                wall += time.perf_counter() - start
-            draws = _draw(guide, latent, num_samples, nesting, args, kwargs)
-            elbo = _elbo_estimate(
-                enumerated,
-                guide,
-                loss,
-                1 if method == "AutoDelta" else elbo_particles,
-                args,
-                kwargs,
-            )
-            result = GuideResult(name, method, draws, None, elbo, wall, guide, history)
-            result.gaussian = _gaussian_site_marginals(guide, latent)
-            chains = 1
-        log_lik = pointwise_log_likelihood(
-            enumerated, result.draws, *args, plate=plate, max_plate_nesting=nesting, **kwargs
-        )
-        result.idata = _inference_data(result.draws, log_lik, obs_name, chains)
+                guide = builder(hidden) if kind in ("auto", "factory") else builder
+                prefix = _name(guide, unique_name("compare"))
+                if prefix is not None:
+                    own.add(prefix)
+                    release_with(guide, prefix)
+                foreign.save(enumerated, guide, args, kwargs)
+                try:
+                    result = _run_svi(
+                        name, enumerated, guide, loss, latent, nesting, bool(discrete),
+                        steps=steps, lr=lr, final_lr=final_lr, num_samples=num_samples,
+                        elbo_particles=elbo_particles, seed=seed, progress=progress,
+                        args=args, kwargs=kwargs,
+                    )  # fmt: skip
+                    result.prefix = prefix
+                    _finish(result, enumerated, nesting, plate, obs_name, 1, args, kwargs)
+                finally:
+                    foreign.restore()
         for site, ref in (reference or {}).items():
             result.kl[site], result.kl_method[site] = _kl_to_reference(
                 result, site, ref, supports[site]
             )
         results[name] = result
-    pyro.clear_param_store()
     reference_dict = dict(reference) if reference is not None else None
     return GuideComparison(
         results, _table(results, reference_dict, hdi_prob), latent, reference_dict
     )
+
+
+def _run_nuts(
+    name: str,
+    model: Callable[..., Any],
+    latent: list[str],
+    nesting: int,
+    num_samples: int,
+    warmup_steps: int | None,
+    num_chains: int,
+    progress: bool,
+    args: tuple,
+    kwargs: dict,
+) -> tuple[GuideResult, int]:
+    start = time.perf_counter()
+    kernel = NUTS(model, max_plate_nesting=nesting, jit_compile=False)
+    mcmc = MCMC(
+        kernel,
+        num_samples=num_samples,
+        warmup_steps=warmup_steps if warmup_steps is not None else num_samples,
+        num_chains=num_chains,
+        disable_progbar=not progress,
+    )
+    mcmc.run(*args, **kwargs)
+    draws = {k: v.detach() for k, v in mcmc.get_samples().items() if k in latent}
+    return GuideResult(name, "NUTS", draws, None, math.nan, time.perf_counter() - start), num_chains
+
+
+def _run_svi(
+    name: str,
+    model: Callable[..., Any],
+    guide: Any,
+    loss: Any,
+    latent: list[str],
+    nesting: int,
+    enumerated: bool,
+    *,
+    steps: int,
+    lr: float,
+    final_lr: float,
+    num_samples: int,
+    elbo_particles: int,
+    seed: int | None,
+    progress: bool,
+    args: tuple,
+    kwargs: dict,
+) -> GuideResult:
+    optim = ClippedAdam({"lr": lr, "lrd": (final_lr / lr) ** (1.0 / steps)})
+    history = fit_svi(
+        model,
+        guide,
+        *args,
+        loss=loss,
+        optim=optim,
+        steps=steps,
+        progress=progress,
+        seed=seed,
+        description=name,
+        **kwargs,
+    )
+    wall = history.wall_time
+    method = type(guide).__name__ if isinstance(guide, AutoGuide) else "hand-written"
+    if isinstance(guide, AutoLaplaceApproximation):
+        start = time.perf_counter()
+        guide = _laplace_gaussian(guide, model, loss, args, kwargs)
+        wall += time.perf_counter() - start
+    draws = _draw(guide, latent, num_samples, args, kwargs)
+    particles = 1 if method == "AutoDelta" else elbo_particles
+    evidence = _elbo_estimate(model, guide, loss, particles, nesting, enumerated, args, kwargs)
+    result = GuideResult(name, method, draws, None, evidence.elbo, wall, guide, history)
+    result.log_evidence_is, result.pareto_k = evidence.log_evidence_is, evidence.pareto_k
+    result.elbo_stderr = evidence.elbo_stderr
+    result.gaussian = _gaussian_site_marginals(guide, latent)
+    return result
+
+
+def _finish(
+    result: GuideResult,
+    model: Callable[..., Any],
+    nesting: int,
+    plate: str,
+    obs_name: str,
+    chains: int,
+    args: tuple,
+    kwargs: dict,
+) -> None:
+    """The pointwise log-likelihood at the guide's draws and its InferenceData."""
+    log_lik = pointwise_log_likelihood(
+        model, result.draws, *args, plate=plate, max_plate_nesting=nesting, **kwargs
+    )
+    result.idata = _inference_data(result.draws, log_lik, obs_name, chains)
 
 
 __all__ = [

@@ -26,9 +26,11 @@ is ``weight_decay = s^2 lam / N``, and with ``mean((y - X theta)^2)`` it is
 
 from __future__ import annotations
 
+import contextlib
 import math
+import numbers
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,11 +45,21 @@ from pyro.nn import PyroSample
 from pyro.nn.module import to_pyro_module_
 from pyro.optim import ClippedAdam, PyroOptim
 
-from pyrobn.errors import ConfigurationError, ConvergenceWarning
-from pyrobn.infer.params import release_with, unique_name
+from pyrobn.errors import (
+    ConfigurationError,
+    ConvergenceWarning,
+    NonFiniteError,
+    OutOfSupportError,
+    PyrobnError,
+    ShapeError,
+    UnknownVariableError,
+)
+from pyrobn.infer.optim import FusedAdam
+from pyrobn.infer.params import owned_params, release_with, unique_name
+from pyrobn.infer.result import FitResult
 from pyrobn.infer.svi import History, fit_svi
-from pyrobn.random import seeded
-from pyrobn.validation import check_int, check_positive
+from pyrobn.random import forked, seeded
+from pyrobn.validation import check_finite, check_int, check_positive, to_real_tensor
 
 #: buffer prefix holding a parameter's value at the moment it became a sample site
 _INIT_PREFIX = "_prior_init_"
@@ -71,12 +83,19 @@ def parameter_prior(reference: torch.Tensor, lam: float, kind: str) -> dist.Dist
     return base.to_event(reference.dim())
 
 
+def positive_number(value: Any, name: str) -> float:
+    """``value`` as a float when it is a real, finite number > 0 (not a bool, a string, a
+    list or a tensor), else a :class:`ConfigurationError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
+    check_positive(float(value), name)
+    return float(value)
+
+
 def _check_kind_and_lam(lam: float, kind: str) -> None:
     if kind not in PRIOR_KINDS:
         raise ConfigurationError(f"prior kind must be one of {PRIOR_KINDS}, got {kind!r}")
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)):
-        raise ConfigurationError(f"lam must be a positive number, got {lam!r}")
-    check_positive(float(lam), "lam (prior precision)")
+    positive_number(lam, "lam (prior precision)")
 
 
 def weight_decay_prior(
@@ -111,13 +130,28 @@ def weight_decay_prior(
         ConfigurationError: lam is not a positive finite number, or kind is unknown.
 
     Example:
-        >>> net = weight_decay_prior(torch.nn.Linear(3, 1), lam=10.0)
-        >>> point = map_estimate(lambda x, y: pyro.sample(
-        ...     "y", dist.Normal(net(x).squeeze(-1), 1.0).to_event(1), obs=y), x, y)
+        >>> g = torch.Generator().manual_seed(0)
+        >>> X = torch.randn(40, 3, generator=g, dtype=torch.float64)
+        >>> y = X[:, 0] - X[:, 1] + 0.5 * torch.randn(40, generator=g, dtype=torch.float64)
+        >>> net = weight_decay_prior(torch.nn.Linear(3, 1, bias=False).double(), lam=10.0)
+        >>> def model(X, y):
+        ...     mean = net(X).squeeze(-1)           # the weights are sampled outside the plate
+        ...     with pyro.plate("data", len(y)):
+        ...         pyro.sample("y", dist.Normal(mean, 0.5), obs=y)
+        >>> point = map_estimate(model, X, y)
+        >>> sorted(point.values), point.converged
+        (['weight'], True)
+        >>> ridge = pyrobn.mle.ridge(X, y, 10.0, 0.5)           # MAP = ridge (eq. 27)
+        >>> bool(torch.allclose(point["weight"].squeeze(0), ridge, atol=1e-6))
+        True
     """
     _check_kind_and_lam(lam, kind)
     if not isinstance(module, torch.nn.Module):
         raise ConfigurationError(f"weight_decay_prior needs a torch.nn.Module, got {module!r}")
+    if exclude is not None and not callable(exclude):
+        raise ConfigurationError(
+            f"exclude must be a predicate on parameter names (or None), got {exclude!r}"
+        )
     to_pyro_module_(module, recurse=True)
     lam = float(lam)
     for prefix, sub in module.named_modules():
@@ -222,6 +256,70 @@ def _initialised(model: Callable[..., Any]) -> Callable[..., Any]:
     return InitMessenger(init_to_median)(model)
 
 
+@contextlib.contextmanager
+def model_errors(what: str) -> Iterator[None]:
+    """A raw error of a user's model run on the data given becomes a
+    :class:`ConfigurationError` saying what was being done (chained to the original);
+    pyrobn's own errors pass through unchanged."""
+    try:
+        yield
+    except PyrobnError:
+        raise
+    except (
+        RuntimeError,
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        AttributeError,
+        AssertionError,
+        NotImplementedError,
+    ) as exc:
+        raise ConfigurationError(
+            f"{what}: the model cannot run on the data given: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def delta_guide(
+    model: Callable[..., Any],
+    init_values: Mapping[str, torch.Tensor] | None = None,
+    prefix: str | None = None,
+) -> AutoDelta:
+    """An ``AutoDelta`` on ``model`` whose parameters live under ``prefix`` in Pyro's param
+    store (default a fresh ``"map_<n>"``) and are removed when the guide is collected.
+
+    It starts at ``init_values`` (site -> value), else the prior median. This is the one
+    MAP-by-``AutoDelta`` guide of the package; models that keep their own pass
+    ``self._guide_prefix("map")``.
+
+    >>> g = delta_guide(lambda: pyro.sample("mu", dist.Normal(0.0, 1.0)), prefix="demo_map")
+    >>> g._pyro_name
+    'demo_map'
+    """
+    name = _check_prefix(prefix) if prefix is not None else unique_name("map")
+    guide = AutoDelta(
+        model, init_loc_fn=init_to_value(values=dict(init_values or {}), fallback=init_to_median)
+    )
+    guide._pyro_name = name
+    release_with(guide, name)
+    return guide
+
+
+def _check_prefix(prefix: Any, *, unused: bool = False) -> str:
+    """A valid param-store prefix; with ``unused``, one that names no parameter yet."""
+    if not isinstance(prefix, str) or not prefix or prefix.startswith(".") or prefix.endswith("."):
+        raise ConfigurationError(
+            f"prefix must be a non-empty name such as 'map_fit', got {prefix!r}"
+        )
+    taken = owned_params(prefix) if unused else []
+    if taken:
+        raise ConfigurationError(
+            f"prefix {prefix!r} already names parameters in Pyro's param store ({taken[:3]}); "
+            "a MAP fit never writes over parameters it did not create: choose another prefix"
+        )
+    return prefix
+
+
 @dataclass
 class MapEstimate:
     """The MAP point (site name -> constrained value), the fitted AutoDelta and its record.
@@ -240,7 +338,20 @@ class MapEstimate:
     log_joint: float = math.nan
 
     def __getitem__(self, site: str) -> torch.Tensor:
+        if site not in self.values:
+            raise UnknownVariableError(
+                f"no MAP value for {site!r}; the sites are {sorted(self.values)}"
+            )
         return self.values[site]
+
+    @property
+    def fit_result(self) -> FitResult:
+        """The run as a :class:`pyrobn.infer.FitResult` (method ``"map"``, objective the log
+        joint per Adam step; ``converged`` False when the criterion was not met or could
+        not be certified)."""
+        return FitResult.from_history(
+            self.history, method="map", objective_name="log_joint", converged=bool(self.converged)
+        )
 
     def condition(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """``fn`` with every prior site fixed at the MAP point (run the network at theta_MAP)."""
@@ -305,6 +416,41 @@ def _polish(loss: ELBO, model, guide, params, args, kwargs, max_iter: int) -> No
                 p.copy_(s)
 
 
+def _checked_init(
+    model: Callable[..., Any], init: Mapping[str, Any], args: tuple, kwargs: dict
+) -> dict[str, torch.Tensor]:
+    """``init`` as tensors of each site's shape, dtype and device, inside its support;
+    an unknown site, a bad shape or a non-finite value is a named error."""
+    if not init:
+        return {}
+    with torch.no_grad(), poutine.block():
+        trace = poutine.trace(_initialised(model)).get_trace(*args, **kwargs)
+    sites = {n: s for n, s in trace.nodes.items() if s["type"] == "sample" and not s["is_observed"]}
+    out = {}
+    for key, value in init.items():
+        if key not in sites:
+            raise UnknownVariableError(
+                f"init names {key!r}, which is not a latent site of the model "
+                f"(sites: {sorted(sites)})"
+            )
+        reference = sites[key]["value"]
+        tensor = to_real_tensor(
+            value, f"init[{key!r}]", dtype=reference.dtype, device=reference.device
+        )
+        if tensor.shape != reference.shape:
+            raise ShapeError(
+                f"init[{key!r}] must have the site's shape {tuple(reference.shape)}, "
+                f"got {tuple(tensor.shape)}"
+            )
+        check_finite(tensor, f"init[{key!r}]")
+        if not bool(sites[key]["fn"].support.check(tensor).all()):
+            raise OutOfSupportError(
+                f"init[{key!r}] lies outside the support of its prior ({sites[key]['fn'].support})"
+            )
+        out[key] = tensor
+    return out
+
+
 def map_estimate(
     model: Any,
     *args: Any,
@@ -355,30 +501,54 @@ def map_estimate(
         ``.converged``, ``.gradient_norm``, ``.log_joint``.
 
     Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> X = torch.randn(50, 3, generator=g, dtype=torch.float64)
+        >>> y = X @ torch.tensor([1.0, -0.5, 0.0]).double() + 0.5 * torch.randn(
+        ...     50, generator=g, dtype=torch.float64)
         >>> blr = pyrobn.BayesianLinearRegression(3, noise_scale=0.5, lam=2.0)
-        >>> map_estimate(blr, X, y)["theta"]      # = pyrobn.mle.ridge(X, y, 2.0, 0.5)
+        >>> point = map_estimate(blr, X, y)
+        >>> point.converged, point.fit_result.method
+        (True, 'map')
+        >>> bool(torch.allclose(point["theta"], pyrobn.mle.ridge(X, y, 2.0, 0.5), atol=1e-6))
+        True
     """
     steps = check_int(steps, "steps")
     polish = check_int(polish, "polish", low=0)
-    check_positive(lr, "lr")
-    check_positive(final_lr, "final_lr")
+    lr = positive_number(lr, "lr")
+    final_lr = positive_number(final_lr, "final_lr")
+    if max_plate_nesting is not None:
+        max_plate_nesting = check_int(max_plate_nesting, "max_plate_nesting", low=0)
+    if loss is not None and not isinstance(loss, ELBO):
+        raise ConfigurationError(f"loss must be a Pyro ELBO, got {type(loss).__name__}")
+    if optim is not None and not isinstance(optim, PyroOptim | FusedAdam):
+        raise ConfigurationError(
+            f"optim must be a Pyro optimiser or pyrobn FusedAdam, got {type(optim).__name__}"
+        )
+    if init is not None and not isinstance(init, Mapping):
+        raise ConfigurationError(f"init must be a mapping site -> value, got {type(init).__name__}")
+    name = _check_prefix(prefix, unused=True) if prefix is not None else unique_name("map")
     fn = model_callable(model)
     start = dict(prior_init_values(model)) if isinstance(model, torch.nn.Module) else {}
-    start.update(init or {})
     with seeded(seed):
-        discrete = discrete_sites(fn, *args, **kwargs)
-        enumerated, hidden = hide_discrete(fn, discrete)
-        nesting = plate_nesting(model, max_plate_nesting)
-        if nesting is None and discrete:
-            nesting = guess_max_plate_nesting(fn, *args, **kwargs)
-        guide = AutoDelta(hidden, init_loc_fn=init_to_value(values=start, fallback=init_to_median))
-        name = prefix if prefix is not None else unique_name("map")
-        guide._pyro_name = name
-        release_with(guide, name)
+        with model_errors("map_estimate"):
+            discrete = discrete_sites(fn, *args, **kwargs)
+            enumerated, hidden = hide_discrete(fn, discrete)
+            nesting = plate_nesting(model, max_plate_nesting)
+            if nesting is None and discrete:
+                nesting = guess_max_plate_nesting(fn, *args, **kwargs)
+            start.update(_checked_init(hidden, init or {}, args, kwargs))
+        guide = delta_guide(hidden, start, name)
         elbo = enumerated_loss(discrete, nesting, loss)
         if optim is None:
             decay = (final_lr / lr) ** (1.0 / steps)
             optim = ClippedAdam({"lr": lr, "lrd": decay, "clip_norm": 1e6})
+        with model_errors("map_estimate"), forked(), torch.no_grad():
+            initial = float(elbo.loss(enumerated, guide, *args, **kwargs))
+        if not math.isfinite(initial):
+            raise NonFiniteError(
+                f"log p(D, theta) at the starting point is {-initial}: check the data for "
+                "NaN/inf and that init lies in the support of every prior"
+            )
         history = fit_svi(
             enumerated,
             guide,
@@ -427,9 +597,19 @@ def map_estimate(
 
 
 __all__ = [
+    "PRIOR_KINDS",
     "MapEstimate",
+    "delta_guide",
+    "discrete_sites",
+    "enumerated_loss",
+    "guess_max_plate_nesting",
+    "hide_discrete",
     "map_estimate",
+    "model_callable",
+    "model_errors",
     "parameter_prior",
+    "plate_nesting",
+    "positive_number",
     "prior_init_values",
     "weight_decay_prior",
 ]

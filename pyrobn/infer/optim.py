@@ -9,18 +9,42 @@ rule (Kingma and Ba), one fused step. It is called like a Pyro optimiser
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
 import torch
 
+from pyrobn.errors import ConfigurationError
 from pyrobn.validation import check_positive
+
+__all__ = ["FusedAdam"]
+
+
+def _real(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ConfigurationError(f"{name} must be a finite real number, got {value!r}")
+    return float(value)
 
 
 class FusedAdam:
     """Adam over all parameters in one ``torch.optim.Adam(foreach=True)`` step.
 
-    >>> fit_svi(model, guide, x, optim=FusedAdam(lr=1e-3))
+    Raises :class:`pyrobn.errors.ConfigurationError` for a learning rate that is not a
+    positive number, betas outside [0, 1), a negative ``eps`` or ``weight_decay``.
+
+    >>> from pyrobn.infer import fit_svi
+    >>> def model(x):
+    ...     mu = pyro.param("fused_demo_mu", torch.tensor(0.0))
+    ...     with pyro.plate("data", len(x)):
+    ...         pyro.sample("x", dist.Normal(mu, 1.0), obs=x)
+    >>> x = torch.full((10,), 3.0)
+    >>> history = fit_svi(model, lambda x: None, x, optim=FusedAdam(lr=0.1), steps=200,
+    ...                   progress=False, seed=0)
+    >>> round(float(pyro.param("fused_demo_mu")), 2)      # the MLE: the mean of x
+    3.0
+    >>> del pyro.get_param_store()["fused_demo_mu"]
     """
 
     def __init__(
@@ -30,8 +54,24 @@ class FusedAdam:
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ) -> None:
-        check_positive(lr, "lr")
-        self.hyper = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}
+        if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+            raise ConfigurationError(f"lr must be a positive number, got {lr!r}")
+        check_positive(float(lr), "lr")
+        if not isinstance(betas, tuple | list) or len(betas) != 2:
+            raise ConfigurationError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        b1, b2 = (_real(b, "betas") for b in betas)
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise ConfigurationError(f"betas must lie in [0, 1), got {tuple(betas)}")
+        if _real(eps, "eps") < 0 or _real(weight_decay, "weight_decay") < 0:
+            raise ConfigurationError(
+                f"eps and weight_decay must be >= 0, got {eps!r} and {weight_decay!r}"
+            )
+        self.hyper = {
+            "lr": float(lr),
+            "betas": (b1, b2),
+            "eps": float(eps),
+            "weight_decay": float(weight_decay),
+        }
         self.optimizer: torch.optim.Adam | None = None
         self._known: set[torch.Tensor] = set()
 

@@ -46,6 +46,15 @@ def marginals(
     """
     import matplotlib.pyplot as plt
 
+    from pyrobn.errors import OutOfSupportError, UnknownVariableError
+
+    if site not in comparison.sites:
+        raise UnknownVariableError(f"no site {site!r}; the sites are {comparison.sites}")
+    size = next(iter(comparison.results.values())).draws[site][0].numel()
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < size:
+        raise OutOfSupportError(
+            f"index must be an element of {site!r} in 0..{size - 1}, got {index!r}"
+        )
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4))
     values = {}

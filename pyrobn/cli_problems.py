@@ -1,14 +1,13 @@
-"""The three guide-comparison problems of tutorial 12 and ``pyrobn compare``.
+"""The problems ``pyrobn compare regression | mixture`` runs (also tutorial 12's (a), (b)).
 
-Each builder returns a :class:`ComparisonProblem`: the model, its data, the guides to
-compare and, where it is known, the exact posterior to compare them with.
+This module serves the command line; it is not part of the modelling API. Each builder
+returns a :class:`ComparisonProblem`: the model, its data, the guides to compare and the
+exact posterior to compare them with.
 
-(a) :func:`correlated_regression`: Bayesian linear regression whose first two features
-    correlate at 0.95 (exact Gaussian posterior, notes 2.3 and 2.4.1.3).
-(b) :func:`mixture_weight`: the notes' mixture weight r (2.4.4, eq. 50) with a Beta(2, 2)
-    prior and z enumerated (exact posterior by quadrature on a grid).
-(c) :func:`mixture_means`: a two-component mixture with unknown means and weight,
-    assignments summed out by enumeration (no closed form; NUTS is the yardstick).
+``regression``: :func:`correlated_regression`, Bayesian linear regression whose first two
+features correlate at 0.95 (exact Gaussian posterior, notes 2.3 and 2.4.1.3).
+``mixture``: :func:`mixture_weight`, the notes' mixture weight r (2.4.4, eq. 50) with a
+Beta(2, 2) prior and z enumerated (exact posterior by quadrature on a grid).
 """
 
 from __future__ import annotations
@@ -22,12 +21,12 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro.infer.autoguide import AutoLowRankMultivariateNormal
-from pyro.ops.indexing import Vindex
 
 from pyrobn.datasets import course_mixture
 from pyrobn.device import device as default_device
 from pyrobn.infer.compare import GridDensity
 from pyrobn.models.regression import BayesianLinearRegression
+from pyrobn.validation import check_allocation, check_int
 
 #: the notes' fixed components (2.4.4): N(-1, 1) and N(3, 2^2)
 COMPONENT_LOCS = (-1.0, 3.0)
@@ -51,6 +50,8 @@ def correlated_regression(
     n: int = 100, seed: int = 0, device: torch.device | str | None = None
 ) -> ComparisonProblem:
     """theta ~ N(0, I), y = theta^T x + N(0, 0.5^2), features 0 and 1 correlated at 0.95."""
+    n = check_int(n, "n", low=2)
+    check_allocation(4 * n, torch.float64, f"a regression data set of {n} rows")
     target = torch.device(device) if device is not None else default_device()
     g = torch.Generator().manual_seed(seed)
     X = torch.randn(n, 3, generator=g, dtype=torch.float64)
@@ -91,6 +92,9 @@ def mixture_weight(
     The exact posterior p(r | x) ∝ Beta(r; 2, 2) Π_n [(1 - r) N_0(x_n) + r N_1(x_n)]
     (eq. 50) is evaluated on a grid of ``grid_size`` points.
     """
+    n = check_int(n, "n", low=2)
+    grid_size = check_int(grid_size, "grid_size", low=3)
+    check_allocation(2 * n * grid_size, torch.float64, f"the exact posterior of r on {n} points")
     x = course_mixture(n, seed=seed, device=device)
     locs, scales = _components(x)
 
@@ -113,22 +117,17 @@ def mixture_weight(
     )
 
 
-def mixture_means(
-    n: int = 500, seed: int = 0, device: torch.device | str | None = None
-) -> ComparisonProblem:
-    """Unknown means mu_k ~ N(m_k, 2^2), m = (-1, 3), known scales, r ~ Beta(2, 2), z summed out."""
-    x = course_mixture(n, seed=seed, device=device)
-    _, scales = _components(x)
-    prior_means = x.new_tensor(COMPONENT_LOCS)
+#: the problems of ``pyrobn compare``, by the name the command takes
+PROBLEMS: dict[str, Callable[..., ComparisonProblem]] = {
+    "regression": correlated_regression,
+    "mixture": mixture_weight,
+}
 
-    def mixture_model(x: torch.Tensor) -> None:
-        r = pyro.sample("r", dist.Beta(x.new_tensor(2.0), x.new_tensor(2.0)))
-        mu = pyro.sample("mu", dist.Normal(prior_means, 2.0).to_event(1))
-        with pyro.plate("data", x.shape[0]):
-            z = pyro.sample("z", dist.Bernoulli(r)).long()
-            # Vindex picks component z of mu across batches of draws and enumeration
-            pyro.sample("x", dist.Normal(Vindex(mu)[..., z], scales[z]), obs=x)
-
-    guides = {"delta": "delta", "normal": "normal", "mvn": "mvn", "laplace": "laplace"}
-    guides["nuts"] = "nuts"
-    return ComparisonProblem("gaussian mixture", mixture_model, (x,), guides, None, 4)
+__all__ = [
+    "COMPONENT_LOCS",
+    "COMPONENT_SCALES",
+    "PROBLEMS",
+    "ComparisonProblem",
+    "correlated_regression",
+    "mixture_weight",
+]
