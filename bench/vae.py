@@ -9,7 +9,7 @@ steps. Times are taken inside the run by a per-step callback, after the warm-up 
 (so the JIT compilation and the first allocations are excluded), best of ``--repeats``.
 Rows:
 
-    reference        pyrobn.models.vae_reference.train_reference (plain PyTorch)
+    reference        tests/vae_reference.py: ReferenceVAE trained by plain PyTorch
     VAE.fit          the default: fit_svi + JitTrace_ELBO
     VAE.fit eager    fit_svi + Trace_ELBO (jit=False)
     VAE.fit mf       fit_svi + TraceMeanField_ELBO (closed-form KL; its default, eager)
@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
+from pathlib import Path
 
 import pyro
 import torch
@@ -34,7 +36,10 @@ from pyro.infer import SVI, JitTrace_ELBO
 from pyro.optim import Adam
 
 import pyrobn
-from pyrobn.models.vae_reference import ReferenceVAE
+
+# the plain-PyTorch reference VAE is test code: tests/vae_reference.py
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from vae_reference import ReferenceVAE
 
 
 def _timed_steps(run, steps: int, warmup: int) -> float:
