@@ -61,6 +61,9 @@ class Autoencoder(AutoencodingModel, LatentTools):
                 f"sigmoid_output must be True or False, got {sigmoid_output!r}"
             )
         self.sigmoid_output = sigmoid_output
+        self._check_network_size(
+            [data_dim, *hidden, latent_dim], [latent_dim, *reversed(hidden), data_dim]
+        )
         self._set_networks(
             *encoder_decoder(data_dim, latent_dim, hidden, activation, encoder_outputs=1)
         )

@@ -9,6 +9,7 @@ with the ELBO :func:`make_elbo` names.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -32,7 +33,13 @@ from pyrobn.infer.result import FitResult
 from pyrobn.infer.svi import fit_svi
 from pyrobn.models.base import PyrobnModule
 from pyrobn.nn import ACTIVATIONS, check_sizes
-from pyrobn.validation import check_finite, check_int, check_positive, to_real_tensor
+from pyrobn.validation import (
+    check_allocation,
+    check_finite,
+    check_int,
+    check_positive,
+    to_real_tensor,
+)
 
 __all__ = ["ELBOS", "AutoencodingModel", "make_elbo"]
 
@@ -93,6 +100,13 @@ class AutoencodingModel(PyrobnModule):
             )
         return check_sizes(hidden, "hidden")
 
+    @staticmethod
+    def _check_network_size(*layer_sizes: Sequence[int]) -> None:
+        """A :class:`SizeLimitError` before building MLPs through ``layer_sizes`` past the
+        memory budget (a Linear(a, b) holds a·b + b numbers)."""
+        count = sum(a * b + b for sizes in layer_sizes for a, b in itertools.pairwise(sizes))
+        check_allocation(count, torch.get_default_dtype(), "the encoder and decoder weights")
+
     def _set_networks(self, encoder: nn.Sequential, decoder: nn.Sequential) -> None:
         # PyroModule versions: their parameters become Pyro param sites when called.
         self.encoder = to_pyro_module_(encoder) or encoder
@@ -117,13 +131,13 @@ class AutoencodingModel(PyrobnModule):
                     f"{name} must have shape (n, {self.data_dim}) (data_dim = {self.data_dim}), "
                     f"got {tuple(x.shape)}"
                 )
-            if x.shape[0] == 0:
-                raise ShapeError(f"{name} has no rows (shape {tuple(x.shape)})")
         elif x.dim() == 0 or x.shape[-1] != self.data_dim:
             raise ShapeError(
                 f"{name} must have shape (..., {self.data_dim}) (data_dim = {self.data_dim}), "
                 f"got {tuple(x.shape)}"
             )
+        if x.numel() == 0:
+            raise ShapeError(f"{name} is empty (shape {tuple(x.shape)})")
         check_finite(x, name)
         return self._check_support(x, name)
 
@@ -134,6 +148,8 @@ class AutoencodingModel(PyrobnModule):
                 f"{name} must have shape (..., {self.latent_dim}) (latent_dim = "
                 f"{self.latent_dim}), got {tuple(z.shape)}"
             )
+        if z.numel() == 0:
+            raise ShapeError(f"{name} is empty (shape {tuple(z.shape)})")
         return check_finite(z, name)
 
     # -- structure ---------------------------------------------------------------------

@@ -12,6 +12,7 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from pyro.infer import ELBO
 from pyro.optim import PyroOptim
@@ -28,6 +29,18 @@ from pyrobn.validation import (
 )
 
 __all__ = ["ConditionalVAE"]
+
+
+def _is_boolean(y: Any) -> bool:
+    """Whether y is a bool, or an array, tensor or (nested) list of bools."""
+    if isinstance(y, bool):
+        return True
+    if isinstance(y, list | tuple):
+        try:
+            return np.asarray(y).dtype == np.bool_
+        except (ValueError, TypeError):
+            return False  # ragged: to_real_tensor names it
+    return str(getattr(y, "dtype", "")) in ("bool", "torch.bool")
 
 
 class ConditionalVAE(GaussianLatentModel):
@@ -94,7 +107,7 @@ class ConditionalVAE(GaussianLatentModel):
     def _check_y(self, y: Any, n: int | None = None, name: str = "y") -> torch.Tensor:
         """Labels as a long tensor of shape (n,) in {0, ..., n_classes - 1}; an int is
         repeated n times."""
-        if isinstance(y, bool) or str(getattr(y, "dtype", "")) in ("bool", "torch.bool"):
+        if _is_boolean(y):
             raise ConfigurationError(f"{name} must hold integer labels, got booleans")
         if isinstance(y, numbers.Integral):
             if not 0 <= int(y) < self.n_classes:

@@ -31,7 +31,6 @@ from typing import Any
 import pyro
 import torch
 
-from pyrobn.device import to_tensor
 from pyrobn.errors import ConfigurationError, PyrobnValueError, ShapeError
 from pyrobn.models.vae.latent_model import PROPOSALS, GaussianLatentModel
 from pyrobn.random import seeded
@@ -262,7 +261,7 @@ class ChartStart(GaussianLatentModel):
         phase (objective ``"chart_fit"``: minus the quantity above, per step).
         """
         x = self._check_x(x, matrix=True)
-        chart = to_tensor(embedding, dtype=self.dtype, device_=self.device)
+        chart = to_real_tensor(embedding, "embedding", dtype=self.dtype, device=self.device)
         check_shape(chart, (x.shape[0], self.latent_dim), "embedding")
         check_finite(chart, "embedding")
         check_positive(posterior_scale, "posterior_scale")

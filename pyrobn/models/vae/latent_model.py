@@ -78,6 +78,11 @@ class GaussianLatentModel(AutoencodingModel):
         likelihood, obs_scale, levels = check_likelihood(likelihood, obs_scale, levels)
         self.likelihood_name = likelihood
         self.n_classes = n_classes
+        outputs = data_dim * (levels if levels is not None else 1)
+        self._check_network_size(
+            [data_dim + n_classes, *hidden, 2 * latent_dim],
+            [latent_dim + n_classes, *reversed(hidden), outputs],
+        )
         if likelihood == "categorical":
             assert levels is not None
             # the same layer order as encoder_decoder, with L logits per decoded feature
