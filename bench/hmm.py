@@ -13,11 +13,18 @@ compiled`` the compiled loops.
 
     python bench/hmm.py            # full run
     python bench/hmm.py --quick    # fewer repeats, smaller single sequence
+    python bench/hmm.py --kernel-threads   # torch's threads pinned to 1 in a kernel, or not
+
+``--kernel-threads`` times each query of ``HiddenMarkovModel`` with
+``hmm_ops.KERNEL_THREADS = 1`` (torch's intra-op threads pinned to 1 while a kernel runs,
+the default) against ``None`` (the caller's count), interleaved, medians of 7: the
+measurement behind ``pyrobn.infer.hmm_ops.kernel_threads``.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections.abc import Callable
 
@@ -100,12 +107,65 @@ def run_case(k: int, n_seq: int, length: int, repeats: int, device: torch.device
     return rows
 
 
+def kernel_threads_check(threads: int) -> None:
+    """Each query with torch's threads pinned to 1 during the kernels, and with the caller's
+    ``threads``: medians of 7 interleaved runs; ratio = caller's / pinned (> 1: pinning
+    is faster)."""
+    torch.set_num_threads(threads)
+    print(f"torch {torch.__version__}, caller's threads {threads}; float64; 50 symbols")
+    print("| backend | K | sequences | query | pinned ms | caller's ms | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    saved = hmm_ops.BACKEND, hmm_ops.KERNEL_THREADS
+    try:
+        for backend in ("auto", "torch"):
+            hmm_ops.BACKEND = backend
+            for k in (4, 16, 64):
+                model = pyrobn.HiddenMarkovModel(k, "categorical", n_symbols=50, seed=k)
+                for n, t in ((1, 20_000), (256, 200)):
+                    x = torch.randint(50, (n, t), generator=torch.Generator().manual_seed(0))
+                    queries = {"log_prob": model.log_prob, "viterbi": model.viterbi}
+                    if backend == "auto":  # forward-backward has the torch kernel only
+                        queries["predict_proba"] = model.predict_proba
+                    for name, fn in queries.items():
+                        times: dict[int | None, list[float]] = {1: [], None: []}
+                        for setting in (1, None):
+                            hmm_ops.KERNEL_THREADS = setting
+                            fn(x)
+                        for _ in range(7):
+                            for setting in (1, None):
+                                hmm_ops.KERNEL_THREADS = setting
+                                start = time.perf_counter()
+                                fn(x)
+                                times[setting].append(time.perf_counter() - start)
+                        pinned, caller = (statistics.median(times[s]) for s in (1, None))
+                        print(
+                            f"| {backend} | {k} | {n} x {t} | {name} | {pinned * 1e3:.2f} | "
+                            f"{caller * 1e3:.2f} | {caller / pinned:.2f}x |",
+                            flush=True,
+                        )
+    finally:
+        hmm_ops.BACKEND, hmm_ops.KERNEL_THREADS = saved
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, T = 20,000")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--backend", choices=hmm_ops.BACKENDS, default=hmm_ops.BACKEND)
+    parser.add_argument(
+        "--kernel-threads",
+        type=int,
+        nargs="?",
+        const=2,
+        default=None,
+        metavar="THREADS",
+        help="time the queries with torch's threads pinned to 1 in the kernels against the "
+        "caller's THREADS (default 2), instead of against hmmlearn",
+    )
     args = parser.parse_args()
+    if args.kernel_threads is not None:
+        kernel_threads_check(args.kernel_threads)
+        return
     hmm_ops.BACKEND = args.backend
     repeats = args.repeats or (2 if args.quick else 5)
     long_t = 20_000 if args.quick else 100_000

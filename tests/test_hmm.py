@@ -26,6 +26,7 @@ from pyrobn.errors import (
     ZeroProbabilityEvidence,
 )
 from pyrobn.models.hmm import HiddenMarkovModel, permutation_match
+from tests.common import assert_close
 
 
 def categorical_model(k=3, v=5, seed=0, **kwargs):
@@ -87,7 +88,7 @@ def test_single_sequence_gives_unbatched_results():
     assert model.posterior_marginals(x).shape == (5, 3)
     path, best = model.viterbi(x)
     assert path.shape == (5,) and best.shape == ()
-    assert torch.allclose(model.log_prob(x), model.log_prob(x[None])[0])
+    assert_close(model.log_prob(x), model.log_prob(x[None])[0])
 
 
 def test_lengths_and_mask_agree_with_lists():
@@ -97,7 +98,8 @@ def test_lengths_and_mask_agree_with_lists():
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.bool)
     by_mask = model.log_prob(x, mask=mask)
     by_list = model.log_prob([x[0], x[1, :3]])
-    assert torch.allclose(by_lengths, by_list) and torch.allclose(by_mask, by_list)
+    assert_close(by_lengths, by_list)
+    assert_close(by_mask, by_list)
 
 
 def test_missing_observations_are_summed_out():
@@ -106,7 +108,7 @@ def test_missing_observations_are_summed_out():
     x = torch.tensor([1.0, 2.0, math.nan, 0.0, 3.0])
     filled = torch.stack([torch.tensor([1, 2, v, 0, 3]) for v in range(4)])
     expected = torch.logsumexp(model.log_prob(filled), 0)
-    assert torch.allclose(model.log_prob(x), expected, rtol=1e-12)
+    assert_close(model.log_prob(x), expected, rtol=1e-12)
     gaussian = gaussian_model(2, 2, seed=4)
     y = gaussian.sample(1, 6, seed=0)[1][0].clone()
     y[2] = math.nan  # a fully missing step drops its emission factor
@@ -122,7 +124,7 @@ def test_missing_observations_are_summed_out():
             )
             lp = lp + normal.log_prob(y[t]).sum()
         total.append(lp)
-    assert torch.allclose(gaussian.log_prob(y), torch.logsumexp(torch.stack(total), 0))
+    assert_close(gaussian.log_prob(y), torch.logsumexp(torch.stack(total), 0))
 
 
 def test_viterbi_equals_infer_discrete_on_the_pyro_model():
@@ -172,14 +174,14 @@ def test_supervised_fit_is_counting():
     x = torch.tensor([[0, 1, 2, 2], [1, 1, 0, 0]])
     z = torch.tensor([[0, 0, 1, 1], [1, 1, 0, 0]])
     model.fit(x, states=z)
-    assert torch.allclose(model.init_probs, torch.tensor([0.5, 0.5], dtype=torch.float64))
+    assert_close(model.init_probs, torch.tensor([0.5, 0.5], dtype=torch.float64))
     expected_trans = torch.tensor([[2 / 3, 1 / 3], [1 / 3, 2 / 3]], dtype=torch.float64)
-    assert torch.allclose(model.trans_probs, expected_trans)
+    assert_close(model.trans_probs, expected_trans)
     expected_emission = torch.tensor([[0.75, 0.25, 0.0], [0.0, 0.5, 0.5]], dtype=torch.float64)
-    assert torch.allclose(model.emission_probs, expected_emission)
+    assert_close(model.emission_probs, expected_emission)
     smoothed = categorical_model(2, 3, concentration=2.0).fit(x, states=z)
-    assert torch.allclose(smoothed.init_probs, torch.tensor([0.5, 0.5], dtype=torch.float64))
-    assert torch.allclose(smoothed.emission_probs[1], torch.tensor([1.0, 3.0, 3.0]).double() / 7)
+    assert_close(smoothed.init_probs, torch.tensor([0.5, 0.5], dtype=torch.float64))
+    assert_close(smoothed.emission_probs[1], torch.tensor([1.0, 3.0, 3.0]).double() / 7)
 
 
 def _truth():
@@ -201,8 +203,9 @@ def test_baum_welch_recovers_a_known_hmm_up_to_a_permutation():
     """200 sequences x 100 steps: tables within 0.03 (trans) and 0.04 (emission)."""
     truth = _truth()
     _z, x = truth.sample(200, 100, seed=0)
-    learned = categorical_model(3, 6, seed=1).fit(x, n_iter=300, tol=1e-8)
-    history = torch.tensor(learned.history_)
+    learned = categorical_model(3, 6, seed=1).fit(x, max_iter=300, tol=1e-8)
+    history = torch.tensor(learned.fit_result_.objective)
+    assert learned.fit_result_.method == "em" and learned.fit_result_.converged
     assert bool((history[1:] >= history[:-1] - 1e-6).all())  # EM never decreases
     perm = permutation_match(truth.emission_probs, learned.emission_probs)
     trans = learned.trans_probs[perm][:, perm]
@@ -221,7 +224,7 @@ def test_gaussian_baum_welch_recovers_means_and_variances():
         variances=[[0.5], [1.0]],
     )
     _, x = truth.sample(100, 100, seed=2)
-    learned = HiddenMarkovModel(2, "gaussian", n_features=1, seed=3).fit(x, n_iter=200)
+    learned = HiddenMarkovModel(2, "gaussian", n_features=1, seed=3).fit(x, max_iter=200)
     perm = permutation_match(truth.means, learned.means)
     assert (learned.means[perm] - truth.means).abs().max() < 0.05
     assert (learned.variances[perm] - truth.variances).abs().max() < 0.08
@@ -235,7 +238,7 @@ def test_semi_supervised_em_respects_labels_and_missing_values():
     x[:, 5] = math.nan  # missing observations are summed out
     labels = torch.full_like(z, -1)
     labels[:10] = z[:10]  # 10% of the sequences labelled
-    learned = categorical_model(3, 6, seed=5).fit(x, states=labels, n_iter=200)
+    learned = categorical_model(3, 6, seed=5).fit(x, states=labels, max_iter=200)
     # labels fix the state names: no permutation needed
     assert (learned.emission_probs - truth.emission_probs).abs().max() < 0.05
     path, _ = learned.viterbi(x[10:])
@@ -246,15 +249,18 @@ def test_semi_supervised_em_respects_labels_and_missing_values():
 def test_svi_with_trace_enum_elbo_and_autodelta_matches_baum_welch():
     truth = _truth()
     _, x = truth.sample(8, 6, seed=6)
-    em = categorical_model(3, 6, seed=7, concentration=1.5).fit(x, method="em", n_iter=500)
+    em = categorical_model(3, 6, seed=7, concentration=1.5).fit(x, method="em", max_iter=500)
     svi = categorical_model(3, 6, seed=7, concentration=1.5)
     svi.set_params(**em.params)  # at the MAP found by EM, the SVI gradient is ~0
-    svi.fit(x, method="svi", steps=5, lr=0.01, seed=0)
+    with pytest.warns(pyrobn.errors.ConvergenceWarning):  # 5 steps: stated, not hidden
+        svi.fit(x, method="svi", steps=5, lr=0.01, seed=0)
     assert (svi.trans_probs - em.trans_probs).abs().max() < 0.02
-    assert svi.history_[0] == pytest.approx(-float(em._log_joint(em._as_batch(x))), rel=1e-9)
+    first = svi.fit_result_.objective[0]  # the ELBO of the point mass: the log joint
+    assert first == pytest.approx(float(em._log_joint(em._as_batch(x))), rel=1e-9)
     start = categorical_model(3, 6, seed=7, concentration=1.5)
     far = categorical_model(3, 6, seed=7, concentration=1.5)
-    far.fit(x, method="svi", steps=20, lr=0.15, seed=0)  # from elsewhere it climbs
+    with pytest.warns(pyrobn.errors.ConvergenceWarning):
+        far.fit(x, method="svi", steps=20, lr=0.15, seed=0)  # from elsewhere it climbs
     joint = [float(m._log_joint(m._as_batch(x))) for m in (start, far, em)]
     assert joint[1] - joint[0] > 0.8 * (joint[2] - joint[0]) > 0  # 92% of EM's gain
 
@@ -264,7 +270,7 @@ def test_tagging_corpus_supervised_viterbi_accuracy():
     tags, vocabulary, tables = tag_grammar()
     assert corpus.tagset == tags and corpus.vocabulary == vocabulary
     for name, table in tables.items():
-        assert torch.allclose(table.sum(-1), torch.ones(()).double()), name
+        assert_close(table.sum(-1), torch.ones_like(table.sum(-1)), msg=name)
     model = HiddenMarkovModel(len(tags), "categorical", n_symbols=len(vocabulary))
     model.fit(corpus.train_x, states=corpus.train_y, lengths=corpus.train_lengths)
     path, _ = model.viterbi(corpus.test_x, lengths=corpus.test_lengths)
@@ -296,7 +302,7 @@ def test_tagged_corpus_is_seeded_and_split():
 # ------------------------------------------------------------------ persistence and device
 def test_save_load_round_trip(tmp_path):
     model = categorical_model(3, 5, seed=8)
-    model.fit(model.sample(20, 10, seed=0)[1], n_iter=5)
+    model.fit(model.sample(20, 10, seed=0)[1], max_iter=5)
     path = tmp_path / "hmm.pt"
     model.save(path)
     loaded = HiddenMarkovModel.load(path)
@@ -385,3 +391,246 @@ def test_models_have_their_own_pyro_names():
     a, b = categorical_model(), categorical_model()
     assert a._pyro_name != b._pyro_name
     pyro.clear_param_store()
+
+
+# ------------------------------------------------------------------ the data layout rule
+def _scalar_truth():
+    return HiddenMarkovModel(
+        2,
+        "gaussian",
+        n_features=1,
+        trans_probs=[[0.9, 0.1], [0.2, 0.8]],
+        means=[[-2.0], [2.0]],
+        variances=[[0.5], [1.0]],
+    )
+
+
+def test_one_sequence_of_scalars_is_one_sequence_in_every_method():
+    """(T, 1), the layout sample() returns, is ONE sequence (hmmlearn's reading), as is
+    (T,); (N, T, 1) is a batch. Before the fix, (T, 1) was read as T sequences of length 1."""
+    model = _scalar_truth()
+    _, x = model.sample(3, 40, seed=0)
+    one = x[0]  # (40, 1)
+    assert one.shape == (40, 1)
+    ref = as_hmmlearn(model)
+    for layout in (one, one[:, 0], one.tolist(), one[:, 0].tolist()):
+        assert model.log_prob(layout).shape == ()
+        assert model.log_prob(layout).item() == pytest.approx(ref.score(one.numpy()), rel=1e-9)
+        assert model.posterior_marginals(layout).shape == (40, 2)
+        assert_close(model.predict_proba(layout), ref.predict_proba(one.numpy()), atol=1e-10)
+        path, best = model.viterbi(layout)
+        assert path.shape == (40,) and best.shape == ()
+        assert model.predict(layout).tolist() == ref.decode(one.numpy())[1].tolist()
+    assert model.log_prob(x).shape == (3,)
+    assert_close(model.log_prob(x)[0], model.log_prob(one))
+    assert model.infer_states(one).shape == (40,)
+    # the Pyro pair reads the same layout: -ELBO at the point mass = -(log p(x) + log prior)
+    loss = TraceEnum_ELBO(max_plate_nesting=1).loss(model.model, model.guide, one)
+    prior = sum(p.log_prob(model.params[n]).sum() for n, p in model._priors().items())
+    assert loss == pytest.approx(-float(model.log_prob(one) + prior), rel=1e-9)
+
+
+def test_fit_learns_from_one_sequence_of_scalars():
+    """Baum-Welch on one (T, 1) sequence equals Baum-Welch on the same sequence as a batch
+    of one, and recovers the means (before the fix it learnt nothing)."""
+    truth = _scalar_truth()
+    _, x = truth.sample(1, 2000, seed=1)
+    alone = HiddenMarkovModel(2, "gaussian", n_features=1, seed=3).fit(x[0], max_iter=200)
+    batch = HiddenMarkovModel(2, "gaussian", n_features=1, seed=3).fit(x, max_iter=200)
+    for name, value in batch.params.items():
+        assert_close(alone.params[name], value, rtol=1e-12, atol=0)
+    perm = permutation_match(truth.means, alone.means)
+    assert (alone.means[perm] - truth.means).abs().max() < 0.15  # measured 0.02-0.07
+    assert alone.fit_result_.final_objective > alone.fit_result_.objective[0] + 100
+
+
+def test_two_dimensional_tensors_are_never_a_batch_for_gaussian_emissions():
+    scalar = _scalar_truth()
+    with pytest.raises(ShapeError, match=r"\(N, T, 1\)"):
+        scalar.log_prob(torch.zeros(5, 7))  # (N, T) scalars: ambiguous, refused
+    assert scalar.log_prob(torch.zeros(5, 7, 1)).shape == (5,)
+    assert scalar.log_prob([torch.zeros(7), torch.zeros(3, 1)]).shape == (2,)
+    pair = gaussian_model(3, 2)
+    assert pair.log_prob(torch.zeros(7, 2)).shape == ()
+    assert pair.log_prob(torch.zeros(4, 7, 2)).shape == (4,)
+    assert pair.log_prob([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]).shape == ()  # one (3, 2) sequence
+    for bad in (torch.zeros(7), torch.zeros(7, 3), torch.zeros(2, 7, 1)):
+        with pytest.raises(ShapeError, match="observations"):
+            pair.log_prob(bad)
+    categorical = categorical_model()
+    assert categorical.log_prob(torch.zeros(6, dtype=torch.long)).shape == ()
+    assert categorical.log_prob(torch.zeros(2, 6, dtype=torch.long)).shape == (2,)
+
+
+# ------------------------------------------------------------------ the estimator contract
+def test_predict_proba_and_predict_are_the_marginals_and_the_viterbi_path():
+    model = categorical_model(3, 5, seed=9)
+    _, x = model.sample(4, 30, seed=2)
+    assert torch.equal(model.predict_proba(x), model.posterior_marginals(x))
+    assert torch.equal(model.predict(x), model.viterbi(x)[0])
+    assert torch.equal(model.predict(x[0]), model.viterbi(x[0])[0])
+
+
+def test_em_goes_through_run_em_with_restarts_and_a_final_objective():
+    truth = _truth()
+    _, x = truth.sample(30, 40, seed=3)
+    model = categorical_model(3, 6, seed=2)
+    before = torch.get_rng_state()
+    assert model.fit(x, max_iter=50, restarts=3, seed=5) is model
+    assert torch.equal(torch.get_rng_state(), before)  # seeded: the caller's stream is kept
+    result = model.fit_result_
+    assert result.method == "em" and len(result.restarts) == 3
+    finals = [trace[-1] for trace in result.restarts]
+    assert result.best_restart == int(torch.tensor(finals).argmax())
+    # the last entry is the objective of the tables the model keeps (one more forward pass)
+    assert result.final_objective == pytest.approx(
+        float(model._log_joint(model._as_batch(x))), rel=1e-12
+    )
+    again = categorical_model(3, 6, seed=2).fit(x, max_iter=50, restarts=3, seed=5)
+    assert all(torch.equal(again.params[n], v) for n, v in model.params.items())
+    capped = categorical_model(3, 6, seed=2).fit(x, max_iter=2)
+    assert not capped.fit_result_.converged and capped.fit_result_.n_iter == 3
+
+
+def test_counts_fit_records_its_objective():
+    model = categorical_model(2, 3, concentration=2.0)
+    x = torch.tensor([[0, 1, 2, 2], [1, 1, 0, 0]])
+    z = torch.tensor([[0, 0, 1, 1], [1, 1, 0, 0]])
+    model.fit(x, states=z)
+    assert model.fit_result_.method == "counts"
+    assert model.fit_result_.objective_name == "log_posterior"
+    expected = model._log_joint(model._as_batch(x, states=z))
+    assert model.fit_result_.final_objective == pytest.approx(float(expected), rel=1e-12)
+
+
+def test_deprecated_names_warn_and_still_work():
+    truth = _truth()
+    _, x = truth.sample(10, 20, seed=4)
+    new = categorical_model(3, 6, seed=1).fit(x, max_iter=7)
+    with pytest.warns(DeprecationWarning, match="max_iter"):
+        old = categorical_model(3, 6, seed=1).fit(x, n_iter=7)
+    assert all(torch.equal(old.params[n], v) for n, v in new.params.items())
+    with pytest.warns(DeprecationWarning, match="fit_result_"):
+        history = old.history_
+    assert history == old.fit_result_.objective
+
+
+def test_svi_guide_lives_under_the_model_name_and_is_released(recwarn):
+    import gc
+
+    from pyrobn.infer.params import owned_params
+
+    truth = _truth()
+    _, x = truth.sample(4, 6, seed=6)
+    pyro.param("users_own", torch.ones(2))
+    a, b = categorical_model(3, 6, seed=1), categorical_model(3, 6, seed=2)
+    with pytest.warns(pyrobn.errors.ConvergenceWarning, match="method='svi'"):
+        a.fit(x, method="svi", steps=3, seed=0)
+    assert a.fit_result_.method == "svi" and a.fit_result_.converged is False
+    a_names = owned_params(a._pyro_name)
+    assert a_names and all(n.startswith(f"{a._pyro_name}.map_guide") for n in a_names)
+    a_values = {n: pyro.param(n).detach().clone() for n in a_names}
+    with pytest.warns(pyrobn.errors.ConvergenceWarning):
+        b.fit(x, method="svi", steps=3, seed=0)
+    assert all(torch.equal(pyro.param(n).detach(), v) for n, v in a_values.items())
+    del a
+    gc.collect()
+    assert not any(n in pyro.get_param_store().keys() for n in a_names)
+    assert "users_own" in pyro.get_param_store().keys() and owned_params(b._pyro_name)
+
+
+# ------------------------------------------------------------------ files and sizes
+def test_a_loaded_file_is_validated(tmp_path):
+    model = categorical_model(3, 4, seed=1)
+    model.save(tmp_path / "ok.pt")
+    state = torch.load(tmp_path / "ok.pt", weights_only=True)
+    state["state_dict"]["trans_probs"] = torch.full((3, 3), 5.0, dtype=torch.float64)
+    torch.save(state, tmp_path / "rows.pt")
+    with pytest.raises(CheckpointError, match="sums to 15"):
+        HiddenMarkovModel.load(tmp_path / "rows.pt")
+    gaussian = gaussian_model(2, 2)
+    gaussian.save(tmp_path / "g.pt")
+    for name, value in (("variances", -1.0), ("means", math.nan)):
+        state = torch.load(tmp_path / "g.pt", weights_only=True)
+        state["state_dict"][name] = torch.full((2, 2), value, dtype=torch.float64)
+        torch.save(state, tmp_path / "bad.pt")
+        with pytest.raises(CheckpointError, match=name):
+            HiddenMarkovModel.load(tmp_path / "bad.pt")
+
+
+def test_size_guards_name_the_size(monkeypatch):
+    with pytest.raises(pyrobn.errors.SizeLimitError, match="100000 states"):
+        HiddenMarkovModel(10**5, n_symbols=2)
+    model = categorical_model(3, 4)
+    with pytest.raises(pyrobn.errors.SizeLimitError, match="sample of 1000000000000"):
+        model.sample(10**12, 1)
+    monkeypatch.setenv("PYROBN_MEMORY_BUDGET", "1M")
+    x = torch.zeros(100, 1000, dtype=torch.long)
+    for query in (model.log_prob, model.posterior_marginals, model.viterbi, model.fit):
+        with pytest.raises(pyrobn.errors.SizeLimitError, match="100 x 1000 steps"):
+            query(x)
+
+
+# ------------------------------------------------------------------ the graph (Figura 5)
+def test_graph_is_figura_5_and_its_independences_hold_numerically():
+    model = categorical_model(
+        2,
+        2,
+        init_probs=[0.3, 0.7],
+        trans_probs=[[0.9, 0.1], [0.2, 0.8]],
+        emission_probs=[[0.85, 0.15], [0.25, 0.75]],
+    )
+    g = model.graph(3)
+    assert {n.name: (n.role, n.discrete) for n in g.nodes} == {
+        **{f"z_{t}": ("latent", True) for t in (1, 2, 3)},
+        **{f"x_{t}": ("observed", True) for t in (1, 2, 3)},
+    }
+    assert sorted(g.edges) == sorted(
+        [("z_1", "z_2"), ("z_2", "z_3"), ("z_1", "x_1"), ("z_2", "x_2"), ("z_3", "x_3")]
+    )
+    assert set(g.plates["data"][0]) == set(g.names)
+    assert not gaussian_model(2, 1).graph().node("x_1").discrete
+    # the joint table of eq. 12 over (z_1, z_2, z_3, x_1, x_2, x_3), by brute force
+    names = ["z_1", "z_2", "z_3", "x_1", "x_2", "x_3"]
+    joint = torch.zeros([2] * 6, dtype=torch.float64)
+    pi, a, b = model.init_probs, model.trans_probs, model.emission_probs
+    for z1, z2, z3, x1, x2, x3 in itertools.product(range(2), repeat=6):
+        joint[z1, z2, z3, x1, x2, x3] = (
+            pi[z1] * a[z1, z2] * a[z2, z3] * b[z1, x1] * b[z2, x2] * b[z3, x3]
+        )
+    checked = 0
+    for i, j in itertools.combinations(range(6), 2):
+        others = [k for k in range(6) if k not in (i, j)]
+        for r in range(len(others) + 1):
+            for given in itertools.combinations(others, r):
+                gap = _dependence(joint, i, j, list(given))
+                if g.d_separated(names[i], names[j], [names[k] for k in given]):
+                    assert gap < 1e-12, (names[i], names[j], given)
+                    checked += 1
+                else:  # not implied: fails for these tables (smallest gap 0.032)
+                    assert gap > 1e-2, (names[i], names[j], given)
+    assert checked > 20
+    assert g.d_separated("x_1", "x_3", ["z_2"]) and not g.d_separated("x_1", "x_3", ["x_2"])
+
+
+def _dependence(joint: torch.Tensor, a: int, b: int, given: list[int]) -> float:
+    """max |p(a, b | c) - p(a | c) p(b | c)| over the values (c: the given variables)."""
+    keep = [a, b, *given]
+    drop = [k for k in range(joint.dim()) if k not in keep]
+    marginal = joint.sum(drop) if drop else joint
+    marginal = marginal.permute(*[sorted(keep).index(k) for k in keep])
+    conditional = marginal / marginal.sum((0, 1), keepdim=True)
+    pa, pb = conditional.sum(1, keepdim=True), conditional.sum(0, keepdim=True)
+    return float((conditional - pa * pb).abs().max())
+
+
+@pytest.mark.parametrize(
+    ("emission", "expected"), [("categorical", 2 + 6 + 3 * 6), ("gaussian", 2 + 6 + 12)]
+)
+def test_n_parameters_counts_the_free_entries(emission, expected):
+    model = categorical_model(3, 7) if emission == "categorical" else gaussian_model(3, 2)
+    free = sum(
+        t.numel() - (t.numel() // t.shape[-1] if name.endswith("probs") else 0)
+        for name, t in model.params.items()
+    )
+    assert model.n_parameters == free == expected

@@ -15,18 +15,21 @@
 #
 # and, when homogeneous, stores p(x_{t+1} = j | x_t = i) in a transition matrix P_ij.
 # Order k conditions on the k previous tokens: k = 0 is the unigram (bag of words),
-# k = 1 the bigram, k = 2 the trigram. `pyrobn.MarkovChain(order=k)` counts every
-# (k+1)-gram (vectorised: each n-gram is hashed to one integer and counted with
-# `torch.unique`) and smooths with add-α,
+# k = 1 the bigram, k = 2 the trigram. `pyrobn.MarkovChain(order=k, concentration=α)`
+# counts every (k+1)-gram (vectorised: each n-gram is hashed to one integer and counted
+# with `torch.unique`) and smooths with add-α,
 #
 # p(w | h) = (N(h, w) + α) / (N(h) + α |V|),
 #
-# the posterior mean under a Dirichlet(α) prior on each row. Each text is padded with k
-# start symbols `<s>` (which give p(x_1 … x_k) of eq. 11) and one end symbol `</s>`.
+# the posterior mean under a Dirichlet(α) prior on each row (α is the `concentration`, as
+# everywhere in pyrobn; the posterior mean adds α pseudo-counts, a MAP estimate would add
+# α − 1). Each text is padded with k start symbols `<s>` (which give p(x_1 … x_k) of eq. 11)
+# and one end symbol `</s>`.
 #
 # The text: the course notes themselves (chapter 2, Spanish), shipped with pyrobn.
 
 # %%
+import itertools
 import math
 
 import matplotlib.pyplot as plt
@@ -36,9 +39,49 @@ import pyrobn
 from pyrobn.datasets import text_corpus
 from pyrobn.tutorial import Tutorial
 
+
+def draw_sequence_graph(graph, ax, position, title):
+    """Draw a ModelGraph with given node positions (time runs left to right): observed
+    nodes shaded, latent ones white, discrete ones square; an edge that skips steps is an
+    arc, so that none hides behind a node."""
+    from matplotlib.patches import Circle, FancyArrowPatch, Rectangle
+
+    r = 0.28
+    for parent, child in graph.edges:
+        (x0, y0), (x1, y1) = position[parent], position[child]
+        skip = abs(x1 - x0) > 1
+        ax.add_patch(
+            FancyArrowPatch(
+                (x0, y0),
+                (x1, y1),
+                arrowstyle="-|>",
+                mutation_scale=14,
+                shrinkA=16,
+                shrinkB=16,
+                color="0.25",
+                lw=1.2,
+                connectionstyle=f"arc3,rad={-0.45 if skip else 0.0}",
+            )
+        )
+    for node in graph.nodes:
+        x, y = position[node.name]
+        face = "0.75" if node.role == "observed" else "white"
+        patch = Rectangle((x - r, y - r), 2 * r, 2 * r) if node.discrete else Circle((x, y), r)
+        patch.set(facecolor=face, edgecolor="black", lw=1.3, zorder=3)
+        ax.add_patch(patch)
+        ax.text(x, y, node.label or node.name, ha="center", va="center", fontsize=11, zorder=4)
+    xs = [p[0] for p in position.values()]
+    ys = [p[1] for p in position.values()]
+    ax.set_xlim(min(xs) - 0.8, max(xs) + 0.8)
+    ax.set_ylim(min(ys) - 0.8, max(ys) + 1.2)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(title)
+
+
 tut = Tutorial(
     "07_markov_text",
-    figures=["transition_matrix", "perplexity_vs_order", "smoothing", "generated_text"],
+    figures=["dag", "transition_matrix", "perplexity_vs_order", "smoothing", "generated_text"],
     title="n-gram Markov chains (eq. 11) on the course notes",
 )
 pyrobn.set_seed(0)
@@ -50,15 +93,36 @@ tut.record("held_out_paragraphs", len(held_out))
 tut.record("train_characters", sum(len(p) for p in train))
 
 # %% [markdown]
+# ## The Bayesian network of a chain of order k (Figura 4)
+# Every x_t has the k previous tokens as parents: for k = 1 the chain of Figura 4, for
+# k = 2 each token also hears the one before. The graph says which independences hold: given
+# its k predecessors, x_t is independent of everything earlier (d-separation), which is what
+# lets the chain store one table row per context instead of one per history.
+
+# %%
+fig, axes = plt.subplots(2, 1, figsize=(7, 4.5))
+for ax, k in zip(axes, (1, 2)):
+    chain_graph = pyrobn.MarkovChain(order=k).graph(5)
+    where = {name: (int(name[2:]), 0.0) for name in chain_graph.names}
+    draw_sequence_graph(chain_graph, ax, where, f"order {k}: p(x_t | x_(t-{k})..x_(t-1))")
+    independent = chain_graph.d_separated("x_4", "x_1", [f"x_{t}" for t in range(4 - k, 4)])
+    assert independent, f"order {k}: x_4 is independent of x_1 given its {k} predecessors"
+    assert k == 1 or not chain_graph.d_separated("x_4", "x_1", ["x_3"])
+    tut.record(f"order{k}_x4_independent_of_x1_given_parents", independent)
+fig.suptitle("Figura 4: Markov chains of order 1 and 2 (x observed, discrete)")
+tut.save(fig, "dag")
+
+# %% [markdown]
 # ## The bigram transition matrix P_ij (eq. 11)
 # A character bigram is exactly eq. 11's chain over the alphabet. Below: P_ij among the
 # 25 most frequent characters (rows: current character, columns: next).
 
 # %%
 alpha = 0.05
-bigram = pyrobn.MarkovChain(order=1, alpha=alpha, unknown="unk", min_count=2).fit(train)
+bigram = pyrobn.MarkovChain(order=1, concentration=alpha, unknown="unk", min_count=2).fit(train)
 P = bigram.transition_matrix().cpu()
-unigram_counts = pyrobn.MarkovChain(order=0, alpha=alpha, unknown="unk", min_count=2).fit(train)
+unigram_counts = pyrobn.MarkovChain(order=0, concentration=alpha, unknown="unk", min_count=2)
+unigram_counts.fit(train)
 frequent = unigram_counts.transition_matrix()[0].cpu().argsort(descending=True)[:25]
 labels = [repr(bigram.vocab[i])[1:-1].replace(" ", "␣") for i in frequent]
 fig, ax = plt.subplots(figsize=(7, 6))
@@ -70,6 +134,9 @@ ax.set(xlabel="next character j", ylabel="current character i",
 fig.colorbar(im, ax=ax, shrink=0.8)
 tut.save(fig, "transition_matrix")
 tut.record("p_after_q_of_u", float(P[bigram.index["q"], bigram.index["u"]]), fmt=".3f")
+assert int(P[bigram.index["q"]].argmax()) == bigram.index["u"], "in Spanish, q is followed by u"
+assert tut.numbers["p_after_q_of_u"] > 0.85  # 0.896 on the full text, 0.959 in smoke mode
+assert abs(float(P.sum(-1).max()) - 1) < 1e-12, "every row of P is a distribution"
 
 # %% [markdown]
 # ## Order vs held-out perplexity
@@ -90,11 +157,13 @@ orders = list(range(6)) if not tut.smoke else [0, 1, 2]
 models = {}
 train_ppl, test_ppl = [], []
 for k in orders:
-    models[k] = pyrobn.MarkovChain(order=k, alpha=alpha, unknown="unk", min_count=2).fit(train)
+    models[k] = pyrobn.MarkovChain(order=k, concentration=alpha, unknown="unk", min_count=2)
+    models[k].fit(train)
     train_ppl.append(models[k].perplexity(train))
     test_ppl.append(models[k].perplexity(held_out))
     tut.record(f"char_order{k}_held_out_perplexity", test_ppl[-1], fmt=".2f")
     tut.record(f"char_order{k}_distinct_ngrams", int(models[k].ngram_keys.numel()))
+    tut.record(f"char_order{k}_free_parameters", models[k].n_parameters)
 
 # words: the same on Python's own English help topics (shipped with Python)
 words_train, words_test = text_corpus("python-docs", held_out=0.1, seed=0)
@@ -102,9 +171,22 @@ if tut.smoke:
     words_train = words_train[:200]
 word_ppl = []
 for k in (0, 1, 2):
-    mc = pyrobn.MarkovChain(order=k, alpha=0.01, level="word", unknown="unk", min_count=2)
+    mc = pyrobn.MarkovChain(order=k, concentration=0.01, level="word", unknown="unk", min_count=2)
     word_ppl.append(mc.fit(words_train).perplexity(words_test))
     tut.record(f"word_order{k}_held_out_perplexity", word_ppl[-1], fmt=".1f")
+
+# the claims above, checked: more context predicts held-out characters better (up to the
+# order where contexts become sparse), training perplexity keeps falling (overfitting),
+# and the free parameters grow as |V|^k
+assert test_ppl[0] > test_ppl[1] > test_ppl[2], "orders 0 < 1 < 2 on held-out characters"
+assert all(a > b for a, b in itertools.pairwise(train_ppl)), "training perplexity falls"
+assert all(models[a].n_parameters < models[b].n_parameters for a, b in itertools.pairwise(orders))
+if tut.smoke:  # on 200 paragraphs the word bigram already loses to the unigram
+    assert word_ppl[2] > word_ppl[1], "with little text, the word trigram loses"
+else:
+    assert int(np.argmin(test_ppl)) == 3, "characters: order 3 predicts held-out text best"
+    assert word_ppl[0] > 4 * word_ppl[1], "the word bigram divides the perplexity by four"
+    assert word_ppl[2] > 0.95 * word_ppl[1], "the word trigram gains almost nothing"
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 4))
 axes[0].plot(orders, train_ppl, "o-", label="train")
@@ -128,7 +210,7 @@ smooth: dict[int, list[float]] = {}
 for k in (1, 2, 3):
     smooth[k] = []
     for a in alphas:
-        mc = pyrobn.MarkovChain(order=k, alpha=float(a), unknown="unk", min_count=2)
+        mc = pyrobn.MarkovChain(order=k, concentration=float(a), unknown="unk", min_count=2)
         smooth[k].append(mc.fit(train).perplexity(held_out))
 fig, ax = plt.subplots(figsize=(6, 4))
 for k, values in smooth.items():
@@ -136,6 +218,7 @@ for k, values in smooth.items():
     best = int(np.argmin(values))
     tut.record(f"char_order{k}_best_alpha", float(alphas[best]), fmt=".1e")
     tut.record(f"char_order{k}_best_held_out_perplexity", values[best], fmt=".2f")
+    assert 0 < best < len(alphas) - 1, f"order {k}: the best α is neither ~0 (MLE) nor flat"
 ax.set(xscale="log", yscale="log", xlabel="α", ylabel="held-out perplexity",
        title="add-α smoothing")  # fmt: skip
 ax.legend()
@@ -161,6 +244,7 @@ cold = models[orders[-1]].generate("la ", n=160, temperature=0.5, seed=1)
 print(f"order {orders[-1]}, T = 0.5: {cold!r}")
 for k, text in samples.items():
     tut.record(f"sample_order{k}", text)
+    assert text.startswith("la ") and text == models[k].generate("la ", 160, 1.0, seed=1)
 
 fig, ax = plt.subplots(figsize=(10, 0.9 * (len(samples) + 1) + 0.5))
 ax.axis("off")

@@ -15,7 +15,9 @@ import torch
 
 from pyrobn.device import device as default_device
 from pyrobn.errors import ConfigurationError, UnknownVariableError
-from pyrobn.validation import check_positive
+from pyrobn.validation import check_allocation, check_int
+
+__all__ = ["TAGS", "TaggedCorpus", "tag_grammar", "tagged_corpus"]
 
 #: tags of the grammar, in index order
 TAGS = ["DET", "NOUN", "ADJ", "VERB", "ADV", "PREP", "PRON", "CONJ", "PUNCT"]
@@ -105,6 +107,16 @@ class TaggedCorpus:
 
     def encode(self, sentences: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Word indices (N, T) padded with 0, and the lengths (N,); unknown words raise."""
+        if (
+            isinstance(sentences, str)
+            or not isinstance(sentences, list | tuple)
+            or not sentences
+            or not all(
+                isinstance(s, list | tuple) and s and all(isinstance(w, str) for w in s)
+                for s in sentences
+            )
+        ):
+            raise ConfigurationError("sentences must be a non-empty list of non-empty lists of str")
         index = {w: i for i, w in enumerate(self.vocabulary)}
         return _pad(sentences, index, 0, self.train_x.device, "word")
 
@@ -173,15 +185,16 @@ def tagged_corpus(
     held-out part. Seeded: one ``seed`` gives one corpus.
 
     >>> corpus = tagged_corpus(500, seed=0)
-    >>> corpus.train_words[0], corpus.train_tags[0]
+    >>> corpus.train_words[0][:4], corpus.train_tags[0][:4]
+    (['nosotros', 'canto', 'muy', 'grande'], ['PRON', 'VERB', 'ADV', 'ADJ'])
     """
-    check_positive(n_sentences, "n_sentences")
-    if not 0.0 < held_out < 1.0:
-        raise ConfigurationError(f"held_out must lie in (0, 1), got {held_out}")
-    if n_sentences < 2:
-        raise ConfigurationError(f"n_sentences must be at least 2, got {n_sentences}")
-    if max_length < 2:
-        raise ConfigurationError(f"max_length must be at least 2, got {max_length}")
+    n_sentences = check_int(n_sentences, "n_sentences", low=2)
+    seed = check_int(seed, "seed", low=0)
+    max_length = check_int(max_length, "max_length", low=2)
+    _check_fraction(held_out, "held_out", low_open=True)
+    check_allocation(
+        2.0 * n_sentences * max_length, torch.int64, f"a corpus of {n_sentences} sentences"
+    )
     tags, vocabulary, tables = tag_grammar()
     g = torch.Generator().manual_seed(int(seed))
     punct = tags.index("PUNCT")
@@ -221,3 +234,14 @@ def tagged_corpus(
         test_y=test_y,
         test_lengths=test_lengths,
     )
+
+
+def _check_fraction(value: object, name: str, *, low_open: bool) -> float:
+    """``value`` as a float in (0, 1) (``low_open``) or [0, 1), else ConfigurationError."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if ok:
+        ok = (0.0 < value < 1.0) if low_open else (0.0 <= value < 1.0)
+    if not ok:
+        bounds = "(0, 1)" if low_open else "[0, 1)"
+        raise ConfigurationError(f"{name} must lie in {bounds}, got {value!r}")
+    return float(value)

@@ -58,6 +58,18 @@ import torch
 
 from pyrobn.errors import ConfigurationError
 
+__all__ = [
+    "BACKEND",
+    "BACKENDS",
+    "KERNEL_THREADS",
+    "chunk_length",
+    "compiled_available",
+    "forward_backward",
+    "forward_log_prob",
+    "kernel_threads",
+    "viterbi",
+]
+
 #: relative tolerance for a guessed chunk boundary vector to count as the true one
 BOUNDARY_RTOL = 1e-12
 #: absolute tolerance for guessed Viterbi boundary scores (only near-ties this close can
@@ -80,9 +92,18 @@ MAXPLUS_ROWS = 2048
 #: chunks are split for it)
 BACKTRACK_ROWS = 512
 
-#: intra-op threads while a kernel runs on CPU (None: leave torch's setting). The kernels'
-#: per-step operations are sized to stay in cache (about 64K elements); threading them costs
-#: more in synchronisation than it gains, and collapses when cores are oversubscribed.
+#: intra-op threads while a torch kernel runs on CPU (None: leave torch's setting). The
+#: kernels' per-step operations are sized to stay in cache (about 64K elements); threading
+#: them costs more in synchronisation than it gains, and collapses when the cores are
+#: oversubscribed. Measured by ``python bench/hmm.py --kernel-threads`` (each query with 1
+#: pinned thread against the caller's 2, medians of 7 interleaved runs; K = 4 / 16 / 64, one
+#: sequence of 20,000 steps and 256 x 200), twice on the 2-core development machine shared
+#: with other jobs (load averages 10 and 16): with the caller's 2 threads, forward-backward
+#: was 3.8-46x slower, the torch forward scan 3.6-73x and the torch Viterbi scan 3.8-65x
+#: (the compiled paths, whose boundary checks and emission lookups are torch operations,
+#: 1.4-30x); no case was faster. Not measured on a quiet many-core machine, where large K
+#: might gain from threads: set ``KERNEL_THREADS = None`` to try. See
+#: :func:`kernel_threads` for its scope.
 KERNEL_THREADS: int | None = 1
 
 #: kernels on CPU: "compiled" runs the numba loops of :mod:`pyrobn.infer.hmm_compiled`,
@@ -106,7 +127,18 @@ _OUTER_THREADS: contextvars.ContextVar[int | None] = contextvars.ContextVar(
 
 @contextlib.contextmanager
 def kernel_threads(device: torch.device) -> Iterator[None]:
-    """Run the block with ``KERNEL_THREADS`` intra-op threads when ``device`` is a CPU."""
+    """Run the block with ``KERNEL_THREADS`` intra-op threads when ``device`` is a CPU.
+
+    Why: the torch kernels' steps are small (see ``KERNEL_THREADS`` for the measurement:
+    threading them made the queries 1.4-73x slower on a loaded 2-core machine, and never
+    faster). Scope: torch's CPU build runs its intra-op threads on OpenMP, whose thread
+    count is a per-thread setting, so the change is seen by the calling thread only, and
+    only inside the call (another Python thread's ``torch.get_num_threads()`` does not move);
+    the caller's count is restored on the way out, also on an exception. Nothing is done
+    when the count already equals ``KERNEL_THREADS``, on CUDA, or with
+    ``KERNEL_THREADS = None``. numba's thread count is never set (see
+    :mod:`pyrobn.infer.hmm_compiled`).
+    """
     if KERNEL_THREADS is None or device.type != "cpu" or torch.get_num_threads() == KERNEL_THREADS:
         yield
         return
