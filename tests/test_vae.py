@@ -675,8 +675,9 @@ def test_categorical_vae_on_the_book_digits_beats_independent_pixels():
     """Nats per image on the book's split (17 levels): after 600 steps the VAE's -ELBO is
     below the NLL of independent per-pixel categoricals fitted to the training images
     (the factorised baseline), and the importance-weighted NLL below the -ELBO (eq. 20 with
-    q as proposal tightens the bound). Seeds 0-9, both thread counts: -ELBO 104.9-108.3,
-    IW 100.8-103.9, independent pixels 146.6."""
+    q as proposal tightens the bound). Seeds 0-9 (one thread; seeds 0-1 with two gave the
+    same numbers): -ELBO 97.7-98.4, IW NLL 94.6-95.3, independent pixels 106.5; the gaps
+    were >= 8.1 (bound 4) and >= 2.8 nats (bound 1.5)."""
     x_train, _, x_test = _book_digits()
     counts = torch.stack([(x_train == k).sum(0) for k in range(17)], -1) + 1.0  # add-one
     log_p = (counts / counts.sum(-1, keepdim=True)).log()  # (64, 17)
@@ -687,7 +688,7 @@ def test_categorical_vae_on_the_book_digits_beats_independent_pixels():
     neg_elbo = -float(vae.elbo(x_test, num_samples=10, seed=0).mean())
     iw_nll = -float(vae.log_likelihood(x_test, num_samples=200, seed=0).mean())
     assert neg_elbo < independent - 4, (neg_elbo, independent)
-    assert iw_nll < neg_elbo - 2, (iw_nll, neg_elbo)
+    assert iw_nll < neg_elbo - 1.5, (iw_nll, neg_elbo)
     samples = vae.sample(50, seed=0)
     assert samples.dtype == torch.long and 0 <= int(samples.min()) and int(samples.max()) <= 16
 

@@ -74,7 +74,9 @@ class VAE(ChartStart, LatentTools):
 
     def graph(self, inference: bool = False) -> ModelGraph:
         """Figura 9: the generative network z -> x (θ: the decoder) in a plate over the N
-        data rows, or with ``inference=True`` the encoder's x -> z (φ).
+        data rows, or with ``inference=True`` the encoder's x -> z (φ). Drawn with
+        matplotlib (``plot_graph``); ``pyro.render_model(vae.model, (x,))`` draws the same
+        sites but needs the graphviz binary and shows no parameters or inference arrow.
 
         >>> g = pyrobn.VAE(4, hidden=(8,)).graph()
         >>> g.parents("x"), g.node("z").role
