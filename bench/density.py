@@ -57,7 +57,7 @@ def bench_mixture(n: int, repeats: int) -> None:
 
     def fit_ours() -> GaussianMixture:
         gm = GaussianMixture(3, dim=2, learn="all")
-        gm.fit(xt, method="em", steps=1000, tol=tol, restarts=1, seed=0)
+        gm.fit(xt, method="em", max_iter=1000, tol=tol, restarts=1, seed=0)
         return gm
 
     def fit_sk() -> SkGaussianMixture:
@@ -68,7 +68,7 @@ def bench_mixture(n: int, repeats: int) -> None:
     ll_ours, ll_sk = gm.score(xt), float(sk.score(x))
     print(f"\nFull Gaussian mixture fit, K = 3, D = 2, N = {n:,}, EM to tol {tol} (1 init)")
     print(f"{'':28s}{'seconds':>10s}{'iterations':>12s}{'mean log-lik':>15s}")
-    print(f"{'pyrobn (EM path)':28s}{t_ours:10.3f}{gm.history.steps:12d}{ll_ours:15.6f}")
+    print(f"{'pyrobn (EM path)':28s}{t_ours:10.3f}{gm.fit_result_.n_iter:12d}{ll_ours:15.6f}")
     print(f"{'sklearn GaussianMixture':28s}{t_sk:10.3f}{sk.n_iter_:12d}{ll_sk:15.6f}")
     print(
         f"time ratio (sklearn / pyrobn): {t_sk / t_ours:.2f}x; log-lik gap {ll_ours - ll_sk:+.2e}"

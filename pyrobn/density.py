@@ -5,21 +5,44 @@ p_D(x) = (1/K) sum_k delta_{x^k}(x) (eq. 13) and smooth it with a kernel,
 KDE(x) = (1/K) sum_k Kern(x - x^k) (eq. 14). Here the kernel is the Gaussian (RBF) one
 of Figuras 6-7, Kern(u) = N(u | 0, h^2 I), in any dimension D.
 
->>> kde = KDE(torch.randn(500, 2), bandwidth="scott")
->>> kde.log_prob(torch.zeros(1, 2))
+KDE is the Gaussian mixture with one component per data point and a uniform prior over
+them (the notes' remark after eq. 14): :meth:`KDE.graph` draws it so.
+
+>>> kde = KDE(torch.randn(500, 2, generator=torch.Generator().manual_seed(0)), "scott")
+>>> round(kde.bandwidth, 4), kde.log_prob(torch.zeros(1, 2)).shape
+(0.3652, torch.Size([1]))
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+import numbers
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
-from pyrobn.device import to_tensor
 from pyrobn.errors import ConfigurationError, ShapeError
-from pyrobn.validation import check_finite, check_positive
+from pyrobn.random import generator
+from pyrobn.validation import (
+    check_allocation,
+    check_finite,
+    check_int,
+    check_positive,
+    to_real_tensor,
+)
+
+if TYPE_CHECKING:
+    from pyrobn.graph import ModelGraph
+
+__all__ = [
+    "KDE",
+    "EmpiricalDistribution",
+    "as_points",
+    "positive_number",
+    "scott_factor",
+    "silverman_factor",
+    "squared_distances",
+]
 
 #: pairwise entries evaluated at once by the chunked kernels (about 128 MB in float64)
 _CHUNK_ENTRIES = 1 << 24
@@ -36,18 +59,20 @@ def as_points(
 ) -> torch.Tensor:
     """``x`` as a finite (N, D) float tensor; a vector (N,) is read as N points in 1-D.
 
-    Raises :class:`ShapeError` for an empty input, more than two axes, or D != ``dim``;
-    :class:`NonFiniteError` (naming the first bad index) for NaN or inf.
+    Raises :class:`ShapeError` for an empty input, more than two axes, D != ``dim`` or a
+    ragged list; :class:`ConfigurationError` for complex numbers or strings (never cast
+    silently); :class:`NonFiniteError` (naming the first bad index) for NaN or inf.
+
+    >>> as_points([1.0, 2.0], "x").shape
+    torch.Size([2, 1])
     """
     if device is None and isinstance(x, torch.Tensor):
         device = x.device
     if not isinstance(x, torch.Tensor) and dtype is not None:
-        x = np.asarray(x, dtype=np.float64)  # no float32 round trip before the cast
-    t = to_tensor(x, dtype=dtype if not isinstance(x, torch.Tensor) else None, device_=device)
-    if not t.is_floating_point():
-        t = t.to(torch.get_default_dtype())
-    if dtype is not None:
-        t = t.to(dtype)
+        # no float32 round trip before the cast: read Python and NumPy floats in float64
+        t = to_real_tensor(x, name, dtype=torch.float64, device=device).to(dtype)
+    else:
+        t = to_real_tensor(x, name, dtype=dtype, device=device)
     if t.dim() == 1 and (dim is None or dim == 1):
         t = t.unsqueeze(-1)
     if t.dim() != 2:
@@ -58,6 +83,23 @@ def as_points(
     if t.shape[0] < min_rows:
         raise ShapeError(f"{name} needs at least {min_rows} row(s), got shape {tuple(t.shape)}")
     return check_finite(t, name)
+
+
+def positive_number(value: Any, name: str, *, allow_zero: bool = False) -> float:
+    """``value`` as a float if it is one real, finite number > 0 (>= 0 with ``allow_zero``),
+    else :class:`ConfigurationError` naming ``name``: bools, strings, complex numbers,
+    lists and arrays are refused (a hyper-parameter is one number).
+
+    >>> positive_number(0.5, "lr"), positive_number(0, "tol", allow_zero=True)
+    (0.5, 0.0)
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigurationError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigurationError(f"{name} must be a finite number {bound}, got {value}")
+    return value
 
 
 def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -136,9 +178,12 @@ class KDE:
             ``"cv"``: the h maximising the leave-one-out log-likelihood (held-out
             likelihood), searched on a log grid around Scott's h and refined.
         cv_points: at most this many held-out points score each candidate h in "cv".
-        seed: seeds the choice of the held-out points in "cv".
+        seed: seeds the choice of the held-out points in "cv" (a local generator).
 
-    >>> KDE(x, "silverman").log_prob(grid)      # (M,) log densities
+    >>> data = torch.tensor([0.1, 0.35, 0.4, 0.8, 0.9], dtype=torch.float64)
+    >>> kde = KDE(data, bandwidth=0.1)          # the notes' Figura 6 setting
+    >>> round(float(kde.log_prob(torch.tensor([0.4], dtype=torch.float64)).exp()), 4)
+    1.5111
     """
 
     def __init__(
@@ -152,6 +197,8 @@ class KDE:
         dtype = data.dtype if isinstance(data, torch.Tensor) and data.is_floating_point() else None
         self.data = as_points(data, "data", dtype=dtype or torch.float64)
         n, d = self.data.shape
+        cv_points = check_int(cv_points, "cv_points")
+        seed = check_int(seed, "seed", low=0)
         if isinstance(bandwidth, str):
             rule = bandwidth.lower()
             if rule == "scott":
@@ -185,8 +232,7 @@ class KDE:
         n, d = self.data.shape
         if n < 3:
             raise ShapeError(f"bandwidth='cv' needs at least 3 data points, got {n}")
-        g = torch.Generator().manual_seed(seed)
-        order = torch.randperm(n, generator=g).to(self.data.device)
+        order = torch.randperm(n, generator=generator(seed)).to(self.data.device)
         data = self.data[order]  # held-out points first, so exclude_self drops (i, i)
         m = min(cv_points, n)
         h0 = _spread(self.data) * scott_factor(n, d)
@@ -224,15 +270,44 @@ class KDE:
         return float(self.log_prob(x).mean())
 
     def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
-        """n draws: pick a data point uniformly (eq. 13), then add N(0, h^2 I) noise."""
-        check_positive(n, "n")
-        g = torch.Generator(device=self.data.device)
-        g.manual_seed(seed if seed is not None else int(torch.randint(2**31, (1,))))
-        idx = torch.randint(self.data.shape[0], (int(n),), generator=g, device=self.data.device)
+        """n draws, shape (n, D): pick a data point uniformly (eq. 13), then add N(0, h^2 I).
+
+        ``seed`` seeds a local generator (the caller's random streams are not touched;
+        ``None`` takes one draw from torch's global generator for its seed).
+        """
+        n = check_int(n, "n")
+        check_allocation(2 * n * self.dim, self.data.dtype, f"KDE.sample({n})")
+        g = generator(seed, self.data.device)
+        idx = torch.randint(self.data.shape[0], (n,), generator=g, device=self.data.device)
         noise = torch.randn(
-            int(n), self.dim, generator=g, dtype=self.data.dtype, device=self.data.device
+            n, self.dim, generator=g, dtype=self.data.dtype, device=self.data.device
         )
         return self.data[idx] + self.bandwidth * noise
+
+    def graph(self) -> ModelGraph:
+        """KDE as a Bayesian network: a uniform mixture over the K data points (eq. 14).
+
+        k ~ Uniform{1, ..., K} picks a data point x^k (the "parameters" are the data
+        themselves and the bandwidth h), then x | k ~ N(x^k, h^2 I): the mixture of
+        Figura 2 with a fixed uniform prior and one component per sample.
+
+        >>> KDE(torch.tensor([0.0, 1.0]), 0.5).graph().parents("x")
+        ('k', 'data', 'h')
+        """
+        from pyrobn.graph import GraphNode, ModelGraph
+
+        k = self.data.shape[0]
+        return ModelGraph(
+            [
+                GraphNode("data", "parameter", label="x^1..x^K"),
+                GraphNode("h", "parameter", label="h"),
+                GraphNode("k", "latent", discrete=True, label=f"k ~ U{{1..{k}}}"),
+                GraphNode("x", "observed", label="x"),
+            ],
+            [("k", "x"), ("data", "x"), ("h", "x")],
+            plates={"data": (["k", "x"], "M")},
+            title="KDE (eq. 14): a uniform mixture over the data",
+        )
 
     def __repr__(self) -> str:
         k, d = self.data.shape
@@ -265,9 +340,9 @@ class EmpiricalDistribution:
         return -(self.probs * self.probs.log()).sum()
 
     def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
-        """n draws with replacement from the data."""
-        check_positive(n, "n")
-        g = torch.Generator(device=self.data.device)
-        g.manual_seed(seed if seed is not None else int(torch.randint(2**31, (1,))))
-        idx = torch.randint(self.data.shape[0], (int(n),), generator=g, device=self.data.device)
+        """n draws with replacement from the data (a local generator seeded by ``seed``)."""
+        n = check_int(n, "n")
+        check_allocation(n * self.data.shape[1], self.data.dtype, f"sample({n})")
+        g = generator(seed, self.data.device)
+        idx = torch.randint(self.data.shape[0], (n,), generator=g, device=self.data.device)
         return self.data[idx]

@@ -1,6 +1,11 @@
 """Closed-form maximum-likelihood (and MAP) estimates worked out in the notes (2.4.1).
 
 Each function takes data as a tensor/array and returns tensors on the data's device.
+Complex numbers, strings and ragged lists are refused with a :mod:`pyrobn.errors` error.
+
+>>> mu, cov = gaussian([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 2.0]])
+>>> mu.tolist(), cov.tolist()
+([1.0, 1.0], [[1.0, 0.0], [0.0, 1.0]])
 """
 
 from __future__ import annotations
@@ -9,14 +14,22 @@ from typing import Any
 
 import torch
 
-from pyrobn.device import to_tensor
-from pyrobn.errors import ShapeError
-from pyrobn.validation import check_finite, check_integers_in_range, check_positive
+from pyrobn.density import positive_number
+from pyrobn.errors import ConfigurationError, ShapeError
+from pyrobn.validation import check_finite, check_integers_in_range, to_real_tensor
+
+__all__ = [
+    "bernoulli",
+    "gaussian",
+    "gaussian_mean",
+    "gaussian_variance",
+    "linear_regression",
+    "ridge",
+]
 
 
 def _as_data(x: Any, name: str, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    device = x.device if isinstance(x, torch.Tensor) else None
-    t = to_tensor(x, dtype=dtype, device_=device)
+    t = to_real_tensor(x, name, dtype=dtype)
     if t.numel() == 0:
         raise ShapeError(f"{name} is empty")
     return check_finite(t, name)
@@ -32,6 +45,41 @@ def gaussian_variance(x: Any, mean: torch.Tensor | None = None) -> torch.Tensor:
     t = _as_data(x, "x")
     mu = t.mean(0) if mean is None else mean
     return ((t - mu) ** 2).mean(0)
+
+
+def gaussian(x: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """MLE of a multivariate Gaussian N(x | mu, Sigma) with a full covariance (lecture:
+    "Modelos simples", theta = {mu, Sigma}): for K points x^k in R^D (rows of ``x``),
+
+        mu = (1/K) sum_k x^k,    Sigma = (1/K) sum_k (x^k - mu)(x^k - mu)^T,
+
+    the stationary point of log p(D | mu, Sigma) = -(K/2) [D log 2 pi + log|Sigma|]
+    - (1/2) sum_k (x^k - mu)^T Sigma^-1 (x^k - mu) (the biased sample covariance, eq. 34
+    in every coordinate). A vector is read as K points in 1-D.
+
+    Returns:
+        (mu (D,), Sigma (D, D)), float64 on the data's device.
+
+    Raises:
+        ConfigurationError: Sigma is singular (the points lie on an affine subspace, for
+            example K <= D): the likelihood is then unbounded and there is no MLE.
+    """
+    t = _as_data(x, "x")
+    if t.dim() == 1:
+        t = t.unsqueeze(-1)
+    if t.dim() != 2:
+        raise ShapeError(f"x must be a (K, D) matrix of K points, got shape {tuple(t.shape)}")
+    mu = t.mean(0)
+    centred = t - mu
+    cov = centred.T @ centred / t.shape[0]
+    _, info = torch.linalg.cholesky_ex(cov)
+    if int(info) != 0:
+        raise ConfigurationError(
+            f"the {t.shape[0]} points in {t.shape[1]}-D lie on a lower-dimensional affine "
+            "subspace: the MLE covariance is singular and the likelihood unbounded "
+            "(use more points, or a diagonal or regularised covariance)"
+        )
+    return mu, cov
 
 
 def bernoulli(x: Any) -> torch.Tensor:
@@ -70,8 +118,8 @@ def ridge(X: Any, y: Any, lam: float, noise_scale: float = 1.0) -> torch.Tensor:
 
     theta = (X^T X + s^2 lam I)^-1 X^T y, with s the noise scale: the ridge regressor.
     """
-    check_positive(lam, "lam")
-    check_positive(noise_scale, "noise_scale")
+    lam = positive_number(lam, "lam")
+    noise_scale = positive_number(noise_scale, "noise_scale")
     X_t, y_t = _design(X, y)
     d = X_t.shape[1]
     A = X_t.T @ X_t + noise_scale**2 * lam * torch.eye(d, dtype=X_t.dtype, device=X_t.device)

@@ -130,7 +130,7 @@ def to_real_tensor(
             raise ConfigurationError(f"{name} must be numbers, got an array of {array.dtype}")
         if array.dtype.kind == "c":
             raise ConfigurationError(f"{name} must be real, got complex values ({array.dtype})")
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        tensor = torch.from_numpy(np.require(array, requirements="C"))  # keeps 0-d arrays 0-d
     if tensor.is_complex():
         raise ConfigurationError(f"{name} must be real, got a complex tensor ({tensor.dtype})")
     target_dtype = dtype

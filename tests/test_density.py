@@ -7,12 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from common import assert_close
 from scipy.special import logsumexp
 from scipy.stats import gaussian_kde
 
 from pyrobn import KDE
 from pyrobn.density import EmpiricalDistribution
-from pyrobn.errors import ConfigurationError, NonFiniteError, ShapeError
+from pyrobn.errors import ConfigurationError, NonFiniteError, ShapeError, SizeLimitError
 
 
 def numpy_kde_log_prob(queries: np.ndarray, data: np.ndarray, h: float) -> np.ndarray:
@@ -42,7 +43,7 @@ def test_chunking_gives_the_same_answer(monkeypatch):
     full = KDE(data, 0.3).log_prob(queries)
     monkeypatch.setattr(density, "_CHUNK_ENTRIES", 1000)
     chunked = KDE(data, 0.3).log_prob(queries)
-    assert torch.allclose(full, chunked, atol=1e-12, rtol=0)
+    assert_close(full, chunked, atol=1e-12, rtol=0)
 
 
 def test_density_integrates_to_one():
@@ -103,15 +104,30 @@ def test_sample_statistics():
     se = x.std(0) / math.sqrt(len(x))
     assert torch.all((x.mean(0) - data.mean(0)).abs() < 4 * se)
     var_expected = data.var(0, unbiased=False) + 0.25
-    assert torch.allclose(x.var(0), var_expected, rtol=0.03)
+    assert_close(x.var(0), var_expected, rtol=0.03)
+    before = torch.get_rng_state()
     assert torch.equal(kde.sample(10, seed=1), kde.sample(10, seed=1))
+    assert torch.equal(torch.get_rng_state(), before)  # a local generator
+
+
+def test_kde_graph_is_a_uniform_mixture_over_the_data():
+    kde = KDE(torch.tensor([[0.0, 1.0], [2.0, 0.5], [1.0, 1.0]], dtype=torch.float64), 0.4)
+    g = kde.graph()
+    assert g.parents("x") == ("k", "data", "h") and g.node("k").discrete
+    assert "k ~ U{1..3}" in g.node("k").label
+    # eq. 14 as the mixture of Figura 2: (1/K) sum_k N(x | x^k, h^2 I)
+    from pyrobn import GaussianMixture
+
+    gm = GaussianMixture(3, dim=2, means=kde.data, scales=[[0.4, 0.4]] * 3)
+    q = torch.randn(7, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert_close(kde.log_prob(q), gm.log_prob(q), atol=1e-12)
 
 
 def test_empirical_distribution():
     data = torch.tensor([[0.0], [1.0], [1.0], [2.0]], dtype=torch.float64)
     emp = EmpiricalDistribution(data)
     lp = emp.log_prob(torch.tensor([[1.0], [2.0], [0.5]], dtype=torch.float64))
-    assert torch.allclose(lp[:2].exp(), torch.tensor([0.5, 0.25], dtype=torch.float64))
+    assert_close(lp[:2].exp(), torch.tensor([0.5, 0.25], dtype=torch.float64))
     assert lp[2] == -math.inf
     assert float(emp.entropy()) == pytest.approx(-(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)))
     draws = emp.sample(20_000, seed=0)
@@ -141,3 +157,9 @@ def test_bad_input():
         KDE(np.ones((5, 2)), "silverman")
     with pytest.raises(NonFiniteError):
         KDE(good).log_prob(np.array([[0.0, math.inf]]))
+    with pytest.raises(ConfigurationError, match="complex"):
+        KDE(good + 1j)
+    with pytest.raises(SizeLimitError, match="sample"):
+        KDE(good).sample(10**12)
+    with pytest.raises(ConfigurationError, match="n must be"):
+        EmpiricalDistribution(good).sample(2.5)

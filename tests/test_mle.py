@@ -1,10 +1,12 @@
-"""pyrobn.mle: the closed forms of the notes (2.4.1) against numpy, sklearn and autograd."""
+"""pyrobn.mle: the closed forms of the notes (2.4.1) and of the lecture (the full-covariance
+Gaussian) against numpy, sklearn and autograd."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from common import assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.linear_model import Ridge
@@ -25,8 +27,59 @@ def test_gaussian_mle_is_the_stationary_point(seed, n, d):
     v = var.clone().requires_grad_()
     ll = torch.distributions.Normal(m, v.sqrt()).log_prob(x).sum()
     gm, gv = torch.autograd.grad(ll, (m, v))
-    assert torch.allclose(gm, torch.zeros_like(gm), atol=1e-8 * n)
-    assert torch.allclose(gv, torch.zeros_like(gv), atol=1e-8 * n)
+    assert_close(gm, torch.zeros_like(gm), atol=1e-8 * n)
+    assert_close(gv, torch.zeros_like(gv), atol=1e-8 * n)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 4), st.integers(2, 60))
+def test_full_covariance_gaussian_mle_is_the_maximiser(seed, d, extra):
+    """mle.gaussian (lecture "Modelos simples", theta = {mu, Sigma}): the closed form equals
+    the sample mean and the biased covariance, the gradient of log N(D | mu, Sigma) in
+    (mu, Sigma) vanishes there, and random perturbations only lower the log-likelihood."""
+    rng = np.random.default_rng(seed)
+    n = d + extra
+    mix = rng.normal(size=(d, d)) + 2 * np.eye(d)
+    x = torch.as_tensor(rng.normal(size=(n, d)) @ mix + rng.normal(size=d))
+    mu, cov = mle.gaussian(x)
+    assert_close(mu, x.numpy().mean(0), atol=1e-12)
+    assert_close(cov, np.cov(x.numpy().T, bias=True).reshape(d, d), atol=1e-10, rtol=1e-10)
+    m = mu.clone().requires_grad_()
+    s = cov.clone().requires_grad_()
+    ll = torch.distributions.MultivariateNormal(m, covariance_matrix=s).log_prob(x).sum()
+    gm, gs = torch.autograd.grad(ll, (m, s))
+    scale = float(torch.linalg.matrix_norm(torch.linalg.inv(cov))) * n
+    assert float(gm.abs().max()) < 1e-8 * scale and float(gs.abs().max()) < 1e-8 * scale
+
+    def loglik(mean, covariance):
+        return float(
+            torch.distributions.MultivariateNormal(mean, covariance_matrix=covariance)
+            .log_prob(x)
+            .sum()
+        )
+
+    best = loglik(mu, cov)
+    for _ in range(5):
+        e = torch.as_tensor(rng.normal(size=(d, d))) * 0.1
+        shift = torch.as_tensor(rng.normal(size=d)) * 0.1
+        assert loglik(mu + shift, cov) < best
+        assert loglik(mu, cov + e @ e.T) < best
+        shrunk = cov - 0.5 * torch.linalg.eigvalsh(cov)[0] * torch.eye(d, dtype=cov.dtype)
+        assert loglik(mu, shrunk) < best
+
+
+def test_full_covariance_needs_points_in_general_position():
+    mu, cov = mle.gaussian([1.0, 2.0, 4.0])  # a vector: points in 1-D
+    assert_close(mu, [7 / 3])
+    assert_close(cov, [[np.var([1.0, 2.0, 4.0])]])
+    with pytest.raises(ConfigurationError, match="singular"):
+        mle.gaussian(np.tile([1.0, 2.0], (5, 1)))
+    with pytest.raises(ConfigurationError, match="singular"):
+        mle.gaussian(np.random.default_rng(0).normal(size=(2, 3)))  # K <= D
+    with pytest.raises(ConfigurationError, match="complex"):
+        mle.gaussian(np.ones((4, 2)) * 1j)
+    with pytest.raises(ShapeError, match="matrix"):
+        mle.gaussian(np.ones((2, 2, 2)))
 
 
 def test_bernoulli_eq_37():

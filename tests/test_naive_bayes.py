@@ -1,5 +1,6 @@
 """NaiveBayes (notes 2.1.3.2, eq. 10): scikit-learn equality, brute force, EM vs the
-Pyro model/guide, semi-supervised gain, streaming, errors, persistence."""
+Pyro model/guide, semi-supervised gain, streaming, constant features, the estimator
+contract (concentration, run_em, fit_result_, graph), errors, persistence."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pyro
 import pytest
 import torch
+from common import assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyro.infer import TraceEnum_ELBO
@@ -18,12 +20,17 @@ from sklearn.naive_bayes import BernoulliNB, CategoricalNB, GaussianNB
 
 import pyrobn
 from pyrobn.errors import (
+    CheckpointError,
     ConfigurationError,
     NonFiniteError,
     OutOfSupportError,
     PyrobnValueError,
     ShapeError,
+    SizeLimitError,
+    ZeroProbabilityEvidence,
 )
+from pyrobn.infer.em import converged
+from pyrobn.random import seeded
 
 LOADERS = {"iris": load_iris, "wine": load_wine, "breast_cancer": load_breast_cancer,
            "digits": load_digits}  # fmt: skip
@@ -194,9 +201,13 @@ def test_semi_supervised_beats_supervised_on_5_percent(device):
     # measured: 0.767 with 50 labels, 0.954 with them and 950 unlabelled rows, 0.958 all labels
     assert acc_semi > acc_sup + 0.1
     assert acc_semi > oracle.score(X_test, y_test) - 0.02
-    history = np.array(semi.em_history)  # EM never decreases the objective
+    result = semi.fit_result_  # run_em's record
+    assert result.method == "em" and result.objective_name == "log_joint" and result.converged
+    history = np.array(result.objective)  # EM never decreases the objective
     assert (np.diff(history) >= -1e-9 * np.abs(history[1:])).all()
-    assert semi.em_history[-1] == pytest.approx(float(semi.log_joint(X_train, y_5)), rel=1e-12)
+    # the loop stopped by the package's one rule (the last entry is the returned state's)
+    assert converged(history[-3], history[-2], 1e-10)
+    assert result.objective[-1] == pytest.approx(float(semi.log_joint(X_train, y_5)), rel=1e-12)
 
 
 def mixed_data(n: int = 120, seed: int = 0):
@@ -228,14 +239,14 @@ def test_model_guide_elbo_is_the_em_objective(device):
     parameters, and its gradient vanishes at the EM optimum."""
     X, y, kinds = mixed_data()
     X, y_missing = X.to(device), hide_labels(y, 0.2).to(device)
-    cfg = dict(alpha=0.5, class_alpha=1.0, var_smoothing=0.0, n_categories=[4, 3])
+    cfg = dict(alpha=0.5, class_concentration=2.0, var_smoothing=0.0, n_categories=[4, 3])
     labelled = y_missing >= 0
     start = pyrobn.NaiveBayes(kinds, **cfg).fit(X[labelled], y_missing[labelled])
     elbo, grad_start = elbo_and_grads(start, X, y_missing)
     assert elbo == pytest.approx(float(start.log_joint(X, y_missing)), rel=1e-10)
     em = pyrobn.NaiveBayes(kinds, **cfg).fit(X, y_missing, tol=1e-14)
     elbo, grad_em = elbo_and_grads(em, X, y_missing)
-    assert elbo == pytest.approx(em.em_history[-1], rel=1e-10)
+    assert elbo == pytest.approx(em.fit_result_.final_objective, rel=1e-10)
     assert grad_start > 1.0
     assert grad_em < 1e-4 * grad_start
 
@@ -248,10 +259,10 @@ def test_minibatch_elbo_is_unbiased():
     nb = pyrobn.NaiveBayes(n_classes=2).fit(X, y_missing)
     elbo = TraceEnum_ELBO(max_plate_nesting=1)
     full = -elbo.loss(nb.model, nb.guide, X, y_missing)
-    pyro.set_rng_seed(0)
-    draws = np.array(
-        [-elbo.loss(nb.model, nb.guide, X, y_missing, batch_size=10) for _ in range(60)]
-    )
+    with seeded(0):
+        draws = np.array(
+            [-elbo.loss(nb.model, nb.guide, X, y_missing, batch_size=10) for _ in range(60)]
+        )
     assert abs(draws.mean() - full) < 4 * draws.std(ddof=1) / math.sqrt(len(draws))
     assert draws.std() > 0  # the minibatches do differ
 
@@ -259,12 +270,13 @@ def test_minibatch_elbo_is_unbiased():
 def test_svi_fit_climbs_to_the_em_optimum():
     X, y, kinds = mixed_data()
     y_missing = hide_labels(y, 0.2)
-    cfg = dict(alpha=0.5, class_alpha=1.0, var_smoothing=0.0, n_categories=[4, 3])
+    cfg = dict(alpha=0.5, class_concentration=2.0, var_smoothing=0.0, n_categories=[4, 3])
     em = pyrobn.NaiveBayes(kinds, **cfg).fit(X, y_missing)
     svi = pyrobn.NaiveBayes(kinds, **cfg).fit(X, y_missing, method="svi", steps=60, lr=0.1)
-    losses = svi.svi_history.losses
-    gap_start = em.em_history[-1] + losses[0]
-    gap_end = em.em_history[-1] - float(svi.log_joint(X, y_missing))
+    assert svi.fit_result_.method == "svi" and svi.fit_result_.n_iter == 60
+    losses = svi.fit_result_.history.losses
+    gap_start = em.fit_result_.final_objective + losses[0]
+    gap_end = em.fit_result_.final_objective - float(svi.log_joint(X, y_missing))
     assert gap_start > 5.0
     assert -1e-6 < gap_end < 0.05 * gap_start
     assert float((svi.predict_proba(X) - em.predict_proba(X)).abs().max()) < 0.05
@@ -316,6 +328,16 @@ def test_errors_name_the_fault():
         pyrobn.NaiveBayes(["gaussian", "poisson"])
     with pytest.raises(ConfigurationError, match="alpha"):
         pyrobn.NaiveBayes(alpha=-1.0)
+    with pytest.raises(ConfigurationError, match="concentration"):
+        pyrobn.NaiveBayes(concentration=0.5)
+    with pytest.raises(ConfigurationError, match="not both"):
+        pyrobn.NaiveBayes(alpha=1.0, concentration=2.0)
+    with pytest.raises(ConfigurationError, match="complex"):
+        pyrobn.NaiveBayes().fit(np.ones((3, 2)) + 1j, [0, 1, 0])
+    with pytest.raises(ConfigurationError, match="integer labels"):
+        pyrobn.NaiveBayes().fit(np.ones((3, 2)), ["a", "b", "a"])
+    with pytest.raises(SizeLimitError, match="NaiveBayes tables"):
+        pyrobn.NaiveBayes().fit(np.ones((2, 2)), [0, 10**12])
     with pytest.raises(ConfigurationError, match="method"):
         nb.fit(X, y, method="gibbs")
     semi = pyrobn.NaiveBayes(kinds, n_classes=3).fit(X, hide_labels(y, 0.5))
@@ -335,3 +357,117 @@ def test_save_load_round_trip(tmp_path, device):
     back.partial_fit(X[:10], y[:10])  # the statistics came back too
     nb.partial_fit(X[:10], y[:10])
     assert torch.equal(back.predict_proba(X), nb.predict_proba(X))
+    # a loaded table is validated: a class prior that is no distribution is refused
+    state = torch.load(tmp_path / "nb.pt", weights_only=True)
+    state["state_dict"]["log_class_prior"] = torch.zeros(3, dtype=torch.float64)
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="class prior sums to 3"):
+        pyrobn.NaiveBayes.load(tmp_path / "bad.pt")
+
+
+# --------------------------------------------------------- constant features
+def test_all_constant_gaussian_features_give_the_class_prior_not_nan():
+    """scikit-learn's epsilon is 0 here and its predict_proba is NaN; pyrobn's constant
+    features are uninformative: p(y | x) = p(y), at the data and elsewhere."""
+    X = np.full((6, 2), 3.0)
+    y = np.array([0, 0, 0, 0, 1, 1])
+    nb = pyrobn.NaiveBayes().fit(X, y)
+    expected = np.tile([4 / 6, 2 / 6], (3, 1))
+    assert_close(nb.predict_proba(np.array([[3.0, 3.0], [0.0, 7.0], [3.0, -1.0]])), expected)
+    # beside an informative feature, the constant one cancels out
+    Xm = np.column_stack([np.full(40, 2.0), np.random.default_rng(0).normal(size=40)])
+    ym = (Xm[:, 1] > 0).astype(int)
+    both = pyrobn.NaiveBayes().fit(Xm, ym)
+    alone = pyrobn.NaiveBayes().fit(Xm[:, 1:], ym)
+    q = np.column_stack([np.full(5, 2.0), np.linspace(-1, 1, 5)])
+    assert_close(both.predict_proba(q), alone.predict_proba(q[:, 1:]), atol=1e-6)
+    # and against scikit-learn where its answer is defined (var_smoothing > 0, not all constant)
+    ref = GaussianNB().fit(Xm, ym)
+    assert_close(both.predict_proba(q), ref.predict_proba(q), atol=1e-9)
+
+
+def test_a_zero_variance_with_var_smoothing_zero_is_a_clear_error():
+    X = np.column_stack([np.arange(6.0), np.full(6, 1.5)])
+    with pytest.raises(ConfigurationError, match=r"feature 1 has zero variance in class 0.*1\.5"):
+        pyrobn.NaiveBayes(var_smoothing=0.0).fit(X, [0, 0, 0, 1, 1, 1])
+    # with the default smoothing the same data fit, and the posteriors are finite
+    nb = pyrobn.NaiveBayes().fit(X, [0, 0, 0, 1, 1, 1])
+    assert bool(torch.isfinite(nb.predict_proba(X)).all())
+
+
+# ------------------------------------------------------ the estimator contract
+@pytest.mark.parametrize("c", [1.25, 1.5, 3.0])
+def test_concentration_is_alpha_plus_one(c):
+    """One meaning: MAP adds concentration - 1 pseudo-counts (scikit-learn's alpha)."""
+    X, y, X_test, _ = split("digits")
+    Xb, Xb_test = X > 4, X_test > 4
+    ref = BernoulliNB(alpha=c - 1, force_alpha=True).fit(Xb, y)
+    nb = pyrobn.NaiveBayes("bernoulli", concentration=c).fit(Xb, y)
+    assert_close(nb.predict_proba(Xb_test), ref.predict_proba(Xb_test), atol=1e-9)
+    alias = pyrobn.NaiveBayes("bernoulli", c - 1).fit(Xb, y)  # scikit-learn's alpha, positional
+    assert torch.equal(alias.predict_proba(Xb_test), nb.predict_proba(Xb_test))
+    assert nb.config["concentration"] == c and alias.config == nb.config
+    # the class prior: class_concentration c adds c - 1 to every class count
+    prior = pyrobn.NaiveBayes("bernoulli", class_concentration=c).fit(Xb, y)
+    counts = np.bincount(y)
+    assert_close(prior.log_class_prior.exp(), (counts + c - 1) / (len(y) + 10 * (c - 1)))
+    with pytest.warns(DeprecationWarning, match="class_concentration"):
+        old = pyrobn.NaiveBayes("bernoulli", class_alpha=c - 1).fit(Xb, y)
+    assert torch.equal(old.log_class_prior, prior.log_class_prior)
+
+
+def test_closed_form_record_and_deprecated_histories():
+    X, y, kinds = mixed_data()
+    nb = pyrobn.NaiveBayes(kinds, alpha=0.5, var_smoothing=0.0, n_categories=[4, 3])
+    assert nb.fit(X, y) is nb
+    result = nb.fit_result_
+    assert result.method == "counts" and result.n_iter == 1
+    # the log joint from the statistics equals the one from a pass over the data
+    assert result.final_objective == pytest.approx(float(nb.log_joint(X, y)), rel=1e-12)
+    nb.partial_fit(X[:7], y[:7])
+    assert nb.fit_result_.final_objective == pytest.approx(
+        float(nb.log_joint(torch.cat([X, X[:7]]), torch.cat([y, y[:7]]))), rel=1e-12
+    )
+    semi = pyrobn.NaiveBayes(kinds, n_categories=[4, 3]).fit(X, hide_labels(y, 0.3))
+    with pytest.warns(DeprecationWarning, match="fit_result_"):
+        assert semi.em_history == semi.fit_result_.objective
+    with pytest.warns(DeprecationWarning, match="fit_result_"):
+        assert semi.svi_history is None
+
+
+def test_em_restarts_and_seed_leave_the_caller_alone():
+    X, y = synthetic(300, seed=3, n_classes=2, n_features=5)
+    before = torch.get_rng_state()
+    nb = pyrobn.NaiveBayes(n_classes=2).fit(X, -torch.ones_like(y), restarts=3, seed=1)
+    assert torch.equal(torch.get_rng_state(), before)
+    finals = [trace[-1] for trace in nb.fit_result_.restarts]
+    assert len(finals) == 3 and nb.fit_result_.best_restart == int(np.argmax(finals))
+    again = pyrobn.NaiveBayes(n_classes=2).fit(X, -torch.ones_like(y), restarts=3, seed=1)
+    assert torch.equal(again.predict_proba(X), nb.predict_proba(X))
+
+
+def test_graph_is_figura_3_and_the_parameter_count():
+    X, y, kinds = mixed_data(60)
+    nb = pyrobn.NaiveBayes(kinds, n_categories=[4, 3]).fit(X, y)
+    g = nb.graph()
+    features = [f"x{d}" for d in range(1, 7)]
+    assert all(g.parents(f) == ("y",) for f in features)
+    assert g.node("y").discrete and g.node("x1").role == "observed"
+    assert not g.node("x1").discrete and g.node("x2").discrete  # Gaussian, Bernoulli
+    # the naive assumption: x_i and x_j independent given y (d-separation), not without
+    assert g.d_separated("x1", "x4", given=["y"]) and not g.d_separated("x1", "x4")
+    # C - 1 + Gaussian 2C + Bernoulli C + categorical C (V - 1), per feature
+    assert nb.n_parameters == 2 + 2 * (2 * 3) + 2 * 3 + 3 * 3 + 3 * 2
+    assert pyrobn.NaiveBayes().graph().plates["features"] == (["x_d"], "D")
+    discrete = pyrobn.NaiveBayes(["bernoulli"] * 3 + ["categorical"]).fit(
+        np.array([[0, 1, 1, 2], [1, 0, 1, 0], [1, 1, 0, 1]]), [0, 1, 1]
+    )
+    assert discrete.n_parameters == 1 + 2 * 3 + 2 * 2
+    assert discrete.n_parameters_joint == 2 * 2**3 * 3 - 1
+
+
+def test_unsmoothed_zero_probability_is_named_not_nan():
+    X = np.array([[0, 1], [1, 1], [0, 0], [1, 0]])
+    nb = pyrobn.NaiveBayes("categorical", concentration=1.0, n_categories=3).fit(X, [0, 0, 1, 1])
+    with pytest.raises(ZeroProbabilityEvidence, match="row 1"):
+        nb.predict_proba(np.array([[0, 0], [2, 1]]))

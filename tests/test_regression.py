@@ -6,6 +6,7 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from common import assert_close
 
 import pyrobn
 from pyrobn.errors import ConfigurationError, NonFiniteError, ShapeError
@@ -39,13 +40,13 @@ def test_posterior_matches_gaussian_conditioning(device):
     posterior = blr.posterior(X, y)
     mean, cov, cov_y = conditioned_gaussian(X, y, lam, s)
     assert posterior.mean.device == X.device
-    torch.testing.assert_close(posterior.mean, mean, atol=1e-10, rtol=0)
-    torch.testing.assert_close(posterior.covariance_matrix, cov, atol=1e-10, rtol=0)
+    assert_close(posterior.mean, mean, atol=1e-10, rtol=0)
+    assert_close(posterior.covariance_matrix, cov, atol=1e-10, rtol=0)
     # the posterior mean is the MAP, i.e. ridge (eq. 27)
-    torch.testing.assert_close(blr.map(X, y), mean, atol=1e-10, rtol=0)
+    assert_close(blr.map(X, y), mean, atol=1e-10, rtol=0)
     # the evidence: y ~ N(0, s^2 I + X X^T / lam)
     evidence = dist.MultivariateNormal(torch.zeros_like(y), covariance_matrix=cov_y).log_prob(y)
-    torch.testing.assert_close(blr.log_evidence(X, y), evidence, atol=1e-9, rtol=0)
+    assert_close(blr.log_evidence(X, y), evidence, atol=1e-9, rtol=0)
 
 
 def test_predictive_matches_joint_conditioning():
@@ -61,8 +62,8 @@ def test_predictive_matches_joint_conditioning():
     gain = torch.linalg.solve(joint[:n, :n], joint[:n, n:]).T
     mean = gain @ y
     var = (joint[n:, n:] - gain @ joint[:n, n:]).diagonal()
-    torch.testing.assert_close(predictive.mean, mean, atol=1e-10, rtol=0)
-    torch.testing.assert_close(predictive.variance, var, atol=1e-10, rtol=0)
+    assert_close(predictive.mean, mean, atol=1e-10, rtol=0)
+    assert_close(predictive.variance, var, atol=1e-10, rtol=0)
 
 
 def test_flat_prior_posterior_and_estimators():
@@ -70,12 +71,10 @@ def test_flat_prior_posterior_and_estimators():
     s = 0.5
     blr = pyrobn.BayesianLinearRegression(3, noise_scale=s, prior="flat")
     pinv = torch.linalg.pinv(X) @ y
-    torch.testing.assert_close(blr.mle(X, y), pinv, atol=1e-10, rtol=0)
+    assert_close(blr.mle(X, y), pinv, atol=1e-10, rtol=0)
     posterior = blr.posterior(X, y)
-    torch.testing.assert_close(posterior.mean, pinv, atol=1e-10, rtol=0)
-    torch.testing.assert_close(
-        posterior.covariance_matrix, s**2 * torch.linalg.inv(X.T @ X), atol=1e-10, rtol=0
-    )
+    assert_close(posterior.mean, pinv, atol=1e-10, rtol=0)
+    assert_close(posterior.covariance_matrix, s**2 * torch.linalg.inv(X.T @ X), atol=1e-10, rtol=0)
     # the flat prior's log density is exactly 0 (MAP = MLE, eq. 28)
     trace = pyro.poutine.trace(blr.model).get_trace(X, y)
     assert float(trace.nodes["theta"]["fn"].log_prob(trace.nodes["theta"]["value"])) == 0.0
@@ -93,7 +92,7 @@ def test_model_log_joint_is_prior_plus_gaussian_likelihood():
         conditioned = pyro.poutine.condition(blr.model, data={"theta": theta})
         trace = pyro.poutine.trace(conditioned).get_trace(X, y)
         expected = log_prior(theta) + dist.Normal(X @ theta, s).log_prob(y).sum()
-        torch.testing.assert_close(trace.log_prob_sum(), expected, atol=1e-10, rtol=0)
+        assert_close(trace.log_prob_sum(), expected, atol=1e-10, rtol=0)
 
 
 def test_model_broadcasts_a_batch_of_draws():
@@ -105,17 +104,38 @@ def test_model_broadcasts_a_batch_of_draws():
             pyro.poutine.condition(blr.model, data={"theta": draws})
         ).get_trace(X, y)
     expected = dist.Normal((X * draws).sum(-1), 1.0).log_prob(y)
-    torch.testing.assert_close(trace.nodes["y"]["fn"].log_prob(y), expected)
+    assert_close(trace.nodes["y"]["fn"].log_prob(y), expected)
 
 
 def test_guide_has_the_posterior_family_and_fit_moves_it_towards_the_posterior():
     X, y = data()
     blr = pyrobn.BayesianLinearRegression(3, noise_scale=0.5, lam=2.0)
-    history = blr.fit(X, y, steps=300, optim=pyro.optim.Adam({"lr": 0.05}))
-    assert history.steps == 300
+    assert blr.fit(X, y, steps=300, optim=pyro.optim.Adam({"lr": 0.05})) is blr
+    result = blr.fit_result_
+    assert result.method == "svi" and result.objective_name == "elbo" and result.n_iter == 300
     exact = blr.posterior(X, y)
     assert (blr.loc.detach() - exact.mean).abs().max() < 0.1
-    assert history.losses[-1] < history.losses[0]
+    assert result.objective[-1] > result.objective[0]
+    # lr= is the same run as the optimiser it names; minibatches go through batch_size
+    again = pyrobn.BayesianLinearRegression(3, noise_scale=0.5, lam=2.0)
+    again.fit(X, y, steps=300, lr=0.05)
+    assert again.fit_result_.objective == result.objective
+    mini = pyrobn.BayesianLinearRegression(3, noise_scale=0.5, lam=2.0)
+    mini.fit(X, y, steps=5, batch_size=10)
+    trace = pyro.poutine.trace(mini.model).get_trace(X, y, 10)
+    assert trace.nodes["y"]["value"].shape == (10,)
+
+
+def test_graph_parameters_and_the_old_minibatch_name():
+    blr = pyrobn.BayesianLinearRegression(4, prior="laplace")
+    g = blr.graph()
+    assert set(g.parents("y")) == {"theta", "x", "s"} and g.node("theta").role == "latent"
+    assert g.d_separated("theta", "x") and not g.d_separated("theta", "x", given=["y"])
+    assert blr.n_parameters == 4
+    X, y = data(d=4)
+    with pytest.warns(DeprecationWarning, match="batch_size"):
+        trace = pyro.poutine.trace(blr.model).get_trace(X, y, subsample_size=8)
+    assert trace.nodes["y"]["value"].shape == (8,)
 
 
 def test_save_load_round_trip(tmp_path):
@@ -126,9 +146,9 @@ def test_save_load_round_trip(tmp_path):
     blr.save(path)
     loaded = pyrobn.BayesianLinearRegression.load(path)
     assert loaded.config == blr.config
-    torch.testing.assert_close(loaded.loc, blr.loc, atol=0, rtol=0)
-    torch.testing.assert_close(loaded.scale_tril, blr.scale_tril, atol=0, rtol=0)
-    torch.testing.assert_close(loaded.map(X, y), blr.map(X, y), atol=0, rtol=0)
+    assert_close(loaded.loc, blr.loc, atol=0, rtol=0)
+    assert_close(loaded.scale_tril, blr.scale_tril, atol=0, rtol=0)
+    assert_close(loaded.map(X, y), blr.map(X, y), atol=0, rtol=0)
 
 
 def test_bad_input_is_refused_with_the_fault_named():
@@ -152,6 +172,8 @@ def test_bad_input_is_refused_with_the_fault_named():
     bad[4] = float("nan")
     with pytest.raises(NonFiniteError, match="index \\(4,\\)"):
         blr.mle(X, bad)
+    with pytest.raises(ConfigurationError, match="complex"):
+        blr.map(X.numpy() + 0j, y)
     with pytest.raises(ConfigurationError, match="Laplace"):
         pyrobn.BayesianLinearRegression(3, prior="laplace").posterior(X, y)
     singular = torch.cat([X[:, :1], X[:, :1], X[:, 2:]], dim=1)

@@ -17,7 +17,9 @@
 #
 # A flat prior turns MAP into MLE (eq. 28), so an `AutoDelta` guide fitted by
 # `pyrobn.infer.fit_svi` to a model with an improper flat prior must land on the same
-# numbers. This tutorial checks that, and shows the log-likelihood surfaces.
+# numbers. This tutorial checks that, and shows the log-likelihood surfaces. The last
+# section is the lecture's "modelo simple": a multivariate Gaussian N(x | μ, Σ) with a full
+# covariance, θ = {μ, Σ}, in closed form and by SVI, and why it is not enough (unimodal).
 
 # %%
 import matplotlib.pyplot as plt
@@ -29,12 +31,13 @@ from pyro.infer.autoguide import AutoDelta, init_to_value
 
 import pyrobn
 from pyrobn import mle
+from pyrobn.datasets import gaussian_blobs
 from pyrobn.infer import fit_svi
 from pyrobn.tutorial import Tutorial
 
 tut = Tutorial(
     "00_mle_basics",
-    figures=["gaussian_mean", "bernoulli"],
+    figures=["gaussian_mean", "bernoulli", "full_covariance_gaussian"],
     title="Closed-form MLE against SVI with a flat prior",
 )
 pyrobn.set_seed(0)
@@ -82,6 +85,7 @@ mu_svi, history = flat_prior_map(gaussian_model, x, "mu", init=0.0)
 tut.record("gaussian_mean_closed_form", float(mu_closed), fmt=".6f")
 tut.record("gaussian_mean_svi", float(mu_svi), fmt=".6f")
 tut.record("gaussian_mean_abs_error", abs(float(mu_svi - mu_closed)), fmt=".2e")
+assert abs(float(mu_svi - mu_closed)) < 1e-3
 
 # %%
 grid = torch.linspace(float(mu_closed) - 1.5, float(mu_closed) + 1.5, 301, dtype=torch.float64)
@@ -118,6 +122,7 @@ r_svi, history = flat_prior_map(bernoulli_model, flips, "r", init=0.5)
 tut.record("bernoulli_closed_form", float(r_closed), fmt=".6f")
 tut.record("bernoulli_svi", float(r_svi), fmt=".6f")
 tut.record("bernoulli_abs_error", abs(float(r_svi - r_closed)), fmt=".2e")
+assert abs(float(r_svi - r_closed)) < 1e-3
 
 # %%
 r_grid = torch.linspace(0.01, 0.99, 197, dtype=torch.float64)
@@ -136,3 +141,66 @@ tut.save(fig, "bernoulli")
 # %% [markdown]
 # Both SVI estimates agree with the closed forms to the optimiser's tolerance: with a
 # flat prior, MAP through `AutoDelta` is maximum likelihood.
+#
+# ## The lecture's "modelo simple": x ~ N(x | μ, Σ), θ = {μ, Σ}
+#
+# The MLE is the sample mean and the (biased) sample covariance,
+# Σ̂ = (1/K) Σ_k (x^k − μ̂)(x^k − μ̂)ᵀ (`mle.gaussian`). SVI with flat priors on μ and on the
+# Cholesky factor L of Σ = L Lᵀ lands on it. The lecture's caveat follows: the model is
+# unimodal, so on three blobs a mixture (2.1.3.1) has a far higher held-out likelihood.
+
+# %%
+blobs = torch.as_tensor(gaussian_blobs(tut.steps(2000, 500), seed=0)).to(device)
+mu_full, cov_full = mle.gaussian(blobs)
+
+
+def full_gaussian_model(data: torch.Tensor) -> None:
+    """x^k ~ N(μ, L Lᵀ) with flat priors on μ and on the Cholesky factor L."""
+    mu = pyro.sample("mean", dist.ImproperUniform(constraints.real_vector, (), (2,)))
+    tril = pyro.sample("tril", dist.ImproperUniform(constraints.lower_cholesky, (), (2, 2)))
+    with pyro.plate("data", len(data)):
+        pyro.sample("x", dist.MultivariateNormal(mu, scale_tril=tril), obs=data)
+
+
+# site names of their own: AutoDelta keeps its parameters in Pyro's param store by site
+start = {"mean": blobs.new_zeros(2), "tril": torch.eye(2, dtype=blobs.dtype, device=device)}
+guide = AutoDelta(full_gaussian_model, init_loc_fn=init_to_value(values=start))
+fit_svi(
+    full_gaussian_model,
+    guide,
+    blobs,
+    steps=steps,
+    optim=pyro.optim.ClippedAdam({"lr": 0.05, "lrd": 0.1 ** (1 / steps)}),
+    progress=False,
+)
+point = guide.median(blobs)
+cov_svi = point["tril"] @ point["tril"].T
+tut.record("full_gaussian_mean_closed_form", mu_full)
+tut.record("full_gaussian_covariance_closed_form", cov_full)
+gap = max(float((point["mean"] - mu_full).abs().max()), float((cov_svi - cov_full).abs().max()))
+tut.record("full_gaussian_svi_max_abs_error", gap, fmt=".2e")
+assert gap < 2e-2
+
+test_blobs = torch.as_tensor(gaussian_blobs(2000, seed=1)).to(device)
+single = float(dist.MultivariateNormal(mu_full, cov_full).log_prob(test_blobs).mean())
+mixture = pyrobn.GaussianMixture(3, dim=2, learn="all").fit(blobs, method="em", restarts=3)
+tut.record("blobs_heldout_loglik_single_gaussian", single, fmt=".4f")
+tut.record("blobs_heldout_loglik_3_component_mixture", mixture.score(test_blobs), fmt=".4f")
+assert mixture.score(test_blobs) > single + 0.3  # unimodal: "necesitamos modelos más expresivos"
+
+fig, ax = plt.subplots(figsize=(6, 5))
+b = blobs.cpu().numpy()
+ax.plot(b[:, 0], b[:, 1], ".", ms=3, alpha=0.4, color="grey", label="datos (tres gaussianas)")
+angles = torch.linspace(0, 2 * torch.pi, 200, dtype=torch.float64)
+circle = torch.stack([angles.cos(), angles.sin()], -1)
+for k, (m, c) in enumerate([(mu_full, cov_full), *zip(mixture.means, mixture.covariances)]):
+    ellipse = (m.cpu() + 2 * circle @ torch.linalg.cholesky(c.cpu()).T).numpy()
+    style = (
+        dict(color="#d1495b", lw=2, label="N(μ̂, Σ̂) (2σ)")
+        if k == 0
+        else dict(color="#2e8b57", ls="--", label="mezcla, K = 3" if k == 1 else None)
+    )
+    ax.plot(ellipse[:, 0], ellipse[:, 1], **style)
+ax.set(xlabel="x₁", ylabel="x₂", title="modelo simple: una gaussiana con Σ completa")
+ax.legend()
+tut.save(fig, "full_covariance_gaussian")

@@ -35,7 +35,7 @@ from pyrobn.tutorial import Tutorial
 
 tut = Tutorial(
     "06_naive_bayes",
-    figures=["decision_regions", "digit_templates", "semi_supervised", "em_vs_svi"],
+    figures=["figura3_dag", "decision_regions", "digit_templates", "semi_supervised", "em_vs_svi"],
     title="Naive Bayes (eq. 10): closed form, scikit-learn parity, semi-supervised EM",
 )
 pyrobn.set_seed(0)
@@ -54,6 +54,22 @@ ref = GaussianNB().fit(X, y)
 diff = np.abs(nb.predict_proba(X).cpu().numpy() - ref.predict_proba(X)).max()
 tut.record("iris_max_abs_diff_vs_sklearn", float(diff), fmt=".2e")
 tut.record("iris_train_accuracy", nb.score(X, y), fmt=".3f")
+assert diff < 1e-9 and abs(nb.score(X, y) - ref.score(X, y)) < 1e-12
+
+# %% [markdown]
+# ## Figura 3: the DAG, its independences and its size
+# y is the only parent of every x_d: x_i ⟂ x_j | y (d-separation, the "naive" assumption),
+# but not without y. The factorisation needs C − 1 + Σ_d (parameters of p(x_d | y))
+# numbers; for discrete features the full joint table would need C ∏_d V_d − 1.
+
+# %%
+fig, ax = plt.subplots(figsize=(5, 3))
+nb.plot_graph(ax=ax)
+tut.save(fig, "figura3_dag")
+dag = nb.graph()
+assert dag.d_separated("x1", "x2", given=["y"]) and not dag.d_separated("x1", "x2")
+tut.record("iris_n_parameters", nb.n_parameters)  # 2 + 4 features x 3 classes x (mean, var)
+assert nb.n_parameters == 2 + 4 * 3 * 2
 
 # two features, to draw the decision regions argmax_c p(c | x)
 X2 = X[:, 2:4]
@@ -80,13 +96,20 @@ tut.save(fig, "decision_regions")
 Xd, yd = load_digits(return_X_y=True)
 perm = np.random.default_rng(0).permutation(len(yd))
 train, test = perm[: 2 * len(yd) // 3], perm[2 * len(yd) // 3 :]
-bern = pyrobn.NaiveBayes("bernoulli", alpha=1.0, binarize=4.0).fit(Xd[train], yd[train])
+# pyrobn names the prior by its concentration c (MAP adds c − 1 pseudo-counts): c = 2 is
+# scikit-learn's alpha = 1, and `alpha=` is accepted as scikit-learn's alias.
+bern = pyrobn.NaiveBayes("bernoulli", concentration=2.0, binarize=4.0).fit(Xd[train], yd[train])
 ref = BernoulliNB(alpha=1.0, binarize=4.0).fit(Xd[train], yd[train])
 diff = np.abs(bern.predict_proba(Xd[test]).cpu().numpy() - ref.predict_proba(Xd[test])).max()
 tut.record("digits_bernoulli_max_abs_diff_vs_sklearn", float(diff), fmt=".2e")
 tut.record("digits_bernoulli_test_accuracy", bern.score(Xd[test], yd[test]), fmt=".3f")
+assert diff < 1e-9
 cat = pyrobn.NaiveBayes("categorical", alpha=1.0, n_categories=17).fit(Xd[train], yd[train])
 tut.record("digits_categorical_test_accuracy", cat.score(Xd[test], yd[test]), fmt=".3f")
+# 64 pixels with 17 levels: the factorisation needs 10 x 64 x 16 + 9 numbers, the joint table
+# 10 x 17^64 - 1 (about 10^79)
+tut.record("digits_categorical_n_parameters", cat.n_parameters)
+assert cat.n_parameters == 10 * 64 * 16 + 9 and cat.n_parameters_joint > 10**79
 
 fig, axes = plt.subplots(1, 10, figsize=(10, 1.4))
 for c, ax in enumerate(axes):
@@ -149,6 +172,7 @@ k5 = fractions.index(0.05)
 tut.record("synthetic_5pct_supervised_accuracy", sup_acc[k5].mean(), fmt=".3f")
 tut.record("synthetic_5pct_semi_supervised_accuracy", semi_acc[k5].mean(), fmt=".3f")
 tut.record("synthetic_all_labels_accuracy", oracle, fmt=".3f")
+assert semi_acc[k5].mean() > sup_acc[k5].mean() + 0.05  # the unlabelled rows help
 
 # the same on a real dataset: digits with Bernoulli features, 5% of the labels
 partial = hide(torch.as_tensor(yd[train]), 0.05, seed=7)
@@ -159,6 +183,7 @@ semi_digits = pyrobn.NaiveBayes("bernoulli", binarize=4.0, n_classes=10).fit(Xd[
 tut.record("digits_5pct_supervised_accuracy", sup_digits.score(Xd[test], yd[test]), fmt=".3f")
 tut.record("digits_5pct_semi_supervised_accuracy", semi_digits.score(Xd[test], yd[test]),
            fmt=".3f")  # fmt: skip
+assert semi_digits.score(Xd[test], yd[test]) > sup_digits.score(Xd[test], yd[test])
 
 fig, ax = plt.subplots(figsize=(6, 4))
 ax.errorbar(
@@ -192,13 +217,17 @@ pyro.clear_param_store()
 elbo = -TraceEnum_ELBO(max_plate_nesting=1).loss(em.model, em.guide, Xm, ym_missing)
 tut.record("elbo_at_em_solution", elbo, fmt=".6f")
 tut.record("log_joint_at_em_solution", float(em.log_joint(Xm, ym_missing)), fmt=".6f")
+assert abs(elbo - float(em.log_joint(Xm, ym_missing))) < 1e-8 * abs(elbo)  # one objective
+assert em.fit_result_.method == "em" and em.fit_result_.converged
 svi = pyrobn.NaiveBayes(n_classes=3, var_smoothing=0.0)
 svi.fit(Xm, ym_missing, method="svi", steps=tut.steps(full=600, smoke=40), lr=0.05)
 tut.record("svi_final_log_joint", float(svi.log_joint(Xm, ym_missing)), fmt=".6f")
+assert float(svi.log_joint(Xm, ym_missing)) <= em.fit_result_.final_objective + 1e-6
 
 fig, ax = plt.subplots(figsize=(6, 4))
-ax.plot(-np.array(svi.svi_history.losses), label="SVI (TraceEnum_ELBO, Adam)")
-ax.plot(np.arange(len(em.em_history)), em.em_history, "o-", label="EM iterations")
+ax.plot(svi.fit_result_.objective, label="SVI (TraceEnum_ELBO, Adam)")
+em_trace = em.fit_result_.objective
+ax.plot(np.arange(len(em_trace)), em_trace, "o-", label="EM iterations (run_em)")
 ax.set(xlabel="step / iteration", ylabel="log p(θ) + log p(data | θ)",
        title="one objective, two optimisers", xscale="symlog")  # fmt: skip
 ax.legend()

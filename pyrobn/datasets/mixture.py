@@ -8,7 +8,19 @@ import numpy as np
 import torch
 
 from pyrobn.device import device as default_device
-from pyrobn.validation import check_positive
+from pyrobn.errors import ConfigurationError
+from pyrobn.validation import check_allocation, check_int, to_real_tensor
+
+__all__ = [
+    "BLOB_FACTORS",
+    "BLOB_MEANS",
+    "BLOB_WEIGHTS",
+    "COURSE_MIXTURE",
+    "course_mixture",
+    "course_mixture_log_prob",
+    "gaussian_blobs",
+    "inverse_sine",
+]
 
 #: the notes' worked example (2.4.4, eq. 49-50): z ~ Bernoulli(r), r = p(z = 1) = 0.8,
 #: p0 = N(-1, 1) and p1 = N(3, 2^2), so p(x) = (1 - r) p0(x) + r p1(x) (eq. 50)
@@ -16,7 +28,13 @@ COURSE_MIXTURE = {"r": 0.8, "mu0": -1.0, "s0": 1.0, "mu1": 3.0, "s1": 2.0}
 
 
 def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed))
+    return torch.Generator().manual_seed(check_int(seed, "seed", low=0))
+
+
+def _size(n: int, columns: int, what: str) -> int:
+    n = check_int(n, "n")
+    check_allocation(4 * n * columns, torch.float64, f"{what}({n})")
+    return n
 
 
 def course_mixture(
@@ -32,8 +50,11 @@ def course_mixture(
     As the notes' ``Mixture.generate_data``: z ~ Bernoulli(r) (z = 1 with probability
     r = 0.8), then x | z ~ N(mu_z, s_z^2) with (mu0, s0) = (-1, 1) and (mu1, s1) = (3, 2).
     Returns x of shape (n,), and z too when ``return_labels``.
+
+    >>> course_mixture(3, seed=0, device="cpu").shape
+    torch.Size([3])
     """
-    check_positive(n, "n")
+    n = _size(n, 1, "course_mixture")
     g = _generator(seed)
     p = COURSE_MIXTURE
     z = (torch.rand(n, generator=g, dtype=dtype) < p["r"]).long()
@@ -49,9 +70,15 @@ def course_mixture_log_prob(x: torch.Tensor, r: float | torch.Tensor = 0.8) -> t
     """log p(x) of eq. 50, log[(1 - r) N(x | -1, 1) + r N(x | 3, 2^2)], elementwise in x.
 
     ``r`` = p(z = 1) may be a tensor (for example a grid of r values shaped to broadcast).
+
+    >>> round(float(course_mixture_log_prob(torch.tensor([3.0]), 0.8)), 4)
+    -1.8351
     """
     p = COURSE_MIXTURE
-    r = torch.as_tensor(r, dtype=x.dtype, device=x.device)
+    x = to_real_tensor(x, "x")
+    r = to_real_tensor(r, "r", dtype=x.dtype, device=x.device)
+    if not bool(((r >= 0) & (r <= 1)).all()):
+        raise ConfigurationError(f"r must lie in [0, 1], got {r.tolist()}")
     log_p0 = -0.5 * ((x - p["mu0"]) / p["s0"]) ** 2 - math.log(math.sqrt(2 * math.pi) * p["s0"])
     log_p1 = -0.5 * ((x - p["mu1"]) / p["s1"]) ** 2 - math.log(math.sqrt(2 * math.pi) * p["s1"])
     return torch.logaddexp(torch.log1p(-r) + log_p0, torch.log(r) + log_p1)
@@ -70,7 +97,11 @@ def inverse_sine(
     Returns ``(x, t)``, each of shape (n, 1). Predicting t from x is multi-valued
     (up to three branches), which a single Gaussian regressor cannot represent.
     """
-    check_positive(n, "n")
+    n = _size(n, 2, "inverse_sine")
+    if isinstance(noise, bool) or not isinstance(noise, int | float) or not noise >= 0:
+        raise ConfigurationError(f"noise must be a number >= 0, got {noise!r}")
+    if noise == float("inf"):
+        raise ConfigurationError("noise must be finite")
     g = _generator(seed)
     t = torch.rand(n, 1, generator=g, dtype=dtype)
     x = t + 0.3 * torch.sin(2 * torch.pi * t) + noise * torch.randn(n, 1, generator=g, dtype=dtype)
@@ -90,8 +121,8 @@ def gaussian_blobs(n: int, seed: int = 0) -> np.ndarray:
     z ~ Categorical(0.5, 0.3, 0.2), x = m_z + A_z e with e ~ N(0, I): the full-mixture
     benchmark and tests fit it with pyrobn and scikit-learn. Returns a (n, 2) array.
     """
-    check_positive(n, "n")
-    rng = np.random.default_rng(seed)
+    n = _size(n, 2, "gaussian_blobs")
+    rng = np.random.default_rng(check_int(seed, "seed", low=0))
     z = rng.choice(3, size=n, p=BLOB_WEIGHTS)
     means, factors = np.asarray(BLOB_MEANS), np.asarray(BLOB_FACTORS)
     return means[z] + np.einsum("nij,nj->ni", factors[z], rng.normal(size=(n, 2)))

@@ -7,6 +7,9 @@ from collections.abc import Sequence
 import torch
 
 from pyrobn.errors import ConfigurationError
+from pyrobn.validation import check_allocation, check_int
+
+__all__ = ["student_samples"]
 
 
 def student_samples(
@@ -23,16 +26,25 @@ def student_samples(
     removed completely at random (seeded too).
 
     >>> data = student_samples(5000, seed=0, hidden="x1")
+    >>> sorted(data), int((data["x1"] == -1).sum())
+    (['x1', 'x2', 'x3', 'x4'], 5000)
     """
     from pyrobn.models.bayesnet import student_network
 
-    if not 0.0 <= missing < 1.0:
-        raise ConfigurationError(f"missing must be a fraction in [0, 1), got {missing}")
+    n = check_int(n, "n")
+    seed = check_int(seed, "seed", low=0)
+    check_allocation(8 * n, torch.int64, f"student_samples({n})")
+    if isinstance(missing, bool) or not isinstance(missing, int | float) or not 0 <= missing < 1:
+        raise ConfigurationError(f"missing must be a fraction in [0, 1), got {missing!r}")
     net = student_network(device="cpu")
     data = net.sample(n, seed=seed)
+    if hidden is not None and not isinstance(hidden, str | list | tuple):
+        raise ConfigurationError(
+            f"hidden must be a variable name or a list of names, got {hidden!r}"
+        )
     names = [hidden] if isinstance(hidden, str) else list(hidden or [])
     for name in names:
-        if name not in data:
+        if not isinstance(name, str) or name not in data:
             raise ConfigurationError(f"hidden names {name!r}; the variables are {list(data)}")
         data[name] = torch.full_like(data[name], -1)
     if missing > 0:

@@ -3,19 +3,32 @@
 The joint factorises as p(x, y) = p(y) prod_d p(x_d | y) (eq. 10): the class y is the
 single parent of every feature x_d.  Each feature is Gaussian, Bernoulli or categorical
 given the class.  Fitting is closed form: the maximum a posteriori estimate under
-Dirichlet/Beta priors (add-alpha smoothing), computed from sufficient statistics, so it
+Dirichlet/Beta priors (``concentration`` c: MAP adds c - 1 pseudo-counts, scikit-learn's
+add-alpha smoothing with alpha = c - 1), computed from sufficient statistics, so it
 streams (``partial_fit``).  A missing label (y = -1) is a latent variable: the Pyro model
 enumerates it, and ``fit`` maximises the marginal likelihood sum_y p(x, y) of the
-unlabelled rows by EM (closed-form M-steps) or by SVI on the same model/guide pair.
+unlabelled rows by EM (through :func:`pyrobn.infer.em.run_em`, closed-form M-steps) or by
+SVI on the same model/guide pair.
+
+>>> X = torch.tensor([[0.0, 1.0], [0.2, 1.0], [3.0, 0.0], [3.2, 0.0]], dtype=torch.float64)
+>>> nb = NaiveBayes(["gaussian", "bernoulli"]).fit(X, torch.tensor([0, 0, 1, 1]))
+>>> nb.predict(torch.tensor([[0.1, 1.0], [2.9, 0.0]], dtype=torch.float64)).tolist()
+[0, 1]
+>>> nb.graph().parents("x2"), nb.n_parameters      # Figura 3: y -> x_d
+(('y',), 7)
 """
 
 from __future__ import annotations
 
 import math
+import numbers
+import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
@@ -25,33 +38,60 @@ from pyro.infer import TraceEnum_ELBO
 from pyro.optim import Adam
 
 from pyrobn.device import device as default_device
-from pyrobn.device import to_tensor
-from pyrobn.errors import ConfigurationError, OutOfSupportError, ShapeError
+from pyrobn.errors import (
+    ConfigurationError,
+    InvalidDistributionError,
+    NonFiniteError,
+    OutOfSupportError,
+    ShapeError,
+    ZeroProbabilityEvidence,
+)
+from pyrobn.infer.em import run_em
+from pyrobn.infer.params import forget_params
+from pyrobn.infer.result import FitResult
 from pyrobn.infer.svi import History, fit_svi
-from pyrobn.models.base import PyrobnModule
-from pyrobn.validation import check_finite, check_shape
+
+# DataSizedBuffers lives in models/base.py; the name stays importable from here for
+# markov.py until it imports the base copy.
+from pyrobn.models.base import DataSizedBuffers, PyrobnModule
+from pyrobn.random import generator
+from pyrobn.validation import check_allocation, check_finite, check_int, check_shape, to_real_tensor
+
+if TYPE_CHECKING:
+    from pyrobn.graph import ModelGraph
+
+__all__ = ["KINDS", "NaiveBayes"]
 
 FeatureKind = Literal["gaussian", "bernoulli", "categorical"]
 KINDS: tuple[str, ...] = ("gaussian", "bernoulli", "categorical")
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
+_ = DataSizedBuffers  # re-exported (see above)
 
 
-class DataSizedBuffers:
-    """Mixin: buffers whose shapes depend on the data take the saved shapes on load.
+def _real_number(value: Any, name: str, *, low: float = 0.0, allow_none: bool = False) -> float:
+    """``value`` as a finite real number >= ``low`` (bools, strings, complex refused)."""
+    if value is None and allow_none:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigurationError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < low:
+        raise ConfigurationError(f"{name} must be finite and >= {low}, got {value}")
+    return value
 
-    ``PyrobnModule.load`` rebuilds a model from its config, then loads the state dict;
-    buffers sized by ``fit`` (class counts, n-gram tables) are still empty then, so each
-    one is replaced by an empty tensor of the saved shape before torch copies it.
-    """
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
-        for name, buffer in list(self._buffers.items()):
-            saved = state_dict.get(prefix + name)
-            if saved is not None and buffer is not None and saved.shape != buffer.shape:
-                self._buffers[name] = torch.empty(
-                    saved.shape, dtype=saved.dtype, device=buffer.device
-                )
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore[misc]
+def _concentration(
+    concentration: float | None, alpha: float | None, name: str, alias: str, default: float
+) -> float:
+    """The Dirichlet concentration c (MAP adds c - 1 pseudo-counts), from itself or from
+    scikit-learn's add-alpha smoothing (c = alpha + 1); not both."""
+    if concentration is not None and alpha is not None:
+        raise ConfigurationError(f"give {name} or {alias} (= {name} - 1), not both")
+    if alpha is not None:
+        return _real_number(alpha, alias) + 1.0
+    if concentration is None:
+        return default
+    return _real_number(concentration, name, low=1.0)
 
 
 def first_bad(mask: torch.Tensor) -> tuple[int, ...]:
@@ -114,13 +154,24 @@ class NaiveBayes(DataSizedBuffers, PyrobnModule):
     Args:
         features: ``"gaussian"``, ``"bernoulli"`` or ``"categorical"`` for every feature,
             or a list with one of these per feature (mixed data).
-        alpha: add-alpha smoothing of the Bernoulli and categorical features, the MAP
-            estimate under a Beta(alpha+1, alpha+1) / Dirichlet(alpha+1) prior:
-            p(x_d = v | y = c) = (N_cdv + alpha) / (N_c + V_d alpha) (scikit-learn's).
-        class_alpha: the same smoothing of the class prior p(y) (0: relative frequencies,
-            as scikit-learn's ``fit_prior=True``).
+        alpha: scikit-learn's add-alpha smoothing, a documented alias of
+            ``concentration = alpha + 1`` (kept so that scikit-learn code reads the same).
+        concentration: c >= 1, the Beta(c, c) / Dirichlet(c) prior of the Bernoulli and
+            categorical tables; MAP adds c - 1 pseudo-counts:
+            p(x_d = v | y = k) = (N_kdv + c - 1) / (N_k + V_d (c - 1)). Default 2
+            (alpha = 1, scikit-learn's default Laplace smoothing); 1 is flat (the MLE).
+        class_concentration: the same for the class prior p(y): (N_k + c - 1) / (N + C (c - 1));
+            default 1 (relative frequencies, scikit-learn's ``fit_prior=True``).
+            ``class_alpha`` (= class_concentration - 1) is its deprecated old name.
         var_smoothing: epsilon = var_smoothing * max_d Var(x_d) is added to every Gaussian
             variance (scikit-learn's GaussianNB; 1e-9 by default, 0 for the plain MLE).
+            When every Gaussian feature is constant, max_d Var(x_d) = 0 and scikit-learn's
+            epsilon is 0, so its ``predict_proba`` is NaN; pyrobn then takes epsilon = 1
+            (var_smoothing > 0), and as every class shares the constant, those features
+            cancel in Bayes' rule: p(y | x) = p(y | the other features), the same for
+            every positive variance. With ``var_smoothing=0`` a zero variance (a feature constant
+            within a class) makes the Gaussian degenerate: ``fit`` raises
+            :class:`ConfigurationError` naming the feature and the class.
         n_classes: number of classes (default: max label + 1 in the first fit).
         n_categories: categories per categorical feature (an int for all, or a list);
             default max value + 1 per feature in the first fit (scikit-learn's rule).
@@ -130,9 +181,10 @@ class NaiveBayes(DataSizedBuffers, PyrobnModule):
 
     Labels are integers 0..C-1; -1 marks a missing label, summed out in ``fit``.
 
-    Example:
-        >>> nb = NaiveBayes("gaussian").fit(X, y)
-        >>> nb.predict_proba(X_test)          # p(y | x) by Bayes' rule, (N, C)
+    Example::
+
+        nb = NaiveBayes("gaussian").fit(X, y)
+        nb.predict_proba(X_test)          # p(y | x) by Bayes' rule, (N, C)
     """
 
     max_plate_nesting = 1
@@ -140,60 +192,80 @@ class NaiveBayes(DataSizedBuffers, PyrobnModule):
     def __init__(
         self,
         features: str | Sequence[str] = "gaussian",
-        alpha: float = 1.0,
+        alpha: float | None = None,
         *,
-        class_alpha: float = 0.0,
+        concentration: float | None = None,
+        class_concentration: float | None = None,
+        class_alpha: float | None = None,
         var_smoothing: float = 1e-9,
         n_classes: int | None = None,
         n_categories: int | Sequence[int] | None = None,
         binarize: float | None = None,
         dtype: str = "float64",
     ) -> None:
-        features_cfg: str | list[str] = features if isinstance(features, str) else list(features)
-        n_cat_cfg = (
-            n_categories
-            if n_categories is None or isinstance(n_categories, int)
-            else [int(v) for v in n_categories]
-        )
-        super().__init__(
-            features=features_cfg,
-            alpha=alpha,
-            class_alpha=class_alpha,
-            var_smoothing=var_smoothing,
-            n_classes=n_classes,
-            n_categories=n_cat_cfg,
-            binarize=binarize,
-            dtype=dtype,
-        )
+        if isinstance(features, str):
+            features_cfg: str | list[str] = features
+        elif isinstance(features, Sequence):
+            features_cfg = list(features)
+        else:
+            raise ConfigurationError(
+                f"features must be a kind or a list of kinds {KINDS}, got {features!r}"
+            )
         kinds = [features_cfg] if isinstance(features_cfg, str) else features_cfg
         for i, kind in enumerate(kinds):
-            if kind not in KINDS:
+            if not isinstance(kind, str) or kind not in KINDS:
                 where = "" if isinstance(features_cfg, str) else f" (feature {i})"
                 raise ConfigurationError(
                     f"unknown feature kind {kind!r}{where}; use one of {KINDS}"
                 )
         if not isinstance(features_cfg, str) and not features_cfg:
             raise ConfigurationError("features is an empty list")
-        for name, value in (("alpha", alpha), ("class_alpha", class_alpha)):
-            if not math.isfinite(value) or value < 0:
-                raise ConfigurationError(f"{name} must be finite and >= 0, got {value}")
-        if not math.isfinite(var_smoothing) or var_smoothing < 0:
-            raise ConfigurationError(f"var_smoothing must be finite and >= 0, got {var_smoothing}")
-        if n_classes is not None and n_classes < 1:
-            raise ConfigurationError(f"n_classes must be >= 1, got {n_classes}")
-        sizes = [n_cat_cfg] if isinstance(n_cat_cfg, int) else (n_cat_cfg or [])
-        if any(v < 1 for v in sizes):
-            raise ConfigurationError(f"n_categories must be >= 1, got {n_cat_cfg}")
-        if dtype not in _DTYPES:
+        conc = _concentration(concentration, alpha, "concentration", "alpha", 2.0)
+        if class_alpha is not None:
+            warnings.warn(
+                "class_alpha is deprecated: use class_concentration = class_alpha + 1 "
+                "(the Dirichlet concentration; MAP adds concentration - 1 pseudo-counts)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        class_conc = _concentration(
+            class_concentration, class_alpha, "class_concentration", "class_alpha", 1.0
+        )
+        var_smoothing = _real_number(var_smoothing, "var_smoothing")
+        if n_classes is not None:
+            n_classes = check_int(n_classes, "n_classes")
+        if n_categories is None or isinstance(n_categories, numbers.Integral):
+            n_cat_cfg: int | list[int] | None = (
+                None if n_categories is None else check_int(n_categories, "n_categories")
+            )
+        elif isinstance(n_categories, Sequence) and not isinstance(n_categories, str):
+            n_cat_cfg = [check_int(v, f"n_categories[{i}]") for i, v in enumerate(n_categories)]
+        else:
+            raise ConfigurationError(
+                f"n_categories must be an int or a list of ints, got {n_categories!r}"
+            )
+        if binarize is not None:
+            binarize = _real_number(binarize, "binarize", low=-math.inf)
+        if not isinstance(dtype, str) or dtype not in _DTYPES:
             raise ConfigurationError(f"dtype must be one of {list(_DTYPES)}, got {dtype!r}")
+        super().__init__(
+            features=features_cfg,
+            concentration=conc,
+            class_concentration=class_conc,
+            var_smoothing=var_smoothing,
+            n_classes=n_classes,
+            n_categories=n_cat_cfg,
+            binarize=binarize,
+            dtype=dtype,
+        )
         self.dtype = _DTYPES[dtype]
-        self.alpha = float(alpha)
-        self.class_alpha = float(class_alpha)
-        self.var_smoothing = float(var_smoothing)
+        self.concentration = conc
+        self.class_concentration = class_conc
+        self.alpha = conc - 1.0  # the pseudo-counts MAP adds (scikit-learn's alpha)
+        self.class_alpha = class_conc - 1.0
+        self.var_smoothing = var_smoothing
         self.binarize = binarize
         self.stats_valid = True
-        self.em_history: list[float] = []
-        self.svi_history: History | None = None
         empty = torch.empty(0, dtype=self.dtype, device=default_device())
         for name in (
             # fitted parameters
@@ -231,11 +303,64 @@ class NaiveBayes(DataSizedBuffers, PyrobnModule):
         return kinds
 
     def get_extra_state(self) -> dict[str, Any]:
-        return {"stats_valid": self.stats_valid, "em_history": list(self.em_history)}
+        return {"stats_valid": self.stats_valid}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        self.stats_valid = bool(state["stats_valid"])
-        self.em_history = list(state["em_history"])
+        if not isinstance(state, dict) or not isinstance(state.get("stats_valid"), bool):
+            raise ConfigurationError("the saved extra state must hold a bool 'stats_valid'")
+        self.stats_valid = state["stats_valid"]
+
+    @property
+    def em_history(self) -> list[float]:
+        """Deprecated: the objective per EM iteration is ``fit_result_.objective``."""
+        warnings.warn(
+            "NaiveBayes.em_history is deprecated: use fit_result_.objective",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        r = self.fit_result_
+        return list(r.objective) if r is not None and r.method == "em" else []
+
+    @property
+    def svi_history(self) -> History | None:
+        """Deprecated: the SVI record is ``fit_result_.history``."""
+        warnings.warn(
+            "NaiveBayes.svi_history is deprecated: use fit_result_ (its history for SVI)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return None if self.fit_result_ is None else self.fit_result_.history
+
+    def _check_state(self) -> None:
+        """After a load: finite tables of consistent shapes, rows that are distributions."""
+        for name, tensor in self.named_buffers():
+            if tensor.is_floating_point() and bool(torch.isnan(tensor).any()):
+                raise NonFiniteError(f"buffer {name!r} holds NaN")
+        if not self.fitted:
+            return
+        C = self.n_classes
+        Dg, Db, Dc = self.g_idx.numel(), self.b_idx.numel(), self.c_idx.numel()
+        shapes = {
+            "g_mean": (C, Dg),
+            "g_var": (C, Dg),
+            "b_log_p": (C, Db),
+            "b_log_1mp": (C, Db),
+            "n_cat": (Dc,),
+        }
+        for name, shape in shapes.items():
+            if tuple(getattr(self, name).shape) != shape:
+                raise ShapeError(
+                    f"{name} has shape {tuple(getattr(self, name).shape)}, not {shape}"
+                )
+        if Dg and not bool((self.g_var > 0).all() and torch.isfinite(self.g_var).all()):
+            raise InvalidDistributionError("a Gaussian variance is not positive and finite")
+        total = torch.logsumexp(self.log_class_prior, 0)
+        if abs(float(total)) > 1e-6:
+            raise InvalidDistributionError(f"the class prior sums to {float(total.exp())}, not 1")
+        if Dc:
+            sums = torch.logsumexp(self.c_log_prob, -1)
+            if bool(((sums.abs() > 1e-6) & torch.isfinite(sums)).any()):
+                raise InvalidDistributionError("a categorical table row does not sum to 1")
 
     def _require_fitted(self) -> None:
         if not self.fitted:
@@ -248,7 +373,7 @@ class NaiveBayes(DataSizedBuffers, PyrobnModule):
             target = X.device
         else:
             target = self.device if self.fitted else default_device()
-        X_t = to_tensor(X, dtype=self.dtype, device_=target)
+        X_t = to_real_tensor(X, "X", dtype=self.dtype, device=target)
         if X_t.dim() != 2:
             raise ShapeError(f"X must be a (N, D) matrix, got shape {tuple(X_t.shape)}")
         if X_t.shape[0] == 0:
@@ -260,7 +385,19 @@ class NaiveBayes(DataSizedBuffers, PyrobnModule):
     def _as_labels(
         self, y: Any, n: int, device: torch.device, *, allow_missing: bool
     ) -> torch.Tensor:
-        y_t = to_tensor(y, device_=device)
+        if isinstance(y, torch.Tensor):
+            if y.is_complex():
+                raise ConfigurationError(f"y must hold integer labels, got a {y.dtype} tensor")
+            y_t = y.to(device)
+        else:
+            array = np.asarray(y) if not isinstance(y, str | bytes) else np.asarray([y])
+            if array.dtype.kind not in "biuf":
+                raise ConfigurationError(
+                    f"y must hold integer labels, got an array of {array.dtype}"
+                )
+            y_t = torch.as_tensor(array, device=device)
+        if y_t.dtype == torch.bool:
+            y_t = y_t.long()
         check_shape(y_t, (n,), "y (one label per row of X)")
         low = -1 if allow_missing else 0
         bad = y_t < low
@@ -340,6 +477,11 @@ class NaiveBayes(DataSizedBuffers, PyrobnModule):
         self.n_cat = n_cat_t.to(dev)
         C, Dg, Db = n_classes, self.g_idx.numel(), self.b_idx.numel()
         V = int(self.n_cat.max()) if Dc else 0
+        check_allocation(
+            C * (4 * Dg + 4 * Db + 3 * Dc * V + 2) + 2 * X_t.shape[0] * C,
+            self.dtype,
+            f"NaiveBayes tables for {C} classes, {D} features ({V} categories at most)",
+        )
         z = dict(dtype=self.dtype, device=dev)
         self._set_stats(
             _Stats(
@@ -407,6 +549,15 @@ class NaiveBayes(DataSizedBuffers, PyrobnModule):
             c_counts = self.stat_c_counts.new_zeros(C, 0, V)
         return _Stats(weight, g_mean, g_m2, b_ones, c_counts)
 
+    def _epsilon(self, max_variance: torch.Tensor) -> torch.Tensor:
+        """epsilon = var_smoothing * max_d Var(x_d) (scikit-learn's); when every Gaussian
+        feature is constant (max_d Var = 0, where scikit-learn's epsilon 0 gives NaN
+        posteriors) and var_smoothing > 0, epsilon = 1: the constant features then cancel
+        in Bayes' rule for any epsilon > 0, and 1 keeps the arithmetic well scaled."""
+        epsilon = self.var_smoothing * max_variance
+        fallback = 1.0 if self.var_smoothing > 0 else 0.0
+        return torch.where(max_variance > 0, epsilon, torch.full_like(epsilon, fallback))
+
     def _set_params(self, stats: _Stats, epsilon: torch.Tensor | None = None) -> None:
         """MAP parameters from statistics (the M-step); smoothing as in scikit-learn."""
         C = stats.weight.numel()
@@ -420,10 +571,17 @@ class NaiveBayes(DataSizedBuffers, PyrobnModule):
             m2_all = stats.g_m2.sum(0) + (w * (stats.g_mean - mean_all) ** 2).sum(0)
             var_all = m2_all / total
             if epsilon is None:
-                epsilon = self.var_smoothing * var_all.max()
+                epsilon = self._epsilon(var_all.max())
             has = w > 0  # a class with no data keeps the pooled estimate
             self.g_mean = torch.where(has, stats.g_mean, mean_all)
             self.g_var = torch.where(has, stats.g_m2 / w.clamp_min(1e-300), var_all) + epsilon
+            if not bool((self.g_var > 0).all()):
+                k, d = (int(i) for i in (self.g_var <= 0).nonzero()[0])
+                raise ConfigurationError(
+                    f"Gaussian feature {int(self.g_idx[d])} has zero variance in class {k} "
+                    f"(every value is {float(self.g_mean[k, d])}) and var_smoothing = 0: the "
+                    "maximum-likelihood Gaussian is a point mass; use var_smoothing > 0"
+                )
             self.g_shift = mean_all
             self.epsilon = torch.as_tensor(epsilon, dtype=self.dtype, device=w.device)
         else:
@@ -477,6 +635,29 @@ class NaiveBayes(DataSizedBuffers, PyrobnModule):
                 block += F.embedding_bag(Xc[rows] + offsets, table, mode="sum")
         return out
 
+    def _log_likelihood_from_stats(self, stats: _Stats) -> torch.Tensor:
+        """sum_n log p(x_n, y_n) of labelled data from its statistics alone (eq. 10): no
+        pass over the data. Gaussian: sum_n (x - mu)^2 = M2 + W (xbar - mu)^2."""
+        w = stats.weight
+        lp = (w * self.log_class_prior).sum()
+        if stats.g_mean.numel():
+            v = self.g_var
+            sq = stats.g_m2 + w.unsqueeze(-1) * (stats.g_mean - self.g_mean) ** 2
+            lp = lp - 0.5 * (w.unsqueeze(-1) * (2 * math.pi * v).log() + sq / v).sum()
+        if stats.b_ones.numel():
+            zeros = w.unsqueeze(-1) - stats.b_ones
+            lp = lp + torch.where(stats.b_ones > 0, stats.b_ones * self.b_log_p, 0).sum()
+            lp = lp + torch.where(zeros > 0, zeros * self.b_log_1mp, 0).sum()
+        if stats.c_counts.numel():
+            counts = stats.c_counts
+            lp = lp + torch.where(counts > 0, counts * self.c_log_prob, 0).sum()
+        return lp
+
+    def _closed_form_result(self, stats: _Stats) -> FitResult:
+        """The record of a closed-form fit: one value, log p(theta) + sum_n log p(x_n, y_n)."""
+        value = float(self._log_prior() + self._log_likelihood_from_stats(stats))
+        return FitResult("counts", [value], objective_name="log_joint")
+
     def _log_prior(self) -> torch.Tensor:
         """log p(theta) of the priors whose MAP is the smoothed estimate (Gaussians: flat)."""
         lp = dist.Dirichlet(self._class_concentration()).log_prob(self.log_class_prior.exp())
@@ -517,6 +698,7 @@ class NaiveBayes(DataSizedBuffers, PyrobnModule):
                 "partial_fit continues closed-form statistics, but this model was fitted by "
                 "SVI or semi-supervised EM; call fit(X, y) on all the data instead"
             )
+        started = time.perf_counter()
         X_t = self._as_matrix(X, first=not self.fitted)
         y_t = self._as_labels(y, X_t.shape[0], X_t.device, allow_missing=False)
         if not self.fitted:
@@ -525,7 +707,7 @@ class NaiveBayes(DataSizedBuffers, PyrobnModule):
         Xg, Xb, Xc = self._prepare(X_t)
         self._set_stats(self._stats().merge(self._batch_stats(Xg, Xb, Xc, None, y_t)))
         self._set_params(self._stats())
-        return self
+        return self._set_result(self._closed_form_result(self._stats()), started)
 
     def _check_label_range(self, y_t: torch.Tensor) -> None:
         if bool((y_t >= self.n_classes).any()):
@@ -543,89 +725,120 @@ class NaiveBayes(DataSizedBuffers, PyrobnModule):
         method: Literal["em", "svi"] = "em",
         max_iter: int = 200,
         tol: float = 1e-10,
+        restarts: int = 1,
         steps: int = 1000,
         lr: float = 0.05,
         batch_size: int | None = None,
-        seed: int = 0,
+        seed: int | None = 0,
         progress: bool = False,
     ) -> NaiveBayes:
         """Fit p(y) and p(x_d | y) by MAP; rows with y = -1 are summed out (semi-supervised).
 
-        With every label given, the fit is the closed form (one pass).  With missing labels
-        it maximises log p(theta) + sum_labelled log p(x, y) + sum_unlabelled log sum_y p(x, y)
-        by EM (``method="em"``: E-step p(y | x) by Bayes' rule, M-step the smoothed
-        counts with soft weights; monotone, stops when the gain is below ``tol`` relative)
-        or by SVI on :meth:`model` / :meth:`guide` with ``TraceEnum_ELBO``
-        (``method="svi"``: ``steps`` Adam steps at rate ``lr``, through ``fit_svi``, on
-        minibatches of ``batch_size`` labelled and unlabelled rows if given).
+        With every label given, the fit is the closed form (one pass; ``fit_result_``
+        holds the log joint log p(theta) + sum_n log p(x_n, y_n), computed from the
+        statistics). With missing labels it maximises
+        log p(theta) + sum_labelled log p(x, y) + sum_unlabelled log sum_y p(x, y) by EM
+        (``method="em"``, through :func:`pyrobn.infer.em.run_em`: E-step p(y | x) by
+        Bayes' rule, M-step the smoothed counts with soft weights; monotone; at most
+        ``max_iter`` iterations, stopping when the gain is below ``tol`` relative; the
+        first of ``restarts`` starts from the labelled rows, the others (and every start
+        when no row is labelled) from random responsibilities drawn from a local generator
+        seeded by ``seed``), or by SVI on :meth:`model` / :meth:`guide` with
+        ``TraceEnum_ELBO`` (``method="svi"``: ``steps`` Adam steps at rate ``lr``, through
+        ``fit_svi``, on minibatches of ``batch_size`` labelled and unlabelled rows if given).
+        ``seed`` never touches the caller's random streams.
+
+        Returns:
+            the model; the record is ``fit_result_`` (objective ``"log_joint"``).
         """
         if method not in ("em", "svi"):
             raise ConfigurationError(f"method must be 'em' or 'svi', got {method!r}")
-        self.log_class_prior = self.log_class_prior.new_zeros(0)  # a fresh fit
-        self.em_history, self.svi_history = [], None
+        max_iter = check_int(max_iter, "max_iter")
+        restarts = check_int(restarts, "restarts")
+        if batch_size is not None:
+            batch_size = check_int(batch_size, "batch_size")
+        started = time.perf_counter()
         X_t = self._as_matrix(X, first=True)
         y_t = self._as_labels(y, X_t.shape[0], X_t.device, allow_missing=True)
+        self.log_class_prior = self.log_class_prior.new_zeros(0)  # a fresh fit
+        self.fit_result_ = None
         self._setup(X_t, y_t)
         self._check_label_range(y_t)
         Xg, Xb, Xc = self._prepare(X_t)
         labelled = y_t >= 0
-        if bool(labelled.all()):
-            self._set_stats(self._batch_stats(Xg, Xb, Xc, None, y_t))
-            self._set_params(self._stats())
-            if method == "em":
-                return self
-        self._fit_semi_supervised(
-            X_t, (Xg, Xb, Xc), y_t, method, max_iter=max_iter, tol=tol, steps=steps, lr=lr,
-            batch_size=batch_size, seed=seed, progress=progress,
-        )  # fmt: skip
-        return self
+        with self._fitting(seed):
+            if bool(labelled.all()):
+                self._set_stats(self._batch_stats(Xg, Xb, Xc, None, y_t))
+                self._set_params(self._stats())
+                result = self._closed_form_result(self._stats())
+                if method == "svi":
+                    result = self._fit_svi(X_t, y_t, steps, lr, batch_size, progress)
+            else:
+                result = self._fit_semi_supervised(
+                    X_t, (Xg, Xb, Xc), y_t, method, max_iter, tol, restarts, steps, lr,
+                    batch_size, seed, progress,
+                )  # fmt: skip
+        return self._set_result(result, started)
 
     def _fit_semi_supervised(
         self, X_t: torch.Tensor, prepared: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-        y_t: torch.Tensor, method: str, *, max_iter: int, tol: float, steps: int, lr: float,
-        batch_size: int | None, seed: int, progress: bool,
-    ) -> None:  # fmt: skip
-        """Initialise from the labelled rows, then EM (or SVI) on all rows."""
+        y_t: torch.Tensor, method: str, max_iter: int, tol: float, restarts: int, steps: int,
+        lr: float, batch_size: int | None, seed: int | None, progress: bool,
+    ) -> FitResult:  # fmt: skip
+        """Initialise from the labelled rows, then EM (through run_em) or SVI on all rows."""
         Xg, Xb, Xc = prepared
         labelled = y_t >= 0
         parts = [(t[labelled], t[~labelled]) for t in (Xg, Xb, Xc)]
         (Xg_l, Xg_u), (Xb_l, Xb_u), (Xc_l, Xc_u) = parts
         y_l = y_t[labelled]
+        n_u = int((~labelled).sum())
         C = self.n_classes
         labelled_stats = self._batch_stats(Xg_l, Xb_l, Xc_l, None, y_l)
         # epsilon from the variance of all rows, labelled or not (as scikit-learn's fit)
-        epsilon = self.var_smoothing * Xg.var(0, unbiased=False).max() if Xg.numel() else None
-        g = torch.Generator(device="cpu").manual_seed(seed)
-        if bool(labelled.any()):
-            self._set_params(labelled_stats, epsilon)
-        else:  # no label at all: random responsibilities start a clustering
-            resp = torch.rand(Xg_u.shape[0] or Xb_u.shape[0] or Xc_u.shape[0], C, generator=g)
+        epsilon = self._epsilon(Xg.var(0, unbiased=False).max()) if Xg.numel() else None
+
+        def random_start(g: torch.Generator) -> _Stats:
+            resp = torch.rand(n_u, C, generator=g, dtype=torch.float64)
             resp = (resp / resp.sum(1, keepdim=True)).to(self.dtype).to(y_t.device)
-            self._set_params(self._batch_stats(Xg_u, Xb_u, Xc_u, resp, None), epsilon)
-        if method == "svi":
-            self._fit_svi(
-                X_t, y_t, steps=steps, lr=lr, batch_size=batch_size, seed=seed, progress=progress
-            )
-            return
-        self.em_history = []
-        stats = labelled_stats
-        for _ in range(max_iter):
+            return labelled_stats.merge(self._batch_stats(Xg_u, Xb_u, Xc_u, resp, None))
+
+        def begin(restart: int, g: torch.Generator) -> _Stats:
+            if restart == 0 and bool(labelled.any()):
+                return labelled_stats
+            return random_start(g)  # no label at all: random responsibilities cluster
+
+        def objective(stats: _Stats) -> tuple[float, torch.Tensor, torch.Tensor]:
+            self._set_params(stats, epsilon)
             jll_u = self._joint_log_likelihood(Xg_u, Xb_u, Xc_u)
             log_evidence = logsumexp_rows(jll_u)
-            objective = float(self._log_prior()) + float(log_evidence.sum())
+            value = float(self._log_prior()) + float(log_evidence.sum())
             if y_l.numel():
                 jll_l = self._joint_log_likelihood(Xg_l, Xb_l, Xc_l)
-                objective += float(jll_l.gather(1, y_l.unsqueeze(1)).sum())
-            self.em_history.append(objective)
-            if len(self.em_history) > 1 and (
-                self.em_history[-1] - self.em_history[-2] <= tol * abs(self.em_history[-1])
-            ):
-                break
+                value += float(jll_l.gather(1, y_l.unsqueeze(1)).sum())
+            return value, jll_u, log_evidence
+
+        def step(stats: _Stats) -> tuple[_Stats, float]:
+            value, jll_u, log_evidence = objective(stats)
             resp = (jll_u - log_evidence.unsqueeze(-1)).exp()
-            stats = labelled_stats.merge(self._batch_stats(Xg_u, Xb_u, Xc_u, resp, None))
-            self._set_params(stats, epsilon)
+            return labelled_stats.merge(self._batch_stats(Xg_u, Xb_u, Xc_u, resp, None)), value
+
+        if method == "svi":
+            self._set_params(begin(0, generator(seed)), epsilon)
+            return self._fit_svi(X_t, y_t, steps, lr, batch_size, progress)
+        stats, result = run_em(
+            begin,
+            step,
+            max_iter=max_iter,
+            tol=tol,
+            restarts=restarts,
+            seed=seed,
+            objective_name="log_joint",
+            final=lambda s: objective(s)[0],
+        )
+        self._set_params(stats, epsilon)
         self._set_stats(stats)
         self.stats_valid = False
+        return result
 
     # --------------------------------------------------------------- queries
     def joint_log_likelihood(self, X: Any) -> torch.Tensor:
@@ -636,7 +849,14 @@ class NaiveBayes(DataSizedBuffers, PyrobnModule):
     def predict_log_proba(self, X: Any) -> torch.Tensor:
         """log p(y | x) = log p(x, y) - log sum_c p(x, c) (Bayes' rule in log space)."""
         jll = self.joint_log_likelihood(X)
-        return jll - logsumexp_rows(jll).unsqueeze(-1)
+        evidence = logsumexp_rows(jll)
+        if not bool(torch.isfinite(evidence).all()):
+            row = int((~torch.isfinite(evidence)).nonzero()[0])
+            raise ZeroProbabilityEvidence(
+                f"row {row} of X has probability 0 under every class (a category unseen in "
+                "training with concentration 1, the unsmoothed MLE): p(y | x) is undefined"
+            )
+        return jll - evidence.unsqueeze(-1)
 
     def predict_proba(self, X: Any) -> torch.Tensor:
         """p(y | x), shape (N, C); rows sum to 1."""
@@ -671,8 +891,10 @@ class NaiveBayes(DataSizedBuffers, PyrobnModule):
 
     def score(self, X: Any, y: Any) -> float:
         """Accuracy of :meth:`predict` on labelled data."""
-        y_t = self._as_labels(y, len(X), self.device, allow_missing=False)
-        return float((self.predict(X) == y_t).double().mean())
+        predicted = self.predict(X)
+        y_t = self._as_labels(y, predicted.shape[0], self.device, allow_missing=False)
+        self._check_label_range(y_t)
+        return float((predicted == y_t).double().mean())
 
     # ------------------------------------------------------- Pyro model/guide
     def _site_shapes(self) -> dict[str, tuple[dist.Distribution, Any, torch.Tensor]]:
@@ -780,19 +1002,18 @@ class NaiveBayes(DataSizedBuffers, PyrobnModule):
             pyro.sample(name, dist.Delta(q, event_dim=prior.event_dim))
 
     def _fit_svi(
-        self, X_t: torch.Tensor, y_t: torch.Tensor, *, steps: int, lr: float,
-        batch_size: int | None, seed: int, progress: bool,
-    ) -> None:  # fmt: skip
+        self, X_t: torch.Tensor, y_t: torch.Tensor, steps: int, lr: float,
+        batch_size: int | None, progress: bool,
+    ) -> FitResult:  # fmt: skip
         """Maximise the ELBO of model/guide (= the MAP objective) with ``fit_svi``."""
         store = pyro.get_param_store()
         for name in self._site_shapes():
-            if f"{self._pyro_name}.q_{name}" in store:
-                del store[f"{self._pyro_name}.q_{name}"]
-        self.svi_history = fit_svi(
+            forget_params(f"{self._pyro_name}.q_{name}")
+        history = fit_svi(
             self.model, self.guide, X_t, y_t, batch_size=batch_size,
             loss=TraceEnum_ELBO(max_plate_nesting=self.max_plate_nesting),
-            optim=Adam({"lr": lr}), steps=steps, progress=progress, seed=seed,
-            description="NaiveBayes",
+            optim=Adam({"lr": lr}), steps=steps, progress=progress,
+            description=self._pyro_name,
         )  # fmt: skip
         with torch.no_grad():
             q = {
@@ -809,3 +1030,62 @@ class NaiveBayes(DataSizedBuffers, PyrobnModule):
                 c_log_prob[:, cols, :V] = q[f"categorical_probs_{V}"].log()
             self.c_log_prob = c_log_prob
         self.stats_valid = False
+        return FitResult.from_history(history, objective_name="log_joint")
+
+    # ------------------------------------------------------------ structure
+    def graph(self) -> ModelGraph:
+        """Naive Bayes as a Bayesian network (notes 2.1.3.2, Figura 3): y -> x_d for every d.
+
+        One node per feature once the model knows them (fitted, or ``features`` given as
+        a list), as in Figura 3: x_i and x_j are d-separated given y (the naive
+        assumption). Before that, one node x_d in a plate over the D features.
+        """
+        from pyrobn.graph import GraphNode, ModelGraph
+
+        if self.fitted:
+            kinds = self.kinds
+        elif isinstance(self.config["features"], list):
+            kinds = list(self.config["features"])
+        else:
+            kinds = []
+        y = GraphNode("y", "latent", discrete=True, label="y")
+        prior = GraphNode("class_prior", "parameter", label="π")
+        if not kinds:
+            x = GraphNode("x_d", "observed", label="x_d")
+            return ModelGraph(
+                [prior, y, x],
+                [("class_prior", "y"), ("y", "x_d")],
+                plates={"features": (["x_d"], "D"), "data": (["y", "x_d"], "N")},
+                title="Figura 3: Naive Bayes",
+            )
+        names = [f"x{d + 1}" for d in range(len(kinds))]
+        nodes = [prior, y] + [
+            GraphNode(name, "observed", discrete=kind != "gaussian", label=f"x_{d + 1}")
+            for d, (name, kind) in enumerate(zip(names, kinds))
+        ]
+        return ModelGraph(
+            nodes,
+            [("class_prior", "y")] + [("y", name) for name in names],
+            plates={"data": (["y", *names], "N")},
+            title="Figura 3: Naive Bayes",
+        )
+
+    @property
+    def n_parameters(self) -> int:
+        """Free parameters: C - 1 class weights, and per feature 2C (Gaussian: mean and
+        variance), C (Bernoulli) or C (V_d - 1) (categorical). Needs a fitted model."""
+        self._require_fitted()
+        C = self.n_classes
+        per_feature = 2 * C * self.g_idx.numel() + C * self.b_idx.numel()
+        per_feature += C * int((self.n_cat - 1).sum()) if self.n_cat.numel() else 0
+        return C - 1 + per_feature
+
+    @property
+    def n_parameters_joint(self) -> int:
+        """Free parameters of the full joint table p(x, y) of discrete features,
+        C prod_d V_d - 1 (Bernoulli: V_d = 2): what eq. 10's factorisation saves."""
+        self._require_fitted()
+        if self.g_idx.numel():
+            raise ConfigurationError("a joint table needs discrete features (no Gaussian ones)")
+        sizes = [2] * self.b_idx.numel() + self.n_cat.tolist()
+        return self.n_classes * math.prod(sizes) - 1

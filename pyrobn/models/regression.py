@@ -9,27 +9,43 @@ Model: theta ~ p(theta), y^k | x^k, theta ~ N(theta^T x^k, s^2), k = 1..N, with 
 With the Gaussian (or flat, X of full column rank) prior the posterior is Gaussian and
 exact: precision A = X^T X / s^2 + lam I, mean m = A^-1 X^T y / s^2, covariance A^-1,
 and the posterior predictive at x is N(m^T x, x^T A^-1 x + s^2).
+
+>>> blr = BayesianLinearRegression(2, noise_scale=0.5, lam=2.0)
+>>> X = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=torch.float64)
+>>> y = torch.tensor([1.0, -1.0, 0.0], dtype=torch.float64)
+>>> [round(v, 4) for v in blr.map(X, y).tolist()]      # (X^T X + s^2 lam I)^-1 X^T y
+[0.6667, -0.6667]
+>>> blr.graph().parents("y"), blr.n_parameters
+(('theta', 'x', 's'), 2)
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+import time
+import warnings
+from typing import TYPE_CHECKING, Any
 
 import pyro
 import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
 from pyro.nn import PyroParam, pyro_method
-from pyro.optim import PyroOptim
+from pyro.optim import Adam, PyroOptim
 
 from pyrobn import mle
-from pyrobn.device import to_tensor
+from pyrobn.density import positive_number
 from pyrobn.errors import ConfigurationError, ShapeError
 from pyrobn.infer.map import parameter_prior
-from pyrobn.infer.svi import History, fit_svi
+from pyrobn.infer.result import FitResult
+from pyrobn.infer.svi import fit_svi
 from pyrobn.models.base import PyrobnModule
-from pyrobn.validation import check_finite, check_int, check_positive
+from pyrobn.validation import check_finite, check_int, to_real_tensor
+
+if TYPE_CHECKING:
+    from pyrobn.graph import ModelGraph
+
+__all__ = ["PRIORS", "BayesianLinearRegression", "lasso_map"]
 
 PRIORS = ("normal", "laplace", "flat")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -79,11 +95,13 @@ class BayesianLinearRegression(PyrobnModule):
     :meth:`map` (ridge / LASSO / MLE), :meth:`posterior` and :meth:`predictive` (exact,
     Gaussian or flat prior), :meth:`log_evidence` (log p(y | X), Gaussian prior).
 
-    Example:
-        >>> blr = pyrobn.BayesianLinearRegression(3, noise_scale=0.5, prior="normal", lam=2.0)
-        >>> blr.map(X, y)                      # (X^T X + s^2 lam I)^-1 X^T y
-        >>> blr.posterior(X, y).covariance_matrix
-        >>> blr.fit(X, y, steps=2000)          # the guide approaches the exact posterior
+    Example::
+
+        blr = pyrobn.BayesianLinearRegression(3, noise_scale=0.5, prior="normal", lam=2.0)
+        blr.map(X, y)                      # (X^T X + s^2 lam I)^-1 X^T y
+        blr.posterior(X, y).covariance_matrix
+        blr.fit(X, y, steps=2000)          # the guide approaches the exact posterior
+        blr.fit_result_.objective          # the ELBO per step
     """
 
     max_plate_nesting = 1
@@ -96,12 +114,12 @@ class BayesianLinearRegression(PyrobnModule):
         lam: float = 1.0,
         dtype: str = "float64",
     ) -> None:
-        check_int(n_features, "n_features")
-        check_positive(noise_scale, "noise_scale")
-        if prior not in PRIORS:
+        n_features = check_int(n_features, "n_features")
+        noise_scale = positive_number(noise_scale, "noise_scale")
+        if not isinstance(prior, str) or prior not in PRIORS:
             raise ConfigurationError(f"prior must be one of {PRIORS}, got {prior!r}")
-        check_positive(lam, "lam (prior precision)")
-        if dtype not in _DTYPES:
+        lam = positive_number(lam, "lam (prior precision)")
+        if not isinstance(dtype, str) or dtype not in _DTYPES:
             raise ConfigurationError(f"dtype must be one of {tuple(_DTYPES)}, got {dtype!r}")
         super().__init__(
             n_features=n_features, noise_scale=noise_scale, prior=prior, lam=lam, dtype=dtype
@@ -132,9 +150,11 @@ class BayesianLinearRegression(PyrobnModule):
     def data(self, X: Any, y: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``X`` (and ``y``) as checked tensors on the model's device and dtype."""
         dtype = self.loc.dtype
-        X_t = check_finite(to_tensor(X, dtype=dtype, device_=self.device), "X")
+        X_t = check_finite(to_real_tensor(X, "X", dtype=dtype, device=self.device), "X")
         y_t = (
-            None if y is None else check_finite(to_tensor(y, dtype=dtype, device_=X_t.device), "y")
+            None
+            if y is None
+            else check_finite(to_real_tensor(y, "y", dtype=dtype, device=X_t.device), "y")
         )
         self._check_shapes(X_t, y_t)
         return X_t, y_t
@@ -153,12 +173,19 @@ class BayesianLinearRegression(PyrobnModule):
 
     @pyro_method
     def model(
-        self, X: torch.Tensor, y: torch.Tensor | None = None, subsample_size: int | None = None
+        self,
+        X: torch.Tensor,
+        y: torch.Tensor | None = None,
+        batch_size: int | None = None,
+        *,
+        subsample_size: int | None = None,
     ) -> torch.Tensor:
-        """theta ~ p(theta); y^k ~ N(theta^T x^k, s^2) in the plate ``"data"``."""
+        """theta ~ p(theta); y^k ~ N(theta^T x^k, s^2) in the plate ``"data"``
+        (``batch_size`` rows a step when given; ``subsample_size`` is its old name)."""
         self._check_shapes(X, y)
+        batch_size = _batch_alias(batch_size, subsample_size)
         theta = pyro.sample("theta", self.prior_distribution(X))
-        with pyro.plate("data", X.shape[0], subsample_size=subsample_size, dim=-1) as index:
+        with pyro.plate("data", X.shape[0], subsample_size=batch_size, dim=-1) as index:
             # (X * theta).sum(-1) also broadcasts a batch of draws, theta of shape (S, 1, D)
             mean = (X[index] * theta).sum(-1)
             observed = None if y is None else y[index]
@@ -166,7 +193,12 @@ class BayesianLinearRegression(PyrobnModule):
 
     @pyro_method
     def guide(
-        self, X: torch.Tensor, y: torch.Tensor | None = None, subsample_size: int | None = None
+        self,
+        X: torch.Tensor,
+        y: torch.Tensor | None = None,
+        batch_size: int | None = None,
+        *,
+        subsample_size: int | None = None,
     ) -> torch.Tensor:
         """q(theta) = N(loc, L L^T), full covariance (the exact posterior's family)."""
         return pyro.sample("theta", dist.MultivariateNormal(self.loc, scale_tril=self.scale_tril))
@@ -177,25 +209,67 @@ class BayesianLinearRegression(PyrobnModule):
         y: Any,
         *,
         steps: int = 2000,
+        lr: float = 0.01,
+        batch_size: int | None = None,
         optim: PyroOptim | None = None,
         seed: int | None = 0,
         progress: bool = False,
         **kwargs: Any,
-    ) -> History:
-        """Fit the guide by SVI (:func:`pyrobn.infer.fit_svi`); returns the history."""
+    ) -> BayesianLinearRegression:
+        """Fit the guide by SVI (:func:`pyrobn.infer.fit_svi`, Adam at ``lr`` unless ``optim``
+        is given) on minibatches of ``batch_size`` rows; returns the model.
+
+        The record is ``fit_result_`` (the ELBO per step). ``seed`` seeds the run without
+        touching the caller's random streams.
+        """
+        if y is None:
+            raise ConfigurationError("fit needs the targets y")
         X_t, y_t = self.data(X, y)
-        return fit_svi(
-            self.model,
-            self.guide,
-            X_t,
-            y_t,
-            steps=steps,
-            optim=optim,
-            seed=seed,
-            progress=progress,
-            description="blr",
-            **kwargs,
+        lr = positive_number(lr, "lr")
+        if batch_size is not None:
+            batch_size = check_int(batch_size, "batch_size")
+        started = time.perf_counter()
+        with self._fitting(seed):
+            history = fit_svi(
+                self.model,
+                self.guide,
+                X_t,
+                y_t,
+                batch_size,
+                steps=steps,
+                optim=optim if optim is not None else Adam({"lr": lr}),
+                progress=progress,
+                description=self._pyro_name,
+                **kwargs,
+            )
+        return self._set_result(FitResult.from_history(history), started)
+
+    # ------------------------------------------------------------------ structure
+    def graph(self) -> ModelGraph:
+        """The Bayesian network of the model (notes 2.4.1.3, 2.3.1): theta -> y <- x.
+
+        theta (latent, prior N(0, 1/lam), Laplace or flat) and each row's x (observed)
+        are the parents of y (observed) in the plate over the N rows; s is fixed.
+        """
+        from pyrobn.graph import GraphNode, ModelGraph
+
+        prior = {"normal": "N(0, 1/λ)", "laplace": "Laplace(0, 1/λ)", "flat": "flat"}[self.prior]
+        return ModelGraph(
+            [
+                GraphNode("theta", "latent", label=f"θ ~ {prior}"),
+                GraphNode("s", "parameter", label="s"),
+                GraphNode("x", "observed", label="x"),
+                GraphNode("y", "observed", label="y"),
+            ],
+            [("theta", "y"), ("x", "y"), ("s", "y")],
+            plates={"data": (["x", "y"], "N")},
+            title="Bayesian linear regression",
         )
+
+    @property
+    def n_parameters(self) -> int:
+        """The D regression weights theta (the noise scale s is fixed)."""
+        return self.n_features
 
     # ------------------------------------------------------------------ closed forms
     def mle(self, X: Any, y: Any) -> torch.Tensor:
@@ -268,4 +342,15 @@ class BayesianLinearRegression(PyrobnModule):
         )
 
 
-__all__ = ["BayesianLinearRegression", "lasso_map"]
+def _batch_alias(batch_size: int | None, subsample_size: int | None) -> int | None:
+    """``batch_size``, or the deprecated ``subsample_size`` (with a DeprecationWarning)."""
+    if subsample_size is None:
+        return batch_size
+    warnings.warn(
+        "subsample_size is deprecated: use batch_size (the package's one name for a minibatch)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    if batch_size is not None and batch_size != subsample_size:
+        raise ConfigurationError("give batch_size or subsample_size (deprecated), not both")
+    return subsample_size
