@@ -46,7 +46,7 @@ def main() -> None:
     vae = pyrobn.VAE(x_train.shape[1], latent_dim=args.latent_dim, hidden=(256, 128))
     vae.to(x_train.device)
     start = time.perf_counter()
-    history = vae.fit(
+    vae.fit(
         x_train,
         steps=args.steps,
         batch_size=args.batch_size,
@@ -56,6 +56,7 @@ def main() -> None:
         progress=not args.json,
     )
     seconds = time.perf_counter() - start
+    history = vae.fit_result_.history
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if int(os.environ.get("RANK", "0")) == 0:
         result = {

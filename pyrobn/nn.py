@@ -1,7 +1,7 @@
 """Small network builders shared by the neural models (plain ``torch.nn``, no Pyro).
 
 The VAE family (lecture: encoder hφ, decoder fθ) and its plain-PyTorch reference
-(:mod:`pyrobn.models.vae_reference`) build their networks here, so "the same network"
+(``tests/vae_reference.py``) build their networks here, so "the same network"
 means the same code, layer for layer.
 """
 

@@ -10,7 +10,7 @@ import torch
 from sklearn.datasets import load_digits, make_swiss_roll
 
 import pyrobn
-from pyrobn.errors import ConfigurationError, NonFiniteError, ShapeError
+from pyrobn.errors import ConfigurationError, NonFiniteError, ShapeError, SizeLimitError
 
 
 def test_swiss_roll_is_sklearns_roll(device):
@@ -37,10 +37,29 @@ def test_swiss_roll_seeds():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-@pytest.mark.parametrize("kwargs", [{"n": 0}, {"n": 2.5}, {"noise": -0.1}, {"noise": math.nan}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"n": 0},
+        {"n": 2.5},
+        {"noise": -0.1},
+        {"noise": math.nan},
+        {"noise": "0.1"},
+        {"noise": True},
+        {"seed": -1},
+        {"seed": 2.5},
+        {"seed": "0"},
+        {"seed": 2**40},
+    ],
+)
 def test_swiss_roll_bad_input(kwargs):
     with pytest.raises(ConfigurationError):
         pyrobn.datasets.swiss_roll(**{"n": 10, **kwargs})
+
+
+def test_swiss_roll_past_the_memory_budget_says_so():
+    with pytest.raises(SizeLimitError, match="swiss roll of 1000000000000 points"):
+        pyrobn.datasets.swiss_roll(10**12)
 
 
 def test_digits_fixed_stratified_split(device):

@@ -6,6 +6,8 @@ nothing is downloaded.
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -13,7 +15,23 @@ import torch
 
 from pyrobn.device import to_tensor
 from pyrobn.errors import ConfigurationError, ShapeError
-from pyrobn.validation import check_finite, check_int, check_positive, check_shape
+from pyrobn.validation import (
+    check_allocation,
+    check_finite,
+    check_int,
+    check_positive,
+    check_shape,
+    to_real_tensor,
+)
+
+__all__ = [
+    "DIGITS_SPLIT_SEED",
+    "DIGITS_TEST_FRACTION",
+    "DigitsSplit",
+    "best_direction_spearman",
+    "digits",
+    "swiss_roll",
+]
 
 #: the fixed split of :func:`digits`: 20 % test, stratified by label, seed 0
 DIGITS_TEST_FRACTION = 0.2
@@ -39,15 +57,24 @@ def swiss_roll(
     from sklearn.datasets import make_swiss_roll
 
     check_int(n, "n")
-    if not np.isfinite(noise) or noise < 0:
-        raise ConfigurationError(f"noise must be finite and >= 0, got {noise}")
-    x, t = make_swiss_roll(n, noise=noise, random_state=int(seed))
+    check_allocation(4 * n, torch.float64, f"a swiss roll of {n} points")
+    if (
+        isinstance(noise, bool)
+        or not isinstance(noise, numbers.Real)
+        or not math.isfinite(noise)
+        or noise < 0
+    ):
+        raise ConfigurationError(f"noise must be a finite number >= 0, got {noise!r}")
+    seed = check_int(seed, "seed", low=0)
+    if seed >= 2**32:
+        raise ConfigurationError(f"seed must be below 2**32 (scikit-learn's limit), got {seed}")
+    x, t = make_swiss_roll(n, noise=float(noise), random_state=seed)
     return to_tensor(x, dtype=dtype, device_=device), to_tensor(t, dtype=dtype, device_=device)
 
 
 def _on_cpu(value: Any, name: str, shape: tuple[int | None, ...]) -> np.ndarray:
     """``value`` as a finite float64 array of ``shape`` (None = any size)."""
-    tensor = to_tensor(value, dtype=torch.float64, device_="cpu")
+    tensor = to_real_tensor(value, name, dtype=torch.float64, device="cpu")
     return check_finite(check_shape(tensor, shape, name), name).numpy()
 
 

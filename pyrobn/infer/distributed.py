@@ -28,6 +28,17 @@ from pyro.poutine.subsample_messenger import _Subsample
 
 from pyrobn.errors import DistributedError
 
+__all__ = [
+    "DistributedContext",
+    "ShardDataPlate",
+    "average_gradients_and_loss",
+    "barrier",
+    "broadcast_parameters",
+    "launched_by_torchrun",
+    "setup",
+    "shared_seed",
+]
+
 _LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 _TIMEOUT_ENV = "PYROBN_DIST_TIMEOUT"
 
@@ -54,7 +65,10 @@ def setup(timeout_s: float | None = None) -> DistributedContext:
     """Join (or create) the default process group: NCCL on CUDA, Gloo on CPU.
 
     The group's timeout (``PYROBN_DIST_TIMEOUT`` seconds, default 120) bounds how long a
-    rank waits for a dead peer before failing instead of hanging.
+    rank waits for a stalled peer before failing instead of hanging (a peer that dies is
+    noticed at once: its connection closes). Under ``torchrun`` the agent itself stops the
+    other ranks when one dies; launched without an agent, the survivors raise
+    :class:`pyrobn.errors.DistributedError`.
     """
     if torch_dist.is_available() and torch_dist.is_initialized():
         rank, world = torch_dist.get_rank(), torch_dist.get_world_size()

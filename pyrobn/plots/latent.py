@@ -9,6 +9,8 @@ import torch
 
 from pyrobn.plots import PALETTE
 
+__all__ = ["image_grid", "latent_scatter", "loss_curves"]
+
 
 def _numpy(values: Any) -> np.ndarray:
     if isinstance(values, torch.Tensor):
