@@ -1,0 +1,182 @@
+"""Exact queries: posteriors, marginals, evidence, probabilities, MPE and sampling."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from pyrobn.errors import (
+    ConfigurationError,
+    ShapeError,
+    ZeroProbabilityEvidence,
+)
+from pyrobn.infer.enumeration import sum_axis
+from pyrobn.models.bayesnet._types import Evidence
+from pyrobn.models.bayesnet.text import parse_query
+from pyrobn.validation import check_int
+
+__all__ = ["QueriesMixin"]
+
+
+class QueriesMixin:
+    # ------------------------------------------------------------------ queries
+    def query(
+        self, variables: str | Sequence[str], evidence: Evidence | None = None
+    ) -> torch.Tensor:
+        """The posterior table p(x_Q | e) (eq. 4-5): shape (*cards of Q), or (B, *cards)
+        for batched evidence. One variable gives its marginal, several their joint.
+
+        >>> student_network().query("x1", evidence={"x2": 0})   # [0.2623, 0.7377]
+        """
+        names = [variables] if isinstance(variables, str) else list(variables)
+        query = tuple(self._var(n) for n in names)
+        if len(set(query)) != len(query):
+            raise ConfigurationError(f"a variable is queried twice: {names}")
+        ev, batch = self._evidence(evidence)
+        clash = [self.variables[v] for v in query if v in ev]
+        if clash:
+            raise ConfigurationError(f"{clash} are both queried and given as evidence")
+        factors = self._relevant((*query, *ev))
+        tables = self._refresh()
+        if self._linear_ok:
+            joint = self._engine.marginal(tables, query, ev, factors=factors)
+            z = sum_axis(joint.reshape(joint.shape[0], -1), 1)
+            if not bool(z.all()):
+                self._raise_zero(z.log(), evidence)
+            probs = joint / z.reshape(-1, *(1,) * (joint.dim() - 1))
+        else:
+            log_joint = self._engine.log_marginal(self._log_cache, query, ev, factors=factors)
+            log_z = torch.logsumexp(log_joint.reshape(log_joint.shape[0], -1), 1)
+            self._raise_zero(log_z, evidence)
+            probs = torch.exp(log_joint - log_z.reshape(-1, *(1,) * (log_joint.dim() - 1)))
+        return probs if batch is not None else probs[0]
+
+    def marginals(self, evidence: Evidence | None = None) -> dict[str, torch.Tensor]:
+        """p(x_n | e) of every unobserved variable at once (one contraction and its
+        gradient), as {name: (card,) or (B, card) tensor}."""
+        ev, batch = self._evidence(evidence)
+        free = tuple(v for v in range(len(self.variables)) if v not in ev)
+        if not free:
+            return {}
+        log_z, probs = self._engine.all_marginals(self._log_tables(), free, ev)
+        self._raise_zero(log_z, evidence)
+        return {self.variables[v]: p if batch is not None else p[0] for v, p in probs.items()}
+
+    def log_evidence(self, evidence: Evidence) -> torch.Tensor | float:
+        """log p(e) = log Σ_{x \\ e} p(x) (eq. 3): a float, or a (B,) tensor if batched."""
+        ev, batch = self._evidence(evidence)
+        if not ev:
+            return 0.0
+        log_z = self._log_joint((), ev, self._relevant(tuple(ev)))
+        return log_z if batch is not None else float(log_z[0])
+
+    def probability(
+        self, assignment: Evidence, evidence: Evidence | None = None
+    ) -> torch.Tensor | float:
+        """p(assignment | evidence) = p(assignment, evidence) / p(evidence) (eq. 4, 6, 7).
+
+        >>> student_network().probability({"x2": 1, "x3": 1})   # 0.546 (eq. 6)
+        """
+        if not assignment:
+            raise ConfigurationError("probability() needs at least one assigned variable")
+        evidence = dict(evidence or {})
+        joint = {**{k: v for k, v in assignment.items() if k not in evidence}, **evidence}
+        log_den = self.log_evidence(evidence) if evidence else 0.0
+        f64 = torch.float64
+        self._raise_zero(torch.as_tensor(log_den, dtype=f64), evidence)
+        log_num = self.log_evidence(joint) if len(joint) > len(evidence) else log_den
+        p = torch.exp(torch.as_tensor(log_num, dtype=f64) - torch.as_tensor(log_den, dtype=f64))
+        mismatch = self._mismatch(assignment, evidence)
+        if mismatch is not None:
+            p = torch.where(mismatch.to(p.device), torch.zeros_like(p), p)
+        return p if self._is_batched(evidence, assignment) else float(p.reshape(-1)[0])
+
+    def _is_batched(self, *mappings: Evidence) -> bool:
+        return any(self._evidence(m)[1] is not None for m in mappings if m)
+
+    def _column_or_scalar(self, var: int, value: Any) -> torch.Tensor:
+        ev, _ = self._evidence({self.variables[var]: value})
+        return ev[var]
+
+    def _mismatch(self, assignment: Evidence, evidence: Evidence) -> torch.Tensor | None:
+        """Rows where the assignment contradicts the evidence on a shared variable."""
+        out = None
+        for name in set(assignment) & set(evidence):
+            var = self._var(name)
+            diff = self._column_or_scalar(var, assignment[name]) != self._column_or_scalar(
+                var, evidence[name]
+            )
+            out = diff if out is None else out | diff
+        return out
+
+    def mpe(
+        self, evidence: Evidence | None = None, *, return_log_prob: bool = False
+    ) -> dict[str, Any] | tuple[dict[str, Any], Any]:
+        """The most probable explanation argmax_{x \\ e} p(x \\ e | e) of the unobserved
+        variables by max-product (ints, or (B,) tensors for batched evidence).
+
+        ``return_log_prob`` also returns log max_{x \\ e} p(x \\ e, e) (the joint).
+        """
+        ev, batch = self._evidence(evidence)
+        best, values = self._engine.max_assignment(self._log_tables(), ev)
+        self._raise_zero(best, evidence)
+        out: dict[str, Any] = {}
+        for var in range(len(self.variables)):
+            if var in values:
+                out[self.variables[var]] = values[var] if batch is not None else int(values[var][0])
+        if return_log_prob:
+            return out, best if batch is not None else float(best[0])
+        return out
+
+    def ask(self, text: str) -> Any:
+        """Answer a text query (see :func:`parse_query`): a float, a table or an MPE dict."""
+        q = parse_query(text)
+        if q.kind == "probability":
+            return self.probability(q.assignment, q.evidence)
+        if q.kind == "mpe":
+            return self.mpe(q.evidence)
+        return self.query(list(q.variables), q.evidence)
+
+    # ------------------------------------------------------------------ sampling
+    def _generator(self, seed: int | None) -> torch.Generator | None:
+        if seed is None:
+            return None
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(int(seed))
+        return gen
+
+    def sample(
+        self, n: int, evidence: Evidence | None = None, seed: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``n`` draws, as {name: LongTensor(n)}.
+
+        Without evidence: ancestral sampling, x_n ~ p(x_n | Pa(x_n)) in topological order
+        (eq. 8). With evidence: exact draws from p(x \\ e | e) by forward filtering and
+        backward sampling on the elimination tree (no rejection); evidence columns are
+        returned as given.
+        """
+        n = check_int(n, "n")
+        gen = self._generator(seed)
+        ev, batch = self._evidence(evidence)
+        if batch is not None and batch != n:
+            raise ShapeError(f"batched evidence of {batch} rows needs n = {batch}, got {n}")
+        if not ev:
+            values: dict[int, torch.Tensor] = {}
+            for var, table in enumerate(self._tables()):
+                probs = table[tuple(values[p] for p in self._parent_ids[var])]
+                if probs.dim() == 1:
+                    probs = probs.expand(n, -1)
+                values[var] = torch.multinomial(probs, 1, replacement=True, generator=gen).squeeze(
+                    -1
+                )
+        else:
+            try:
+                _, values = self._engine.sample(self._log_tables(), n, ev, generator=gen)
+            except ZeroProbabilityEvidence:
+                self._raise_zero(self.log_evidence(evidence), evidence)  # names the rows
+                raise
+            for var, col in ev.items():
+                values[var] = col.expand(n)
+        return {self.variables[v]: values[v] for v in range(len(self.variables))}
