@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from pyrobn.models.bayesnet._types import MISSING
 from pyrobn.models.bayesnet.cpt import CPT, ROW_TOLERANCE
+from pyrobn.models.bayesnet.formats import read_network, write_network
 from pyrobn.models.bayesnet.formats.json import JSON_FORMAT, JSON_VERSION
 from pyrobn.models.bayesnet.learning import FitResult
 from pyrobn.models.bayesnet.network import DiscreteBayesianNetwork
@@ -45,5 +46,7 @@ __all__ = [
     "FitResult",
     "Query",
     "parse_query",
+    "read_network",
     "student_network",
+    "write_network",
 ]

@@ -26,6 +26,7 @@ from pyrobn.infer.enumeration import CompiledContraction, underflow_safe
 from pyrobn.models.base import PyrobnModule
 from pyrobn.models.bayesnet._types import MISSING, Evidence
 from pyrobn.models.bayesnet.cpt import CPT, ROW_TOLERANCE, topological_order
+from pyrobn.models.bayesnet.engine import Engine, FlatTables
 from pyrobn.models.bayesnet.learning import LearningMixin
 from pyrobn.models.bayesnet.queries import QueriesMixin
 from pyrobn.validation import check_finite, check_integers_in_range
@@ -107,6 +108,10 @@ class DiscreteBayesianNetwork(QueriesMixin, LearningMixin, PyrobnModule):
         self._engine = CompiledContraction(
             self.cards, [(*self._parent_ids[i], i) for i in range(len(self.variables))]
         )
+        self._flat_engine = Engine(self.cards, self._parent_ids)
+        self._flat_tables = FlatTables()
+        #: bytes one exact-inference table may take (None: ``PYROBN_MEMORY_BUDGET``, 4 GiB)
+        self.memory_budget: int | None = None
         self._cache_key: tuple | None = None
         self._log_cache: list[torch.Tensor] = []
         self._linear_ok = False
@@ -166,7 +171,13 @@ class DiscreteBayesianNetwork(QueriesMixin, LearningMixin, PyrobnModule):
         return tuple(self.variables[p] for p in self._parent_ids[self._var(name)])
 
     def cardinality(self, name: str) -> int:
+        """The number of states of ``name``."""
         return self.cards[self._var(name)]
+
+    def state_names(self, name: str) -> tuple[str, ...]:
+        """The names of the states of ``name`` (their indices as text when unnamed)."""
+        names = self.states[self.variables[self._var(name)]]
+        return names if names else tuple(str(k) for k in range(self.cardinality(name)))
 
     def table(self, name: str) -> torch.Tensor:
         """The CPT p(name | Pa(name)) as a tensor (parents' axes, then the node's)."""
@@ -176,8 +187,12 @@ class DiscreteBayesianNetwork(QueriesMixin, LearningMixin, PyrobnModule):
         return CPT(self.table(name).clone(), parents=self.parents(name))
 
     def _tables(self) -> list[torch.Tensor]:
-        buffers = self._buffers
-        return [buffers[f"table_{i}"] for i in range(len(self.variables))]
+        """The tables in variable order (the buffers, registered as table_0, table_1, ...)."""
+        tables = list(self._buffers.values())
+        if len(tables) != len(self.variables):  # pragma: no cover - only tables are buffers
+            buffers = self._buffers
+            tables = [buffers[f"table_{i}"] for i in range(len(self.variables))]
+        return tables
 
     @property
     def device(self) -> torch.device:
@@ -410,6 +425,30 @@ class DiscreteBayesianNetwork(QueriesMixin, LearningMixin, PyrobnModule):
         from pyrobn.models.bayesnet.formats.json import from_json
 
         return from_json(cls, source, device=device)
+
+    def write(self, path: str | os.PathLike, *, format: str | None = None) -> None:
+        """Write the network to ``path``; the format comes from the suffix (``.bif``,
+        ``.xmlbif``, ``.uai``, ``.net``, ``.json``, each optionally ``.gz``): see
+        :func:`pyrobn.models.bayesnet.formats.write_network`. Reading it back with
+        :func:`pyrobn.read_network` gives the same network bit for bit."""
+        from pyrobn.models.bayesnet.formats import write_network
+
+        write_network(self, path, format=format)
+
+    @classmethod
+    def from_pgmpy(
+        cls, model: Any, device: str | torch.device | None = None
+    ) -> DiscreteBayesianNetwork:
+        """The network of a pgmpy ``DiscreteBayesianNetwork`` (its CPDs and state names)."""
+        from pyrobn.models.bayesnet.formats.pgmpy import from_pgmpy
+
+        return from_pgmpy(cls, model, device=device)
+
+    def to_pgmpy(self) -> Any:
+        """The same network as a pgmpy ``DiscreteBayesianNetwork`` (pgmpy must be installed)."""
+        from pyrobn.models.bayesnet.formats.pgmpy import to_pgmpy
+
+        return to_pgmpy(self)
 
     # ------------------------------------------------------------------ plotting
     def plot(self, ax: Any = None, **kwargs: Any) -> Any:

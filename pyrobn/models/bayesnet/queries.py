@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from pyrobn.errors import (
@@ -13,7 +14,9 @@ from pyrobn.errors import (
     ZeroProbabilityEvidence,
 )
 from pyrobn.infer.enumeration import sum_axis
+from pyrobn.infer.enumeration_compiled import run as run_flat
 from pyrobn.models.bayesnet._types import Evidence
+from pyrobn.models.bayesnet.engine import DEFAULT_MEMORY_BUDGET, PlanTooLarge, check_plan_size
 from pyrobn.models.bayesnet.text import parse_query
 from pyrobn.validation import check_int
 
@@ -21,12 +24,85 @@ __all__ = ["QueriesMixin"]
 
 
 class QueriesMixin:
+    """Exact queries (mixed into :class:`~pyrobn.models.bayesnet.DiscreteBayesianNetwork`).
+
+    On CPU a query runs the compiled plan of its shape (:mod:`.engine`: pruned,
+    min-fill ordered, cached); where that kernel does not apply (CUDA tables, or a
+    normaliser that underflowed) it runs the torch engine in log space.
+    """
+
+    #: run CPU queries in the compiled kernel (False: always the torch engine)
+    use_compiled: bool = True
+
+    # ------------------------------------------------------------------ plumbing
+    def _compiled_ok(self) -> bool:
+        return self.use_compiled and self.device.type == "cpu"
+
+    def _budget(self) -> int:
+        budget = getattr(self, "memory_budget", None)
+        return DEFAULT_MEMORY_BUDGET if budget is None else int(budget)
+
+    def _guard(self, size: float, variables: Sequence[int], rows: int, what: str) -> None:
+        check_plan_size(size, variables, self.variables, self.cards, self._budget(), rows, what)
+
+    def _flat_plan(self, what: str, kind: str, *args: Any) -> Any:
+        """The compiled plan (:meth:`Engine.query_plan` or ``mpe_plan``), within budget."""
+        engine = self._flat_engine
+        engine.budget_entries = self._budget() / 8
+        try:
+            plan = getattr(engine, kind)(*args)
+        except PlanTooLarge as exc:
+            self._guard(*exc.args, 1, what)
+            raise  # pragma: no cover - the guard raises
+        self._guard(plan.flat.largest_size, plan.flat.largest, 1, what)
+        return plan
+
+    @staticmethod
+    def _evidence_matrix(
+        ev: dict[int, torch.Tensor], order: Sequence[int], batch: int | None
+    ) -> np.ndarray:
+        """Evidence as a (B, len(order)) int64 array (scalar evidence repeated)."""
+        out = np.empty((batch or 1, len(order)), dtype=np.int64)
+        for j, v in enumerate(order):
+            out[:, j] = ev[v].cpu().numpy()
+        return out
+
+    def _run_flat(
+        self, flat: Any, tables: Sequence[int], ev: dict[int, torch.Tensor], batch: int | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        matrix = self._evidence_matrix(ev, flat.evidence, batch)
+        store = self._flat_tables
+        with store.lock:
+            store.update(self._tables(), tables, flat.workspace)
+            return run_flat(flat, store.buffer, store.offsets, matrix)
+
+    def _dropped_zero_rows(self, plan: Any, ev: dict[int, torch.Tensor], batch: int | None) -> bool:
+        """Whether the tables a pruned query dropped make some row's evidence impossible
+        (only checked when one of them holds a zero: otherwise they cannot)."""
+        if not plan.dropped:
+            return False
+        self._flat_tables.update(self._tables(), plan.dropped)
+        if not any(self._flat_tables.has_zero[t] for t in plan.dropped):
+            return False
+        self._flat_engine.budget_entries = self._budget() / 8
+        try:
+            check = self._flat_engine.check_plan(plan)
+        except PlanTooLarge as exc:
+            self._guard(*exc.args, 1, "the evidence check")
+            raise  # pragma: no cover - the guard raises
+        _, log_norm, _ = self._run_flat(check, plan.dropped, ev, batch)
+        return bool(np.isneginf(log_norm).any())
+
     # ------------------------------------------------------------------ queries
     def query(
         self, variables: str | Sequence[str], evidence: Evidence | None = None
     ) -> torch.Tensor:
         """The posterior table p(x_Q | e) (eq. 4-5): shape (*cards of Q), or (B, *cards)
         for batched evidence. One variable gives its marginal, several their joint.
+
+        Only the tables the query needs take part (barren and d-separated nodes are
+        pruned, :mod:`.relevance`), eliminated in a min-fill order compiled once per
+        query shape.
 
         >>> student_network().query("x1", evidence={"x2": 0})   # [0.2623, 0.7377]
         """
@@ -38,8 +114,28 @@ class QueriesMixin:
         clash = [self.variables[v] for v in query if v in ev]
         if clash:
             raise ConfigurationError(f"{clash} are both queried and given as evidence")
+        if self._compiled_ok():
+            plan = self._flat_plan("the query", "query_plan", query, tuple(sorted(ev)))
+            probs, log_norm, _ = self._run_flat(plan.flat, plan.kept, ev, batch)
+            if not np.isneginf(log_norm).any() and not self._dropped_zero_rows(plan, ev, batch):
+                shape = (probs.shape[0], *(self.cards[v] for v in query))
+                out = torch.from_numpy(probs).reshape(shape)
+                return out if batch is not None else out[0]
+        return self._query_torch(query, ev, batch, evidence)
+
+    def _query_torch(
+        self,
+        query: tuple[int, ...],
+        ev: dict[int, torch.Tensor],
+        batch: int | None,
+        evidence: Evidence | None,
+    ) -> torch.Tensor:
+        """The torch route: the ancestral tables, linear space when nothing can underflow,
+        else log space; raises ZeroProbabilityEvidence naming the rows."""
         factors = self._relevant((*query, *ev))
         tables = self._refresh()
+        plan = self._engine.plan(query, tuple(ev), (), "sum", factors)
+        self._guard(plan.largest_size(self.cards), plan.largest, batch or 1, "the query")
         if self._linear_ok:
             joint = self._engine.marginal(tables, query, ev, factors=factors)
             z = sum_axis(joint.reshape(joint.shape[0], -1), 1)
@@ -69,7 +165,17 @@ class QueriesMixin:
         ev, batch = self._evidence(evidence)
         if not ev:
             return 0.0
-        log_z = self._log_joint((), ev, self._relevant(tuple(ev)))
+        log_z = None
+        if self._compiled_ok():
+            plan = self._flat_plan("log_evidence", "query_plan", (), tuple(sorted(ev)))
+            _, log_norm, _ = self._run_flat(plan.flat, plan.kept, ev, batch)
+            if not np.isneginf(log_norm).any():  # else: zero, or an underflow: log space
+                log_z = torch.from_numpy(log_norm[:, 0])
+        if log_z is None:
+            factors = self._relevant(tuple(ev))
+            plan = self._engine.plan((), tuple(ev), (), "sum", factors)
+            self._guard(plan.largest_size(self.cards), plan.largest, batch or 1, "log_evidence")
+            log_z = self._log_joint((), ev, factors)
         return log_z if batch is not None else float(log_z[0])
 
     def probability(
@@ -114,14 +220,35 @@ class QueriesMixin:
     def mpe(
         self, evidence: Evidence | None = None, *, return_log_prob: bool = False
     ) -> dict[str, Any] | tuple[dict[str, Any], Any]:
-        """The most probable explanation argmax_{x \\ e} p(x \\ e | e) of the unobserved
-        variables by max-product (ints, or (B,) tensors for batched evidence).
+        """The most probable explanation argmax_{x \\ e} p(x \\ e | e): the joint
+        maximiser over every unobserved variable together (ints, or (B,) tensors for
+        batched evidence), by max-product with back-pointers on a min-fill plan — not
+        the per-variable maxima of the marginals.
 
         ``return_log_prob`` also returns log max_{x \\ e} p(x \\ e, e) (the joint).
         """
         ev, batch = self._evidence(evidence)
+        if self._compiled_ok():
+            plan = self._flat_plan("the MPE", "mpe_plan", tuple(sorted(ev)))
+            _, log_norm, states = self._run_flat(plan.flat, plan.kept, ev, batch)
+            if not np.isneginf(log_norm).any():
+                best = torch.from_numpy(log_norm[:, 0])
+                columns = dict(zip(plan.flat.free, torch.from_numpy(states).unbind(1)))
+                values = {v: columns[v] for v in range(len(self.variables)) if v in columns}
+                return self._mpe_result(values, best, batch, return_log_prob)
+        plan = self._engine.plan((), tuple(ev), (), "max")
+        self._guard(plan.largest_size(self.cards), plan.largest, batch or 1, "the MPE")
         best, values = self._engine.max_assignment(self._log_tables(), ev)
         self._raise_zero(best, evidence)
+        return self._mpe_result(values, best, batch, return_log_prob)
+
+    def _mpe_result(
+        self,
+        values: dict[int, torch.Tensor],
+        best: torch.Tensor,
+        batch: int | None,
+        return_log_prob: bool,
+    ) -> dict[str, Any] | tuple[dict[str, Any], Any]:
         out: dict[str, Any] = {}
         for var in range(len(self.variables)):
             if var in values:
