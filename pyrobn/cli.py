@@ -85,12 +85,18 @@ def _tutorials(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the largest network file the command reads (after decompression)
+MAX_NETWORK_BYTES = 64 * 2**20
+
+
 def _load_network(name: str):
-    from pyrobn.models.bayesnet import DiscreteBayesianNetwork, student_network
+    """'student', or a network file in any format read_network knows (BIF, XMLBIF, UAI,
+    Hugin NET, pyrobn JSON; optionally .gz), at most MAX_NETWORK_BYTES."""
+    from pyrobn.models.bayesnet import read_network, student_network
 
     if name == "student":
         return student_network()
-    return DiscreteBayesianNetwork.from_json(Path(name))
+    return read_network(Path(name), max_bytes=MAX_NETWORK_BYTES)
 
 
 def _state_label(net, variable: str, state: int) -> str:
@@ -180,7 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exact queries: 'P(x2=1, x3=1)', 'P(x3=1 | x2=1)', 'x1 | x2=0', "
         "'x2, x3', 'mpe | x4=1'. States are indices or names.",
     )
-    query.add_argument("network", help="'student' (the notes' network) or a JSON file")
+    query.add_argument(
+        "network",
+        help="'student' (the notes' network) or a network file: .bif, .xmlbif, .uai, .net, "
+        ".json (optionally .gz)",
+    )
     query.add_argument("query", help="the query, quoted")
     query.add_argument("--digits", type=int, default=6, help="significant digits")
     query.set_defaults(func=_query)

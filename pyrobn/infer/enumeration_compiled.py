@@ -42,7 +42,7 @@ from pyrobn.errors import ConfigurationError
 
 __all__ = ["FlatPlan", "PlanBuilder", "compile_elimination", "run"]
 
-_TABLE, _SLOT = 0, 1
+_TABLE, _SLOT, _DIVIDE = 0, 1, 2  # input kinds: a table, a slot, a slot that divides
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,10 @@ class FlatPlan:
     """A compiled sequence of product-marginalise steps (see the module docstring).
 
     ``program`` holds the steps' encodings, ``starts`` where each begins; slot ``s``
-    lives at ``slot_offsets[s]`` of a float64 workspace of ``workspace`` entries;
+    holds ``slot_sizes[s]`` entries at ``slot_offsets[s]`` of a float64 workspace of
+    ``workspace`` entries (slots whose lives do not overlap may share memory);
+    ``lambdas`` lists (slot, variable) pairs filled before each row with the evidence
+    indicator of the variable (ones when it is not observed);
     ``outputs`` are the slots returned (normalised, with their log normaliser);
     ``evidence`` the variables whose states the caller passes, in column order;
     ``largest`` the variables of the largest product a step walks (its size is the
@@ -63,6 +66,7 @@ class FlatPlan:
     program: np.ndarray
     starts: np.ndarray
     slot_offsets: np.ndarray
+    slot_sizes: np.ndarray
     workspace: int
     outputs: np.ndarray
     output_sizes: tuple[int, ...]
@@ -76,6 +80,7 @@ class FlatPlan:
     free: tuple[int, ...]
     max_inputs: int
     max_dims: int
+    lambdas: np.ndarray
 
 
 class PlanBuilder:
@@ -104,6 +109,14 @@ class PlanBuilder:
         self.largest_size = 1
         self.max_inputs = 1
         self.max_dims = 1
+        self.lambdas: list[tuple[int, int]] = []
+        self.last_use: list[int] = []
+
+    def lambda_slot(self, var: int) -> int:
+        """A slot holding the evidence indicator of ``var`` (see :class:`FlatPlan`)."""
+        slot = self.new_slot((var,))
+        self.lambdas.append((slot, var))
+        return slot
 
     def new_slot(self, scope: Sequence[int]) -> int:
         size = 1
@@ -111,6 +124,7 @@ class PlanBuilder:
             size *= self.cards[v]
         self.slot_sizes.append(size)
         self.slot_scopes.append(tuple(scope))
+        self.last_use.append(len(self.starts))
         return len(self.slot_sizes) - 1
 
     def free_scope(self, kind: int, index: int) -> tuple[int, ...]:
@@ -136,10 +150,12 @@ class PlanBuilder:
         eliminated: int = -1,
     ) -> int:
         """Add out[x_out] = Σ_{joint \\ out} Π inputs (each input a (kind, index) pair,
-        kind 0 a table, 1 a slot); returns the output slot. ``out`` must be a subset of
+        kind 0 a table, 1 a slot, 2 a slot that divides, with 0 / 0 = 0: Hugin's
+        update); returns the output slot. ``out`` must be a subset of
         ``joint`` in the same relative order; ``eliminated`` names the one variable a
         max step eliminates (for the traceback)."""
         joint = tuple(joint)
+        inputs = sorted(inputs, key=lambda item: item[0] == _DIVIDE)  # divisors last
         slot = self.new_slot(out)
         out_strides = self._strides(_SLOT, slot)
         size = 1
@@ -156,9 +172,11 @@ class PlanBuilder:
         prog += list(joint)
         prog += [out_strides.get(v, 0) for v in joint]
         for kind, index in inputs:
-            strides = self._strides(kind, index)
-            scope = self.slot_scopes[index] if kind == _SLOT else self.scopes[index]
+            strides = self._strides(_TABLE if kind == _TABLE else _SLOT, index)
+            scope = self.scopes[index] if kind == _TABLE else self.slot_scopes[index]
             observed = [(self._ev_col[v], strides[v]) for v in scope if v in self._ev_col]
+            if kind != _TABLE:
+                self.last_use[index] = len(self.starts) - 1
             prog += [kind, index, len(observed)]
             for col, s in observed:
                 prog += [col, s]
@@ -167,16 +185,70 @@ class PlanBuilder:
         self.arg_sizes.append(self.slot_sizes[slot] if eliminated >= 0 else 0)
         return slot
 
-    def finish(self, outputs: Sequence[int], mode: str, free: Sequence[int] = ()) -> FlatPlan:
-        offsets = np.zeros(len(self.slot_sizes) + 1, dtype=np.int64)
-        np.cumsum(self.slot_sizes, out=offsets[1:])
+    def _allocate(self, outputs: Sequence[int]) -> tuple[np.ndarray, int]:
+        """Workspace offsets: a slot's memory is reused once every step reading it has
+        run (lambda slots and outputs live throughout); first fit in a free list."""
+        n = len(self.slot_sizes)
+        forever = len(self.starts) + 1
+        last = list(self.last_use)
+        for s in outputs:
+            last[s] = forever
+        for s, _ in self.lambdas:
+            last[s] = forever
+        created = [0] * n
+        for s, _ in self.lambdas:
+            created[s] = -1
+        step_of_slot = {}
+        for o, start in enumerate(self.starts):
+            step_of_slot[self.program[start + 2]] = o
+        for s in range(n):
+            created[s] = step_of_slot.get(s, -1)
+        offsets = np.zeros(n, dtype=np.int64)
+        free: list[tuple[int, int]] = []  # (offset, size), sorted by offset
+        end = 0
+        expiring: dict[int, list[int]] = {}
+        for s in sorted(range(n), key=lambda s: (created[s], s)):
+            for o in [k for k in expiring if k < created[s]]:
+                for old in expiring.pop(o):
+                    free.append((int(offsets[old]), self.slot_sizes[old]))
+                free.sort()
+                merged: list[tuple[int, int]] = []
+                for off, size in free:
+                    if merged and merged[-1][0] + merged[-1][1] == off:
+                        merged[-1] = (merged[-1][0], merged[-1][1] + size)
+                    else:
+                        merged.append((off, size))
+                free = merged
+            size = self.slot_sizes[s]
+            for i, (off, room) in enumerate(free):
+                if room >= size:
+                    offsets[s] = off
+                    free[i] = (off + size, room - size)
+                    break
+            else:
+                offsets[s] = end
+                end += size
+            expiring.setdefault(last[s], []).append(s)
+        return offsets, end
+
+    def finish(
+        self, outputs: Sequence[int], mode: str, free: Sequence[int] = (), reuse: bool = False
+    ) -> FlatPlan:
+        sizes = np.asarray(self.slot_sizes, dtype=np.int64)
+        if reuse:
+            offsets, workspace = self._allocate(outputs)
+        else:
+            offsets = np.zeros(len(sizes), dtype=np.int64)
+            np.cumsum(sizes[:-1], out=offsets[1:])
+            workspace = int(sizes.sum())
         arg_offsets = np.zeros(len(self.arg_sizes) + 1, dtype=np.int64)
         np.cumsum(self.arg_sizes, out=arg_offsets[1:])
         return FlatPlan(
             program=np.asarray(self.program, dtype=np.int64),
             starts=np.asarray(self.starts, dtype=np.int64),
             slot_offsets=offsets,
-            workspace=int(offsets[-1]),
+            slot_sizes=sizes,
+            workspace=workspace,
             outputs=np.asarray(outputs, dtype=np.int64),
             output_sizes=tuple(self.slot_sizes[s] for s in outputs),
             evidence=self.evidence,
@@ -189,6 +261,7 @@ class PlanBuilder:
             free=tuple(free),
             max_inputs=self.max_inputs,
             max_dims=self.max_dims,
+            lambdas=np.asarray(self.lambdas, dtype=np.int64).reshape(-1, 2),
         )
 
 
@@ -255,6 +328,10 @@ def _kernel(
     program,
     starts,
     slot_offsets,
+    slot_sizes,
+    lambdas,
+    slot_lambda,
+    var_col,
     evidence,
     outputs,
     results,
@@ -271,7 +348,7 @@ def _kernel(
     """Run the steps for each evidence row; ``buf`` holds the tables, then from ``ws0``
     the workspace (the slots)."""
     n_rows = evidence.shape[0]
-    n_slots = slot_offsets.shape[0] - 1
+    n_slots = slot_offsets.shape[0]
     args = np.empty(max(arg_workspace, 1), dtype=np.int64)
     logs = np.zeros(n_slots)
     n_steps = starts.shape[0]
@@ -284,6 +361,15 @@ def _kernel(
         top = max(top, free_vars[i])
     var_value = np.full(top + 1, -1, dtype=np.int64)
     for b in range(n_rows):
+        for j in range(lambdas.shape[0]):  # evidence indicators
+            s = lambdas[j, 0]
+            col = var_col[lambdas[j, 1]]
+            base = ws0 + slot_offsets[s]
+            for i in range(slot_sizes[s]):
+                buf[base + i] = 1.0 if col < 0 else 0.0
+            if col >= 0:
+                buf[base + evidence[b, col]] = 1.0
+            logs[s] = 0.0
         for o in range(n_steps):
             p = starts[o]
             n_in = program[p]
@@ -295,7 +381,10 @@ def _kernel(
             out_strides = program[p : p + nd]
             p += nd
             log_in = 0.0
-            for k in range(n_in):
+            n_listed = n_in
+            n_in = 0
+            n_mul = -1
+            for _ in range(n_listed):
                 kind = program[p]
                 index = program[p + 1]
                 n_ev = program[p + 2]
@@ -305,15 +394,27 @@ def _kernel(
                     for _ in range(n_ev):
                         base += evidence[b, program[p]] * program[p + 1]
                         p += 2
-                else:
+                elif kind == 1:
+                    lam = slot_lambda[index]
+                    if lam >= 0 and var_col[lam] < 0:  # an indicator of ones: skipped
+                        p += nd
+                        continue
                     base = ws0 + slot_offsets[index]
                     log_in += logs[index]
-                offs[k] = base
+                else:  # divisors come last
+                    base = ws0 + slot_offsets[index]
+                    log_in -= logs[index]
+                    if n_mul < 0:
+                        n_mul = n_in
+                offs[n_in] = base
                 for d in range(nd):
-                    strides[k, d] = program[p + d]
+                    strides[n_in, d] = program[p + d]
                 p += nd
+                n_in += 1
+            if n_mul < 0:
+                n_mul = n_in
             out0 = ws0 + slot_offsets[slot]
-            out_size = slot_offsets[slot + 1] - slot_offsets[slot]
+            out_size = slot_sizes[slot]
             init = -1.0 if maximise else 0.0
             for j in range(out_size):
                 buf[out0 + j] = init
@@ -321,8 +422,11 @@ def _kernel(
             track = maximise and argmax[o] >= 0
             if nd == 0:
                 v = 1.0
-                for k in range(n_in):
+                for k in range(n_mul):
                     v *= buf[offs[k]]
+                for k in range(n_mul, n_in):
+                    x = buf[offs[k]]
+                    v = v / x if x != 0.0 else 0.0
                 buf[out0] = v
             else:
                 last = nd - 1
@@ -341,8 +445,11 @@ def _kernel(
                         arg = 0
                         for j in range(cl):
                             v = 1.0
-                            for k in range(n_in):
+                            for k in range(n_mul):
                                 v *= buf[offs[k] + j * last_strides[k]]
+                            for k in range(n_mul, n_in):
+                                x = buf[offs[k] + j * last_strides[k]]
+                                v = v / x if x != 0.0 else 0.0
                             if maximise:
                                 if v > acc:
                                     acc = v
@@ -359,8 +466,11 @@ def _kernel(
                     else:
                         for j in range(cl):
                             v = 1.0
-                            for k in range(n_in):
+                            for k in range(n_mul):
                                 v *= buf[offs[k] + j * last_strides[k]]
+                            for k in range(n_mul, n_in):
+                                x = buf[offs[k] + j * last_strides[k]]
+                                v = v / x if x != 0.0 else 0.0
                             if maximise:
                                 if v > buf[out0 + oo + j * ol]:
                                     buf[out0 + oo + j * ol] = v
@@ -395,7 +505,7 @@ def _kernel(
         for j in range(outputs.shape[0]):
             slot = outputs[j]
             out0 = ws0 + slot_offsets[slot]
-            out_size = slot_offsets[slot + 1] - slot_offsets[slot]
+            out_size = slot_sizes[slot]
             for i in range(out_size):
                 results[b, col + i] = buf[out0 + i]
             log_norms[b, j] = logs[slot]
@@ -425,8 +535,12 @@ def run(
     buffer: np.ndarray,
     table_offsets: np.ndarray,
     evidence: np.ndarray,
+    var_col: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run ``plan`` for each row of ``evidence`` (B, len(plan.evidence)) int64 states.
+
+    ``var_col`` maps each variable to its column of ``evidence`` (-1: unobserved) for the
+    plan's evidence indicators (``plan.lambdas``).
 
     ``buffer`` holds the tables (table ``t`` at ``table_offsets[t]``) followed by at
     least ``plan.workspace`` entries of scratch space, which the run overwrites
@@ -447,6 +561,9 @@ def run(
     log_norms = np.empty((n_rows, len(plan.outputs)))
     free = np.asarray(plan.free, dtype=np.int64)
     assignment = np.empty((n_rows, len(free)), dtype=np.int64)
+    slot_lambda = np.full(len(plan.slot_sizes), -1, dtype=np.int64)
+    if len(plan.lambdas):
+        slot_lambda[plan.lambdas[:, 0]] = plan.lambdas[:, 1]
     _kernel(
         buffer,
         ws0,
@@ -454,6 +571,10 @@ def run(
         plan.program,
         plan.starts,
         plan.slot_offsets,
+        plan.slot_sizes,
+        plan.lambdas,
+        slot_lambda,
+        np.zeros(1, dtype=np.int64) if var_col is None else var_col,
         np.ascontiguousarray(evidence, dtype=np.int64),
         plan.outputs,
         results,
@@ -852,8 +973,8 @@ def compile_query(
     )
     if largest_size > budget_entries:
         return float(largest_size), tuple(int(v) for v in largest)
-    offsets = np.zeros(len(slot_sizes) + 1, dtype=np.int64)
-    np.cumsum(slot_sizes, out=offsets[1:])
+    offsets = np.zeros(len(slot_sizes), dtype=np.int64)
+    np.cumsum(slot_sizes[:-1], out=offsets[1:])
     arg_sizes = np.where(argmax >= 0, slot_sizes, 0)
     arg_offsets = np.zeros(len(arg_sizes) + 1, dtype=np.int64)
     np.cumsum(arg_sizes, out=arg_offsets[1:])
@@ -864,7 +985,8 @@ def compile_query(
         program=prog,
         starts=starts,
         slot_offsets=offsets,
-        workspace=int(offsets[-1]),
+        slot_sizes=slot_sizes,
+        workspace=int(slot_sizes.sum()),
         outputs=np.asarray([last], dtype=np.int64),
         output_sizes=(int(slot_sizes[last]),),
         evidence=tuple(evidence),
@@ -877,4 +999,5 @@ def compile_query(
         free=tuple(int(v) for v in order) if mode == "max" else (),
         max_inputs=max(max_inputs, 1),
         max_dims=max(max_dims, 1),
+        lambdas=np.zeros((0, 2), dtype=np.int64),
     )

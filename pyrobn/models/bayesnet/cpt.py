@@ -13,10 +13,29 @@ from pyrobn.errors import (
     ShapeError,
 )
 
-__all__ = ["CPT", "ROW_TOLERANCE", "find_cycle", "topological_order"]
+__all__ = ["CPT", "ROW_TOLERANCE", "find_cycle", "normalise_rows", "topological_order"]
 
 #: rows of a table must sum to 1 within this (absolute) tolerance
 ROW_TOLERANCE = 1e-6
+
+#: rows off 1 by more than this (rounding in a file, not float noise) are divided by
+#: their sum when a network stores them
+NORMALISE_ABOVE = 1e-12
+
+
+def normalise_rows(table: torch.Tensor) -> torch.Tensor:
+    """``table`` (in place) with each row (last axis) whose sum is off 1 by more than
+    1e-12 divided by that sum; rows closer to 1 keep every bit.
+
+    Exact queries rely on it: a barren node drops out only because its rows sum to 1,
+    so a table printed with 7 digits (rows off by 1e-7, common in BIF files) would
+    otherwise make the answer depend on which nodes a query prunes.
+    """
+    sums = table.sum(-1, keepdim=True)
+    off = (sums - 1).abs() > NORMALISE_ABOVE
+    if bool(off.any()):
+        table.copy_(torch.where(off, table / sums, table))
+    return table
 
 
 class CPT:

@@ -98,6 +98,11 @@ class FlatTables:
         self._keys: list[tuple[int, int]] = []
         self.lock = threading.Lock()
 
+    @property
+    def keys(self) -> list[tuple[int, int]]:
+        """The version (storage, in-place version) of each table copied in."""
+        return self._keys
+
     def update(
         self,
         tables: Sequence[torch.Tensor],

@@ -25,7 +25,7 @@ from pyrobn.errors import (
 from pyrobn.infer.enumeration import CompiledContraction, underflow_safe
 from pyrobn.models.base import PyrobnModule
 from pyrobn.models.bayesnet._types import MISSING, Evidence
-from pyrobn.models.bayesnet.cpt import CPT, ROW_TOLERANCE, topological_order
+from pyrobn.models.bayesnet.cpt import CPT, ROW_TOLERANCE, normalise_rows, topological_order
 from pyrobn.models.bayesnet.engine import Engine, FlatTables
 from pyrobn.models.bayesnet.learning import LearningMixin
 from pyrobn.models.bayesnet.queries import QueriesMixin
@@ -103,7 +103,8 @@ class DiscreteBayesianNetwork(QueriesMixin, LearningMixin, PyrobnModule):
             self._check_table(n, given[n])
         target = torch.device(device) if device is not None else default_device()
         for i, n in enumerate(self.variables):
-            self.register_buffer(f"table_{i}", given[n].table.to(target, torch.float64).clone())
+            table = given[n].table.to(target, torch.float64).clone()
+            self.register_buffer(f"table_{i}", normalise_rows(table))
         self._ancestors = self._ancestor_sets()
         self._engine = CompiledContraction(
             self.cards, [(*self._parent_ids[i], i) for i in range(len(self.variables))]
@@ -229,7 +230,38 @@ class DiscreteBayesianNetwork(QueriesMixin, LearningMixin, PyrobnModule):
         self._check_table(name, cpt)
         old = self.table(name)
         with torch.no_grad():
-            old.copy_(cpt.table.to(old.device))
+            old.copy_(normalise_rows(cpt.table.to(old.device, torch.float64).clone()))
+
+    def do(self, intervention: Evidence) -> DiscreteBayesianNetwork:
+        """The mutilated network of the intervention do(X = x) (Pearl's truncated
+        factorisation): each intervened variable's table becomes a point mass on its
+        value and loses its parents (incoming edges are cut); every other table is
+        kept. ``net.do({"x": 1}).query("y")`` is p(y | do(x = 1)), which differs from
+        p(y | x = 1) when x and y share a cause.
+
+        >>> net = student_network()
+        >>> net.do({"x2": 1}).query("x1")     # = p(x1): forcing x2 says nothing of x1
+        """
+        if not isinstance(intervention, Mapping) or not intervention:
+            raise ConfigurationError(
+                f"an intervention is a non-empty mapping name -> state, got {intervention!r}"
+            )
+        fixed = {}
+        for name, value in intervention.items():
+            var = self._var(name)
+            if isinstance(value, torch.Tensor | np.ndarray | list | tuple) and np.ndim(value):
+                raise ShapeError(f"do() takes one state per variable, got {value!r} for {name!r}")
+            fixed[self.variables[var]] = self._state(var, value)
+        cpts = {}
+        for n in self.variables:
+            if n in fixed:
+                point = torch.zeros(self.cardinality(n), dtype=torch.float64)
+                point[fixed[n]] = 1.0
+                cpts[n] = CPT(point)
+            else:
+                cpts[n] = CPT(self.table(n).detach().cpu(), parents=self.parents(n))
+        states = {n: list(s) for n, s in self.states.items() if s}
+        return type(self)(cpts, states=states or None, device=self.device)
 
     # ------------------------------------------------------------------ input checks
     def _var(self, name: str) -> int:

@@ -15,8 +15,14 @@ from pyrobn.errors import (
 )
 from pyrobn.infer.enumeration import sum_axis
 from pyrobn.infer.enumeration_compiled import run as run_flat
+from pyrobn.infer.junction_tree import JunctionTree
 from pyrobn.models.bayesnet._types import Evidence
-from pyrobn.models.bayesnet.engine import DEFAULT_MEMORY_BUDGET, PlanTooLarge, check_plan_size
+from pyrobn.models.bayesnet.engine import (
+    DEFAULT_MEMORY_BUDGET,
+    PlanTooLarge,
+    SizeLimitError,
+    check_plan_size,
+)
 from pyrobn.models.bayesnet.text import parse_query
 from pyrobn.validation import check_int
 
@@ -150,15 +156,63 @@ class QueriesMixin:
         return probs if batch is not None else probs[0]
 
     def marginals(self, evidence: Evidence | None = None) -> dict[str, torch.Tensor]:
-        """p(x_n | e) of every unobserved variable at once (one contraction and its
-        gradient), as {name: (card,) or (B, card) tensor}."""
+        """p(x_n | e) of every unobserved variable at once, as {name: (card,) or (B, card)
+        tensor}: one calibration of the junction tree (two passes,
+        :class:`pyrobn.infer.junction_tree.JunctionTree`, built once per network) per
+        evidence row on CPU; on other devices one contraction and its gradient."""
         ev, batch = self._evidence(evidence)
         free = tuple(v for v in range(len(self.variables)) if v not in ev)
         if not free:
             return {}
+        if self._compiled_ok():
+            out = self._marginals_compiled(ev, batch, free)
+            if out is not None:
+                return out
+        plan = self._engine.plan((), tuple(ev), tuple(free), "sum")
+        self._guard(plan.largest_size(self.cards), plan.largest, batch or 1, "marginals")
         log_z, probs = self._engine.all_marginals(self._log_tables(), free, ev)
         self._raise_zero(log_z, evidence)
         return {self.variables[v]: p if batch is not None else p[0] for v, p in probs.items()}
+
+    def junction_tree(self) -> JunctionTree:
+        """The network's junction tree (built on first use, checked against the memory
+        budget: its potentials, its largest clique and the variables in it)."""
+        jt = getattr(self, "_jt", None)
+        if jt is None:
+            jt = JunctionTree(self.cards, self._flat_engine.scopes)
+            self._jt = jt
+        entries = jt.size * 2 + jt.plan().workspace  # potentials, their copy, scratch
+        if entries * 8 > self._budget():
+            shown = ", ".join(f"{self.variables[v]} ({self.cards[v]})" for v in jt.largest[:12])
+            raise SizeLimitError(
+                f"the junction tree needs {entries:,} float64 entries = "
+                f"{entries * 8 / 2**30:.3g} GiB, over the memory budget of "
+                f"{self._budget() / 2**30:.3g} GiB (net.memory_budget); its largest clique "
+                f"has {jt.largest_size:,} entries (treewidth bound {jt.width}) over {shown}"
+            )
+        return jt
+
+    def _marginals_compiled(
+        self, ev: dict[int, torch.Tensor], batch: int | None, free: tuple[int, ...]
+    ) -> dict[str, torch.Tensor] | None:
+        jt = self.junction_tree()
+        store = self._flat_tables
+        with store.lock:
+            store.update(self._tables(), None, jt.potential_plan().workspace)
+            jt.refresh(store.buffer, store.offsets, tuple(store.keys))
+        order = tuple(sorted(ev))
+        probs, log_z = jt.marginals(order, self._evidence_matrix(ev, order, batch))
+        if np.isneginf(log_z).any():  # zero evidence, or an underflow: the log-space route
+            return None
+        columns = torch.from_numpy(probs)
+        out = {}
+        start = 0
+        for v, k in enumerate(self.cards):
+            if v in free:
+                p = columns[:, start : start + k]
+                out[self.variables[v]] = p if batch is not None else p[0]
+            start += k
+        return out
 
     def log_evidence(self, evidence: Evidence) -> torch.Tensor | float:
         """log p(e) = log Σ_{x \\ e} p(x) (eq. 3): a float, or a (B,) tensor if batched."""
