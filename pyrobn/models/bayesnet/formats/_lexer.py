@@ -65,6 +65,7 @@ class Tokens:
         if m is None:
             if self._trailing.match(self.text, start):
                 return None
+            start += len(self.text[start:]) - len(self.text[start:].lstrip())
             line = self._line_of(start)
             found = self.text[start : start + 20].strip().split("\n")[0]
             raise ConfigurationError(

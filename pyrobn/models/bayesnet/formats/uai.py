@@ -16,7 +16,13 @@
 
 The file has no names: variables read as ``x0, x1, ...`` and states as ``"0", "1",
 ...``; writing keeps the structure, the variables' order and every probability bit
-for bit, not the names. ``MARKOV`` files (undirected models) are refused.
+for bit, not the names. ``MARKOV`` files (undirected models) are refused. Lines
+starting with ``c`` and text after ``#`` are comments (both conventions are in use).
+
+A table lists its entries with the last variable of the scope varying fastest (the
+format's description; the child is last). pyAgrum 3.3 writes and reads tables with two
+or more parents with the first parent varying fastest instead, so its multi-parent
+UAI files do not agree with this reader (pgmpy 1.1 departs from the description too).
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ class _Numbers:
         self.items: list[tuple[str, int]] = []
         for line_no, line in enumerate(text.splitlines(), 1):
             line = line.split("#", 1)[0]  # a comment convention some writers use
+            if line.lstrip().startswith("c"):  # the competitions' comment lines
+                continue
             self.items.extend((tok, line_no) for tok in line.split())
         self.pos = 0
 
