@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from pyrobn.errors import ZeroProbabilityEvidence
+from pyrobn.errors import SizeLimitError, ZeroProbabilityEvidence
 from pyrobn.models.bayesnet import read_network
-from pyrobn.models.bayesnet.engine import SizeLimitError
 
 EXAMPLES = os.path.join(os.path.dirname(__import__("pgmpy").__file__), "utils", "example_models")
 #: small and medium networks (the large ones are in the benchmark)

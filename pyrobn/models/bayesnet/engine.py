@@ -17,44 +17,28 @@ engine (log space, any device, differentiable) where the kernel does not apply.
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from pyrobn.errors import PyrobnValueError
+from pyrobn.errors import SizeLimitError
 from pyrobn.infer.enumeration import elimination_order
-from pyrobn.infer.enumeration_compiled import (
-    FlatPlan,
-    StructureArrays,
-    compile_query,
-)
 from pyrobn.models.bayesnet.relevance import Relevance
 
-try:  # the estimator contract adds these to pyrobn.errors / pyrobn.validation
-    from pyrobn.errors import SizeLimitError
-except ImportError:  # pragma: no cover - until the contract lands
-
-    class SizeLimitError(PyrobnValueError):  # type: ignore[no-redef]
-        """An allocation past the memory budget (the size and the budget are named)."""
-
+if TYPE_CHECKING:  # the compiled kernels import numba: on first use only
+    from pyrobn.infer.enumeration_compiled import FlatPlan, StructureArrays
 
 __all__ = [
-    "DEFAULT_MEMORY_BUDGET",
     "Engine",
     "FlatTables",
     "PlanTooLarge",
     "QueryPlan",
-    "SizeLimitError",
     "check_plan_size",
 ]
-
-#: bytes a single exact-inference table may take unless the network says otherwise
-#: (environment variable ``PYROBN_MEMORY_BUDGET``; default 4 GiB)
-DEFAULT_MEMORY_BUDGET = int(os.environ.get("PYROBN_MEMORY_BUDGET", 4 * 2**30))
 
 
 def check_plan_size(
@@ -77,7 +61,8 @@ def check_plan_size(
     raise SizeLimitError(
         f"{what} needs a table of {size:,.0f} entries x {rows:,} row(s) = "
         f"{needed / 2**30:.3g} GiB of float64, over the memory budget of "
-        f"{budget / 2**30:.3g} GiB (net.memory_budget); its elimination order has "
+        f"{budget / 2**30:.3g} GiB (net.memory_budget, or PYROBN_MEMORY_BUDGET); its "
+        "elimination order has "
         f"treewidth bound {len(variables) - 1}, over the variables {shown}{more}"
     )
 
@@ -161,7 +146,7 @@ class Engine:
         self.relevance = Relevance(parents)
         self.scopes = self.relevance.families
         self.heuristic = heuristic
-        self.arrays = StructureArrays(self.cards, self.scopes)
+        self._arrays: StructureArrays | None = None
         self._plans: dict[tuple, QueryPlan] = {}
         #: entries past which compiling stops (the caller's memory budget / 8 bytes)
         self.budget_entries = math.inf
@@ -169,8 +154,12 @@ class Engine:
     def _compile(
         self, tables: Sequence[int], query: tuple[int, ...], evidence: tuple[int, ...], mode: str
     ) -> FlatPlan:
+        from pyrobn.infer.enumeration_compiled import StructureArrays, compile_query
+
+        if self._arrays is None:
+            self._arrays = StructureArrays(self.cards, self.scopes)
         plan = compile_query(
-            self.arrays, tables, query, evidence, mode, self.heuristic, self.budget_entries
+            self._arrays, tables, query, evidence, mode, self.heuristic, self.budget_entries
         )
         if isinstance(plan, tuple):
             raise PlanTooLarge(*plan)

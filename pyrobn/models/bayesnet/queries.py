@@ -11,20 +11,14 @@ import torch
 from pyrobn.errors import (
     ConfigurationError,
     ShapeError,
+    SizeLimitError,
     ZeroProbabilityEvidence,
 )
 from pyrobn.infer.enumeration import sum_axis
-from pyrobn.infer.enumeration_compiled import run as run_flat
-from pyrobn.infer.junction_tree import JunctionTree
 from pyrobn.models.bayesnet._types import Evidence
-from pyrobn.models.bayesnet.engine import (
-    DEFAULT_MEMORY_BUDGET,
-    PlanTooLarge,
-    SizeLimitError,
-    check_plan_size,
-)
+from pyrobn.models.bayesnet.engine import PlanTooLarge, check_plan_size
 from pyrobn.models.bayesnet.text import parse_query
-from pyrobn.validation import check_int
+from pyrobn.validation import check_int, memory_budget
 
 __all__ = ["QueriesMixin"]
 
@@ -46,7 +40,7 @@ class QueriesMixin:
 
     def _budget(self) -> int:
         budget = getattr(self, "memory_budget", None)
-        return DEFAULT_MEMORY_BUDGET if budget is None else int(budget)
+        return memory_budget() if budget is None else int(budget)
 
     def _guard(self, size: float, variables: Sequence[int], rows: int, what: str) -> None:
         check_plan_size(size, variables, self.variables, self.cards, self._budget(), rows, what)
@@ -76,6 +70,8 @@ class QueriesMixin:
     def _run_flat(
         self, flat: Any, tables: Sequence[int], ev: dict[int, torch.Tensor], batch: int | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from pyrobn.infer.enumeration_compiled import run as run_flat
+
         matrix = self._evidence_matrix(ev, flat.evidence, batch)
         store = self._flat_tables
         with store.lock:
@@ -174,9 +170,11 @@ class QueriesMixin:
         self._raise_zero(log_z, evidence)
         return {self.variables[v]: p if batch is not None else p[0] for v, p in probs.items()}
 
-    def junction_tree(self) -> JunctionTree:
+    def junction_tree(self) -> Any:
         """The network's junction tree (built on first use, checked against the memory
         budget: its potentials, its largest clique and the variables in it)."""
+        from pyrobn.infer.junction_tree import JunctionTree
+
         jt = getattr(self, "_jt", None)
         if jt is None:
             jt = JunctionTree(self.cards, self._flat_engine.scopes)
