@@ -40,6 +40,7 @@ Example:
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import reduce
@@ -260,14 +261,23 @@ def sum_axis(x: torch.Tensor, axis: int) -> torch.Tensor:
 
 
 def logsumexp_axis(x: torch.Tensor, axis: int) -> torch.Tensor:
-    """log Σ exp over ``axis`` (max-shifted; -inf rows stay -inf, gradients are softmax)."""
+    """log Σ exp over ``axis`` (max-shifted). A slice of only -inf gives -inf with a zero
+    gradient (not NaN), so gradients (EM's expected counts, all marginals) stay finite
+    where a table has impossible rows; elsewhere the gradient is the softmax."""
     k = x.shape[axis]
     if k > _UNROLL or x.numel() < 64:
-        return torch.logsumexp(x, axis)
-    parts = x.unbind(axis)
-    top = reduce(torch.maximum, parts).detach()
-    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    return torch.log(reduce(torch.add, (torch.exp(p - top) for p in parts))) + top
+        top = x.detach().amax(axis, keepdim=True)
+        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+        total = torch.exp(x - top).sum(axis)
+        top = top.squeeze(axis)
+    else:
+        parts = x.unbind(axis)
+        top = reduce(torch.maximum, parts).detach()
+        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+        total = reduce(torch.add, (torch.exp(p - top) for p in parts))
+    positive = total > 0
+    safe = torch.where(positive, total, torch.ones_like(total))
+    return torch.where(positive, torch.log(safe) + top, torch.full_like(total, -math.inf))
 
 
 def _view_on(

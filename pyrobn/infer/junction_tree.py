@@ -157,6 +157,16 @@ class JunctionTree:
         self.largest_size = _size(largest, self.cards)
         self.width = len(largest) - 1
         self.with_tables = [c for c in range(n) if self.assigned[c]]
+
+        def root(c: int) -> int:
+            while self.parent[c] >= 0:
+                c = self.parent[c]
+            return c
+
+        first: dict[int, int] = {}
+        for v in range(len(self.cards)):
+            first.setdefault(root(self.home[v]), v)
+        self._one_per_tree = sorted(first.values())
         self._plan: FlatPlan | None = None
         self._potential_plan: FlatPlan | None = None
         self._buffer: np.ndarray | None = None
@@ -285,4 +295,5 @@ class JunctionTree:
             var_col[v] = j
         with self._lock:
             results, log_norms, _ = run(self.plan(), self._buffer, self._offsets, evidence, var_col)
-        return results, log_norms.min(axis=1) + self._log_scale
+        # each tree of the forest normalises its own variables: p(e) is their product
+        return results, log_norms[:, self._one_per_tree].sum(axis=1) + self._log_scale
