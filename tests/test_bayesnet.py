@@ -325,11 +325,12 @@ def test_mle_from_50000_samples_recovers_the_tables():
     learned = student_network()
     for name in learned.variables:  # start far from the truth
         learned.set_table(name, torch.full_like(learned.table(name), 0.5))
-    result = learned.fit(data)
-    assert result.method == "closed-form"
+    assert learned.fit(data) is learned
+    result = learned.fit_result_
+    assert result.method == "closed_form" and result.objective_name == "log_likelihood"
     for name in truth.variables:
         assert (learned.table(name) - truth.table(name)).abs().max().item() < 0.02
-    assert result.final_log_likelihood == pytest.approx(learned.log_prob(data).sum().item())
+    assert result.final_objective == pytest.approx(learned.log_prob(data).sum().item())
 
 
 def test_map_with_dirichlet_pseudo_counts_is_the_closed_form():
@@ -339,12 +340,16 @@ def test_map_with_dirichlet_pseudo_counts_is_the_closed_form():
     )
     a = torch.tensor([0, 0, 0, 1, 1, 0])
     b = torch.tensor([2, 2, 0, 1, 1, 2])
-    net.fit({"a": a, "b": b}, prior=1.5)
+    net.fit({"a": a, "b": b}, concentration=2.5)  # MAP adds alpha - 1 = 1.5 pseudo-counts
     counts = np.zeros((2, 3))
     np.add.at(counts, (a.numpy(), b.numpy()), 1)
     expected = (counts + 1.5) / (counts.sum(1, keepdims=True) + 3 * 1.5)
     np.testing.assert_allclose(net.table("b").numpy(), expected, rtol=1e-14)
     np.testing.assert_allclose(net.table("a").numpy(), [5.5 / 9, 3.5 / 9], rtol=1e-14)
+    assert net.fit_result_.objective_name == "log_posterior"
+    with pytest.warns(DeprecationWarning, match=r"concentration=a \+ 1"):
+        net.fit({"a": a, "b": b}, prior=1.5)  # the deprecated pseudo-count, same MAP
+    np.testing.assert_allclose(net.table("b").numpy(), expected, rtol=1e-14)
     # a parent state never seen gives a uniform row under plain MLE
     net.fit({"a": torch.zeros(4, dtype=torch.long), "b": torch.tensor([0, 1, 1, 2])})
     np.testing.assert_allclose(net.table("b")[1].numpy(), [1 / 3] * 3, rtol=1e-14)
@@ -355,18 +360,18 @@ def test_em_with_x1_hidden_reaches_the_true_log_likelihood():
     data = student_samples(20_000, seed=0, hidden="x1")
     true_ll = truth.log_prob(data).sum().item()
     learned = student_network()
-    result = learned.fit(data, restarts=3, seed=0)
+    result = learned.fit(data, restarts=3, seed=0).fit_result_
     assert result.method == "em" and len(result.restarts) == 3
-    history = np.array(result.log_likelihood)
+    history = np.array(result.objective)
     assert np.all(np.diff(history) >= -1e-9 * abs(history[-1]))  # EM never goes down
-    assert result.final_log_likelihood == pytest.approx(learned.log_prob(data).sum().item())
-    assert result.final_log_likelihood >= true_ll - 0.005 * abs(true_ll)
+    assert result.final_objective == pytest.approx(learned.log_prob(data).sum().item())
+    assert result.final_objective >= true_ll - 0.005 * abs(true_ll)
 
 
 def test_map_em_pseudo_counts_pull_towards_uniform():
     data = student_samples(300, seed=8, hidden="x1")
     net = student_network()
-    net.fit(data, prior=1e7, restarts=1, max_iter=5)
+    net.fit(data, concentration=1e7 + 1, restarts=1, max_iter=5)
     for name in net.variables:
         table = net.table(name)
         uniform = torch.full_like(table, 1 / table.shape[-1])
@@ -377,14 +382,14 @@ def test_svi_on_the_model_guide_pair_reaches_the_em_optimum():
     """The Pyro learning route: TraceEnum_ELBO with x1 enumerated is the exact -log p."""
     data = student_samples(500, seed=6, hidden="x1")
     em = student_network()
-    em_result = em.fit(data, restarts=2, seed=0)
+    em_result = em.fit(data, restarts=2, seed=0).fit_result_
     svi = student_network()
-    result = svi.fit(data, method="svi", restarts=1, steps=80, lr=0.15, seed=0)
-    assert result.method == "svi" and len(result.log_likelihood) == 80
+    result = svi.fit(data, method="svi", restarts=1, steps=80, lr=0.15, seed=0).fit_result_
+    assert result.method == "svi" and len(result.objective) == 80
     learned = svi.log_prob(data).sum().item()
-    assert learned == pytest.approx(result.final_log_likelihood, rel=1e-3)
-    assert learned >= em_result.final_log_likelihood - 0.005 * abs(em_result.final_log_likelihood)
-    assert learned <= em_result.final_log_likelihood + 1e-6 * abs(em_result.final_log_likelihood)
+    assert learned == pytest.approx(result.final_objective, rel=1e-3)
+    assert learned >= em_result.final_objective - 0.005 * abs(em_result.final_objective)
+    assert learned <= em_result.final_objective + 1e-6 * abs(em_result.final_objective)
     with pytest.raises(ConfigurationError, match="method"):
         svi.fit(data, method="gibbs")
 
@@ -392,15 +397,13 @@ def test_svi_on_the_model_guide_pair_reaches_the_em_optimum():
 def test_em_with_missing_entries_stops_at_a_maximum():
     data = student_samples(3000, seed=5, missing=0.2)
     net = student_network()
-    result = net.fit(data, restarts=2, seed=1)
+    result = net.fit(data, restarts=2, seed=1).fit_result_
     assert result.method == "em"
     # at a maximum of the marginal likelihood one more EM step changes nothing
     again = student_network()
     again.load_state_dict(net.state_dict())
-    step = again.fit(data, restarts=1, seed=7)
-    assert step.final_log_likelihood <= result.final_log_likelihood + 1e-6 * abs(
-        result.final_log_likelihood
-    )
+    step = again.fit(data, restarts=1, seed=7).fit_result_
+    assert step.final_objective <= result.final_objective + 1e-6 * abs(result.final_objective)
 
 
 # ---------------------------------------------------------------------------- errors

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import time
+import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,29 +17,16 @@ from pyrobn.errors import (
     ShapeError,
     ZeroProbabilityEvidence,
 )
+from pyrobn.infer.em import run_em
+from pyrobn.infer.result import FitResult
 from pyrobn.models.bayesnet._types import MISSING
+from pyrobn.random import generator
+from pyrobn.validation import check_int
 
 __all__ = ["FitResult", "LearningMixin"]
 
-
-@dataclass
-class FitResult:
-    """What :meth:`DiscreteBayesianNetwork.fit` did.
-
-    ``log_likelihood`` is the total log-likelihood Σ_k log p(x^k) (eq. 29, missing
-    values summed out) after each EM iteration of the best restart (one entry for the
-    closed form); ``restarts`` holds every restart's history.
-    """
-
-    method: str
-    log_likelihood: list[float]
-    restarts: list[list[float]] = field(default_factory=list)
-    best_restart: int = 0
-    converged: bool = True
-
-    @property
-    def final_log_likelihood(self) -> float:
-        return self.log_likelihood[-1]
+#: the Dirichlet concentration of "no prior": MAP with α = 1 is maximum likelihood
+FLAT = 1.0
 
 
 class LearningMixin:
@@ -104,13 +92,40 @@ class LearningMixin:
         counts = torch.bincount(flat, minlength=math.prod(shape))
         return counts.reshape(shape).to(torch.float64)
 
-    def _pseudo_counts(self, prior: Any, var: int) -> torch.Tensor | float:
-        if isinstance(prior, Mapping):
-            prior = prior.get(self.variables[var], 0.0)
-        value = torch.as_tensor(prior, dtype=torch.float64, device=self.device)
-        if not bool(torch.isfinite(value).all()) or bool((value < 0).any()):
-            raise ConfigurationError(f"pseudo-counts must be finite and >= 0, got {prior!r}")
-        return value
+    def _pseudo_counts(self, concentration: Any, var: int) -> torch.Tensor:
+        """α - 1 for the table of ``var`` (a number, a per-node mapping, or a tensor
+        broadcasting to the table), checked: α >= 1 (the MAP exists and is unique)."""
+        name = self.variables[var]
+        if isinstance(concentration, Mapping):
+            concentration = concentration.get(name, FLAT)
+        try:
+            alpha = torch.as_tensor(concentration, dtype=torch.float64, device=self.device)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ConfigurationError(
+                f"concentration for {name!r} must be a number or an array, got {concentration!r}"
+            ) from exc
+        if not bool(torch.isfinite(alpha).all()) or bool((alpha < 1).any()):
+            raise ConfigurationError(
+                f"concentration for {name!r} must be finite and >= 1 (1 = no prior; MAP adds "
+                f"alpha - 1 pseudo-counts), got {concentration!r}"
+            )
+        shape = self.table(name).shape
+        try:
+            return (alpha - 1).expand(shape)
+        except RuntimeError as exc:
+            raise ShapeError(
+                f"concentration for {name!r} must broadcast to its table's shape "
+                f"{tuple(shape)}, got shape {tuple(alpha.shape)}"
+            ) from exc
+
+    def _log_prior(self, tables: list[torch.Tensor], pseudo: list[torch.Tensor]) -> float:
+        """Σ (α - 1) log θ over every entry (the Dirichlet log-density up to a constant);
+        0 for α = 1. Entries with α = 1 and θ = 0 contribute 0, not NaN."""
+        total = 0.0
+        for p, t in zip(pseudo, tables):
+            if bool((p != 0).any()):
+                total += float(torch.where(p != 0, p * t.log(), torch.zeros_like(t)).sum())
+        return total
 
     @staticmethod
     def _normalise(counts: torch.Tensor) -> torch.Tensor:
@@ -138,7 +153,7 @@ class LearningMixin:
     def fit(
         self,
         data: Any,
-        prior: float | Mapping[str, Any] = 0.0,
+        concentration: float | Mapping[str, Any] = FLAT,
         *,
         method: str = "em",
         restarts: int = 5,
@@ -147,73 +162,113 @@ class LearningMixin:
         seed: int | None = 0,
         steps: int = 500,
         lr: float = 0.05,
+        batch_size: int | None = None,
+        prior: float | Mapping[str, Any] | None = None,
         subsample_size: int | None = None,
-    ) -> FitResult:
-        """Learn the CPTs from data (rows of states; -1 or an absent column = missing).
+    ) -> Any:
+        """Learn the tables from data (rows of states; -1 or an absent column = missing);
+        returns the network, with what happened in ``fit_result_``
+        (:class:`pyrobn.infer.result.FitResult`).
 
-        Complete data: the closed-form MLE of eq. 31, p(x | pa) = N(pa, x) / N(pa), or the
-        MAP estimate under a Dirichlet(prior + 1) prior, (N(pa, x) + prior) / (N(pa) + K
-        prior) (``prior`` a pseudo-count, per node through a mapping). Rows of a parent
-        assignment never seen become uniform.
+        ``concentration`` α is a Dirichlet(α) prior on every row (a number, or per node
+        through a mapping): the estimate is the MAP, which adds α - 1 pseudo-counts to
+        each cell; α = 1 (the default) is plain maximum likelihood.
 
-        Missing values or hidden variables: EM on the marginal likelihood Σ_k log p(x^k_obs)
-        with the missing values summed out exactly; the E-step's expected counts are the
-        gradient of the log-likelihood w.r.t. the log-tables (one contraction); each
-        iteration never lowers the objective. ``restarts`` random starts (Dirichlet(1)
-        tables, seeded), the best kept; ``log_likelihood`` holds the value before each
-        M-step and after the last (converged when it rises by <= ``tol`` relatively).
+        Complete data: the closed form of eq. 31, p(x | pa) = (N(pa, x) + α - 1) /
+        (N(pa) + K (α - 1)); a parent assignment never seen (and α = 1) gives a uniform
+        row. ``fit_result_.method == "closed_form"``.
 
-        ``method="svi"`` learns the same marginal likelihood through the model/guide pair
-        instead: softmax-parametrised tables, ``TraceEnum_ELBO`` (exact: every latent is
-        enumerated, so the loss is -log p(data) - log prior) and Adam(``lr``) for ``steps``
-        steps via :func:`pyrobn.infer.fit_svi` (minibatches with ``subsample_size``);
-        ``log_likelihood`` then holds -loss per step.
+        Missing values or hidden variables: EM (:func:`pyrobn.infer.em.run_em`) on the
+        marginal likelihood Σ_k log p(x^k_obs) (plus the log prior), the missing values
+        summed out exactly; the E-step's expected counts are the gradient of the
+        log-likelihood w.r.t. the log-tables (one contraction over the distinct rows).
+        ``restarts`` random starts (Dirichlet(1) tables from a local generator seeded by
+        ``seed``), the best kept; ``max_iter``, ``tol`` and the stopping rule are the
+        driver's. The objective never decreases.
+
+        ``method="svi"`` learns the same objective through the model/guide pair instead:
+        softmax-parametrised tables, ``TraceEnum_ELBO`` (exact: every latent is
+        enumerated) and Adam(``lr``) for ``steps`` steps via :func:`pyrobn.infer.fit_svi`
+        (minibatches of ``batch_size`` rows).
+
+        Deprecated: ``prior=a`` (a pseudo-count) is ``concentration=a + 1``;
+        ``subsample_size`` is ``batch_size``.
         """
+        started = time.perf_counter()
+        if prior is not None:
+            warnings.warn(
+                "fit(prior=a) is deprecated: use concentration=a + 1 (a Dirichlet "
+                "concentration; MAP adds alpha - 1 pseudo-counts)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            if concentration is not FLAT and concentration != FLAT:
+                raise ConfigurationError("give concentration or the deprecated prior, not both")
+            concentration = (
+                {k: _plus_one(v) for k, v in prior.items()}
+                if isinstance(prior, Mapping)
+                else _plus_one(prior)
+            )
+        if subsample_size is not None:
+            warnings.warn(
+                "fit(subsample_size=) is deprecated: use batch_size=",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            batch_size = subsample_size
         if method not in ("em", "svi"):
             raise ConfigurationError(f"method must be 'em' or 'svi', got {method!r}")
         cols, _ = self._data_columns(data)
+        pseudo = [self._pseudo_counts(concentration, v) for v in range(len(self.variables))]
+        with_prior = any(bool((p != 0).any()) for p in pseudo)
+        objective_name = "log_posterior" if with_prior else "log_likelihood"
         complete = len(cols) == len(self.variables) and all(
             not bool((c == MISSING).any()) for c in cols.values()
         )
-        pseudo = [self._pseudo_counts(prior, v) for v in range(len(self.variables))]
-        if complete:
-            for var in range(len(self.variables)):
-                counts = self._family_counts(cols, var) + pseudo[var]
-                self._buffers[f"table_{var}"].copy_(self._normalise(counts))
-            return FitResult("closed-form", [float(self.log_prob(data).sum())])
-        if restarts < 1 or max_iter < 1:
-            raise ConfigurationError(
-                f"restarts and max_iter must be >= 1, got {restarts}, {max_iter}"
-            )
-        if method == "svi":
-            return self._fit_svi(data, pseudo, restarts, steps, lr, seed, subsample_size)
-        distinct, weights = self._distinct_rows(cols)
-        hard, soft = self._evidence_from_columns(distinct)
-        gen = torch.Generator().manual_seed(0 if seed is None else int(seed))
-        best: tuple[float, list[torch.Tensor], list[float], bool] | None = None
-        histories = []
-        for _ in range(restarts):
-            tables = self._random_tables(gen)
-            history: list[float] = []
-            converged = False
-            for _ in range(max_iter):
+        with self._fitting(seed):
+            if complete:
+                tables = [
+                    self._normalise(self._family_counts(cols, v) + pseudo[v])
+                    for v in range(len(self.variables))
+                ]
+                self._store_tables(tables)
+                value = float(self.log_prob(data).sum()) + self._log_prior(tables, pseudo)
+                result = FitResult("closed_form", [value], objective_name)
+                return self._set_result(result, started)
+            restarts = check_int(restarts, "restarts")
+            max_iter = check_int(max_iter, "max_iter")
+            if method == "svi":
+                result = self._fit_svi(data, pseudo, restarts, steps, lr, seed, batch_size)
+                return self._set_result(result, started)
+            distinct, weights = self._distinct_rows(cols)
+            hard, soft = self._evidence_from_columns(distinct)
+
+            def step(tables: list[torch.Tensor]) -> tuple[list[torch.Tensor], float]:
                 ll, counts = self._expected_counts(tables, hard, soft, weights)
-                if history and ll - history[-1] <= tol * abs(ll):
-                    history.append(ll)
-                    converged = True
-                    break
-                history.append(ll)
-                tables = [self._normalise(c + p) for c, p in zip(counts, pseudo)]
-            histories.append(history)
-            if best is None or history[-1] > best[0]:
-                best = (history[-1], tables, history, converged)
-        assert best is not None
+                new = [self._normalise(c + p) for c, p in zip(counts, pseudo)]
+                return new, ll + self._log_prior(tables, pseudo)
+
+            def final(tables: list[torch.Tensor]) -> float:
+                ll, _ = self._expected_counts(tables, hard, soft, weights)
+                return ll + self._log_prior(tables, pseudo)
+
+            tables, result = run_em(
+                lambda restart, gen: self._random_tables(gen),
+                step,
+                max_iter=max_iter,
+                tol=tol,
+                restarts=restarts,
+                seed=seed,
+                objective_name=objective_name,
+                final=final,
+            )
+            self._store_tables(tables)
+            return self._set_result(result, started)
+
+    def _store_tables(self, tables: list[torch.Tensor]) -> None:
         with torch.no_grad():
-            for var, table in enumerate(best[1]):
+            for var, table in enumerate(tables):
                 self._buffers[f"table_{var}"].copy_(table)
-        return FitResult(
-            "em", best[2], histories, best_restart=histories.index(best[2]), converged=best[3]
-        )
 
     @staticmethod
     def _distinct_rows(
@@ -244,7 +299,7 @@ class LearningMixin:
         steps: int,
         lr: float,
         seed: int | None,
-        subsample_size: int | None,
+        batch_size: int | None,
     ) -> FitResult:
         """Maximum marginal likelihood (or MAP) through the model/guide pair and fit_svi."""
         from pyro.infer import TraceEnum_ELBO
@@ -254,10 +309,10 @@ class LearningMixin:
 
         store = pyro.get_param_store()
         names = [f"{self._pyro_name}.svi_logits_{i}" for i in range(len(self.variables))]
-        gen = torch.Generator().manual_seed(0 if seed is None else int(seed))
-        best: tuple[float, list[torch.Tensor], list[float]] | None = None
+        gen = generator(seed)
+        best: tuple[float, list[torch.Tensor], list[float], Any] | None = None
         histories = []
-        for restart in range(restarts):
+        for _restart in range(restarts):
             start = self._random_tables(gen)
             for name in names:
                 if name in store:
@@ -270,7 +325,7 @@ class LearningMixin:
                 ]
                 log_prior = sum((p * t.log()).sum() for p, t in zip(pseudo, tables))
                 pyro.factor("dirichlet_prior", torch.as_tensor(log_prior, dtype=torch.float64))
-                self._model_body(tables, data, None, subsample_size)
+                self._model_body(tables, data, None, batch_size)
 
             def svi_guide(data: Any) -> None:
                 """Empty: every latent site is enumerated in the model."""
@@ -283,22 +338,27 @@ class LearningMixin:
                 optim=Adam({"lr": lr}),
                 steps=steps,
                 progress=False,
-                seed=None if seed is None else int(seed) + restart,
+                seed=int(torch.randint(0, 2**31 - 1, (1,), generator=gen)),
                 description="bayesnet svi",
             )
             tables = [torch.softmax(store[name].detach(), -1) for name in names]
             for name in names:
                 del store[name]
-            ll = self._data_log_likelihood(data, tables)
+            value = self._data_log_likelihood(data, tables) + self._log_prior(tables, pseudo)
             histories.append([-loss for loss in history.losses])
-            if best is None or ll > best[0]:
-                best = (ll, tables, histories[-1])
+            if best is None or value > best[0]:
+                best = (value, tables, histories[-1], history)
         assert best is not None
-        with torch.no_grad():
-            for var, table in enumerate(best[1]):
-                self._buffers[f"table_{var}"].copy_(table)
+        self._store_tables(best[1])
+        index = next(i for i, h in enumerate(histories) if h is best[2])
         return FitResult(
-            "svi", best[2], histories, best_restart=histories.index(best[2]), converged=True
+            "svi",
+            best[2],
+            "elbo",
+            restarts=histories,
+            best_restart=index,
+            converged=True,
+            history=best[3],
         )
 
     def _data_log_likelihood(self, data: Any, tables: list[torch.Tensor]) -> float:
@@ -306,3 +366,13 @@ class LearningMixin:
         hard, soft = self._evidence_from_columns(cols)
         log_tables = [t.log() for t in tables]
         return float(self._engine.log_marginal(log_tables, (), hard, soft).sum())
+
+
+def _plus_one(prior: Any) -> Any:
+    """The concentration of a pseudo-count (the deprecated ``prior=``)."""
+    if isinstance(prior, torch.Tensor | np.ndarray):
+        return prior + 1
+    try:
+        return float(prior) + 1
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"prior must be a number, got {prior!r}") from exc

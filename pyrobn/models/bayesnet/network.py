@@ -29,12 +29,13 @@ from pyrobn.models.bayesnet.cpt import CPT, ROW_TOLERANCE, normalise_rows, topol
 from pyrobn.models.bayesnet.engine import Engine, FlatTables
 from pyrobn.models.bayesnet.learning import LearningMixin
 from pyrobn.models.bayesnet.queries import QueriesMixin
+from pyrobn.models.bayesnet.structure import StructureMixin
 from pyrobn.validation import check_finite, check_integers_in_range
 
 __all__ = ["MISSING", "ROW_TOLERANCE", "DiscreteBayesianNetwork"]
 
 
-class DiscreteBayesianNetwork(QueriesMixin, LearningMixin, PyrobnModule):
+class DiscreteBayesianNetwork(QueriesMixin, LearningMixin, StructureMixin, PyrobnModule):
     """A Bayesian network over categorical variables, p(x) = Π_n p(x_n | Pa(x_n)) (eq. 8).
 
     Args:
@@ -70,7 +71,8 @@ class DiscreteBayesianNetwork(QueriesMixin, LearningMixin, PyrobnModule):
         config_states = {str(k): [str(s) for s in v] for k, v in (states or {}).items()}
         super().__init__(
             cpts={
-                n: {"table": c.table.tolist(), "parents": list(c.parents)} for n, c in given.items()
+                n: {"table": c.table.detach().cpu().clone(), "parents": list(c.parents)}
+                for n, c in given.items()
             },
             states=config_states or None,
         )
@@ -224,6 +226,18 @@ class DiscreteBayesianNetwork(QueriesMixin, LearningMixin, PyrobnModule):
             return self._engine.marginal(tables, query, ev, factors=factors).log()
         return self._engine.log_marginal(self._log_cache, query, ev, factors=factors)
 
+    def _check_state(self) -> None:
+        """After a load: every table finite, non-negative, rows summing to 1 (within
+        ``ROW_TOLERANCE``; then normalised exactly), as the constructor demands."""
+        super()._check_state()
+        for i, n in enumerate(self.variables):
+            table = self._buffers[f"table_{i}"]
+            if table.dtype != torch.float64:
+                raise ShapeError(f"the table of {n!r} must be float64, got {table.dtype}")
+            self._check_table(n, CPT(table.detach().cpu(), parents=self.parents(n)))
+            with torch.no_grad():
+                normalise_rows(table)
+
     def set_table(self, name: str, table: Any) -> None:
         """Replace p(name | Pa(name)), validated like the constructor's tables."""
         cpt = CPT(table, self.parents(name))
@@ -231,37 +245,6 @@ class DiscreteBayesianNetwork(QueriesMixin, LearningMixin, PyrobnModule):
         old = self.table(name)
         with torch.no_grad():
             old.copy_(normalise_rows(cpt.table.to(old.device, torch.float64).clone()))
-
-    def do(self, intervention: Evidence) -> DiscreteBayesianNetwork:
-        """The mutilated network of the intervention do(X = x) (Pearl's truncated
-        factorisation): each intervened variable's table becomes a point mass on its
-        value and loses its parents (incoming edges are cut); every other table is
-        kept. ``net.do({"x": 1}).query("y")`` is p(y | do(x = 1)), which differs from
-        p(y | x = 1) when x and y share a cause.
-
-        >>> net = student_network()
-        >>> net.do({"x2": 1}).query("x1")     # = p(x1): forcing x2 says nothing of x1
-        """
-        if not isinstance(intervention, Mapping) or not intervention:
-            raise ConfigurationError(
-                f"an intervention is a non-empty mapping name -> state, got {intervention!r}"
-            )
-        fixed = {}
-        for name, value in intervention.items():
-            var = self._var(name)
-            if isinstance(value, torch.Tensor | np.ndarray | list | tuple) and np.ndim(value):
-                raise ShapeError(f"do() takes one state per variable, got {value!r} for {name!r}")
-            fixed[self.variables[var]] = self._state(var, value)
-        cpts = {}
-        for n in self.variables:
-            if n in fixed:
-                point = torch.zeros(self.cardinality(n), dtype=torch.float64)
-                point[fixed[n]] = 1.0
-                cpts[n] = CPT(point)
-            else:
-                cpts[n] = CPT(self.table(n).detach().cpu(), parents=self.parents(n))
-        states = {n: list(s) for n, s in self.states.items() if s}
-        return type(self)(cpts, states=states or None, device=self.device)
 
     # ------------------------------------------------------------------ input checks
     def _var(self, name: str) -> int:
@@ -481,13 +464,6 @@ class DiscreteBayesianNetwork(QueriesMixin, LearningMixin, PyrobnModule):
         from pyrobn.models.bayesnet.formats.pgmpy import to_pgmpy
 
         return to_pgmpy(self)
-
-    # ------------------------------------------------------------------ plotting
-    def plot(self, ax: Any = None, **kwargs: Any) -> Any:
-        """Draw the DAG layered by topological depth (as Figura 1); returns the axes."""
-        from pyrobn.plots.dag import plot_dag
-
-        return plot_dag({n: self.parents(n) for n in self.variables}, ax=ax, **kwargs)
 
     def __repr__(self) -> str:
         fams = ", ".join(

@@ -309,6 +309,16 @@ class QueriesMixin:
             return out, best if batch is not None else float(best[0])
         return out
 
+    def predict_proba(self, evidence: Evidence | None = None) -> dict[str, torch.Tensor]:
+        """The posterior marginal of every unobserved variable (the contract's name for
+        :meth:`marginals`): {name: (card,) or (B, card)}."""
+        return self.marginals(evidence)
+
+    def predict(self, evidence: Evidence | None = None) -> dict[str, Any]:
+        """The most probable joint state of the unobserved variables given ``evidence``
+        (:meth:`mpe`; not the per-variable maxima of :meth:`predict_proba`)."""
+        return self.mpe(evidence)
+
     def ask(self, text: str) -> Any:
         """Answer a text query (see :func:`parse_query`): a float, a table or an MPE dict."""
         q = parse_query(text)
