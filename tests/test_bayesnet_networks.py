@@ -67,7 +67,18 @@ def test_all_posteriors_equal_single_queries_and_batches_equal_rows(name):
         assert set(posteriors) == set(net.variables) - set(evidence)
         for v, p in posteriors.items():
             torch.testing.assert_close(p, net.query(v, evidence), rtol=0, atol=1e-12)
-    # a batch of rows with one evidence pattern, through the compiled kernels
+    # a batch of rows with one evidence pattern, through the compiled kernels (a few rows)
+    # and through torch's vectorised route (many rows)
+    from pyrobn.models.bayesnet.queries import BATCH_VECTORISED
+
+    many = net.sample(BATCH_VECTORISED + 2, seed=7)
+    wide = {v: many[v] for v in net.variables[:3]}
+    answers = net.query(net.variables[-1], wide)
+    for b in (0, BATCH_VECTORISED // 2, BATCH_VECTORISED + 1):
+        row = {v: int(c[b]) for v, c in wide.items()}
+        torch.testing.assert_close(
+            answers[b], net.query(net.variables[-1], row), rtol=0, atol=1e-13
+        )
     sample = net.sample(6, seed=2)
     observed = list(net.variables[:3])
     batch = {v: sample[v] for v in observed}

@@ -536,11 +536,13 @@ def run(
     table_offsets: np.ndarray,
     evidence: np.ndarray,
     var_col: np.ndarray | None = None,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run ``plan`` for each row of ``evidence`` (B, len(plan.evidence)) int64 states.
 
     ``var_col`` maps each variable to its column of ``evidence`` (-1: unobserved) for the
-    plan's evidence indicators (``plan.lambdas``).
+    plan's evidence indicators (``plan.lambdas``); ``out`` (B, Σ output sizes), when
+    given, receives the results (no second copy).
 
     ``buffer`` holds the tables (table ``t`` at ``table_offsets[t]``) followed by at
     least ``plan.workspace`` entries of scratch space, which the run overwrites
@@ -557,7 +559,10 @@ def run(
             f"the buffer holds {buffer.shape[0]} entries; the plan needs {ws0 + plan.workspace}"
         )
     n_rows = evidence.shape[0]
-    results = np.empty((n_rows, sum(plan.output_sizes)))
+    shape = (n_rows, sum(plan.output_sizes))
+    if out is not None and (out.shape != shape or out.dtype != np.float64):
+        raise ConfigurationError(f"out must be a float64 array of shape {shape}")
+    results = np.empty(shape) if out is None else out
     log_norms = np.empty((n_rows, len(plan.outputs)))
     free = np.asarray(plan.free, dtype=np.int64)
     assignment = np.empty((n_rows, len(free)), dtype=np.int64)

@@ -270,15 +270,21 @@ class JunctionTree:
         the tables) is the one they were computed from."""
         if key == self._key:
             return
-        phi, log_norms, _ = run(
-            self.potential_plan(), buffer, table_offsets, np.zeros((1, 0), dtype=np.int64)
-        )
         plan = self.plan()
         sizes = self.potential_plan().output_sizes
         self._offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
         np.cumsum(sizes, out=self._offsets[1:])
-        self._buffer = np.empty(int(self._offsets[-1]) + plan.workspace)
-        self._buffer[: self._offsets[-1]] = phi[0]
+        total = int(self._offsets[-1])
+        if self._buffer is None or self._buffer.shape[0] != total + plan.workspace:
+            self._buffer = np.empty(total + plan.workspace)
+        self._key = None  # until the potentials are complete
+        _, log_norms, _ = run(
+            self.potential_plan(),
+            buffer,
+            table_offsets,
+            np.zeros((1, 0), dtype=np.int64),
+            out=self._buffer[:total].reshape(1, total),
+        )
         self._log_scale = float(log_norms.sum())
         self._key = key
 

@@ -20,7 +20,11 @@ from pyrobn.models.bayesnet.engine import PlanTooLarge, check_plan_size
 from pyrobn.models.bayesnet.text import parse_query
 from pyrobn.validation import check_int, memory_budget
 
-__all__ = ["QueriesMixin"]
+__all__ = ["BATCH_VECTORISED", "QueriesMixin"]
+
+#: from this many evidence rows on, CPU queries run torch's batched operations (one
+#: pass over the rows per step) rather than the compiled kernel's loop over rows
+BATCH_VECTORISED = 128
 
 
 class QueriesMixin:
@@ -118,6 +122,12 @@ class QueriesMixin:
             raise ConfigurationError(f"{clash} are both queried and given as evidence")
         if self._compiled_ok():
             plan = self._flat_plan("the query", "query_plan", query, tuple(sorted(ev)))
+            if batch is not None and batch >= BATCH_VECTORISED:
+                # many rows: torch's operations vectorised over the rows beat the
+                # compiled loop over rows (bench/bayesnet_networks.py); same pruning
+                if not self._dropped_zero_rows(plan, ev, batch):
+                    return self._query_torch(query, ev, batch, evidence, plan.kept)
+                return self._query_torch(query, ev, batch, evidence)
             probs, log_norm, _ = self._run_flat(plan.flat, plan.kept, ev, batch)
             if not np.isneginf(log_norm).any() and not self._dropped_zero_rows(plan, ev, batch):
                 shape = (probs.shape[0], *(self.cards[v] for v in query))
@@ -131,10 +141,13 @@ class QueriesMixin:
         ev: dict[int, torch.Tensor],
         batch: int | None,
         evidence: Evidence | None,
+        factors: tuple[int, ...] | None = None,
     ) -> torch.Tensor:
-        """The torch route: the ancestral tables, linear space when nothing can underflow,
-        else log space; raises ZeroProbabilityEvidence naming the rows."""
-        factors = self._relevant((*query, *ev))
+        """The torch route: the ancestral tables (or ``factors``, a pruned set whose
+        dropped part was checked), linear space when nothing can underflow, else log
+        space; raises ZeroProbabilityEvidence naming the rows."""
+        if factors is None:
+            factors = self._relevant((*query, *ev))
         tables = self._refresh()
         plan = self._engine.plan(query, tuple(ev), (), "sum", factors)
         self._guard(plan.largest_size(self.cards), plan.largest, batch or 1, "the query")
