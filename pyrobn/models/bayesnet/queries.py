@@ -20,11 +20,14 @@ from pyrobn.models.bayesnet.engine import PlanTooLarge, check_plan_size
 from pyrobn.models.bayesnet.text import parse_query
 from pyrobn.validation import check_int, memory_budget
 
-__all__ = ["BATCH_VECTORISED", "QueriesMixin"]
+__all__ = ["BATCH_VECTORISED", "VECTORISED_ENTRIES", "QueriesMixin"]
 
 #: from this many evidence rows on, CPU queries run torch's batched operations (one
 #: pass over the rows per step) rather than the compiled kernel's loop over rows
 BATCH_VECTORISED = 128
+#: ... as long as rows x the largest table stays under this many entries (32 MiB); past
+#: it the compiled kernel walks the rows one by one, allocating nothing per row
+VECTORISED_ENTRIES = 2**22
 
 
 class QueriesMixin:
@@ -122,7 +125,8 @@ class QueriesMixin:
             raise ConfigurationError(f"{clash} are both queried and given as evidence")
         if self._compiled_ok():
             plan = self._flat_plan("the query", "query_plan", query, tuple(sorted(ev)))
-            if batch is not None and batch >= BATCH_VECTORISED:
+            vectorised = batch is not None and batch >= BATCH_VECTORISED
+            if vectorised and batch * plan.flat.largest_size <= VECTORISED_ENTRIES:
                 # many rows: torch's operations vectorised over the rows beat the
                 # compiled loop over rows (bench/bayesnet_networks.py); same pruning
                 if not self._dropped_zero_rows(plan, ev, batch):
