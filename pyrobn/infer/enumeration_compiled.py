@@ -82,6 +82,23 @@ class FlatPlan:
     max_dims: int
     lambdas: np.ndarray
 
+    def __post_init__(self) -> None:
+        # what every run needs, computed once (a plan is reused by every query of its shape)
+        slot_lambda = np.full(len(self.slot_sizes), -1, dtype=np.int64)
+        if len(self.lambdas):
+            slot_lambda[self.lambdas[:, 0]] = self.lambdas[:, 1]
+        object.__setattr__(self, "slot_lambda", slot_lambda)
+        object.__setattr__(self, "free_array", np.asarray(self.free, dtype=np.int64))
+        object.__setattr__(self, "total_output", int(sum(self.output_sizes)))
+        cost = 0.0
+        for s in self.starts:  # entries walked x tables multiplied: the plan's work
+            n_in, nd = int(self.program[s]), int(self.program[s + 1])
+            cost += float(np.prod(self.program[s + 3 : s + 3 + nd], dtype=np.float64)) * n_in
+        object.__setattr__(self, "cost", cost)
+
+
+_NO_COLUMNS = np.zeros(1, dtype=np.int64)
+
 
 class PlanBuilder:
     """Builds a :class:`FlatPlan` step by step.
@@ -559,16 +576,13 @@ def run(
             f"the buffer holds {buffer.shape[0]} entries; the plan needs {ws0 + plan.workspace}"
         )
     n_rows = evidence.shape[0]
-    shape = (n_rows, sum(plan.output_sizes))
+    shape = (n_rows, plan.total_output)
     if out is not None and (out.shape != shape or out.dtype != np.float64):
         raise ConfigurationError(f"out must be a float64 array of shape {shape}")
     results = np.empty(shape) if out is None else out
     log_norms = np.empty((n_rows, len(plan.outputs)))
-    free = np.asarray(plan.free, dtype=np.int64)
+    free = plan.free_array
     assignment = np.empty((n_rows, len(free)), dtype=np.int64)
-    slot_lambda = np.full(len(plan.slot_sizes), -1, dtype=np.int64)
-    if len(plan.lambdas):
-        slot_lambda[plan.lambdas[:, 0]] = plan.lambdas[:, 1]
     _kernel(
         buffer,
         ws0,
@@ -578,9 +592,11 @@ def run(
         plan.slot_offsets,
         plan.slot_sizes,
         plan.lambdas,
-        slot_lambda,
-        np.zeros(1, dtype=np.int64) if var_col is None else var_col,
-        np.ascontiguousarray(evidence, dtype=np.int64),
+        plan.slot_lambda,
+        _NO_COLUMNS if var_col is None else var_col,
+        evidence
+        if evidence.flags.c_contiguous and evidence.dtype == np.int64
+        else np.ascontiguousarray(evidence, dtype=np.int64),
         plan.outputs,
         results,
         log_norms,

@@ -26,13 +26,14 @@ import numpy as np
 import torch
 
 from pyrobn.errors import SizeLimitError
-from pyrobn.infer.enumeration import elimination_order
+from pyrobn.infer.enumeration import HEURISTICS, elimination_order
 from pyrobn.models.bayesnet.relevance import Relevance
 
 if TYPE_CHECKING:  # the compiled kernels import numba: on first use only
     from pyrobn.infer.enumeration_compiled import FlatPlan, StructureArrays
 
 __all__ = [
+    "HEAVY_PLAN",
     "Engine",
     "FlatTables",
     "PlanTooLarge",
@@ -65,6 +66,13 @@ def check_plan_size(
         "elimination order has "
         f"treewidth bound {len(variables) - 1}, over the variables {shown}{more}"
     )
+
+
+#: a plan walking more entries than this is compiled again with the other heuristics of
+#: :data:`pyrobn.infer.enumeration.HEURISTICS` and the cheapest kept (min-fill ignores
+#: cardinalities; on networks with many-state variables, such as barley, the weighted
+#: orders are several times cheaper)
+HEAVY_PLAN = 2e5
 
 
 class FlatTables:
@@ -158,12 +166,20 @@ class Engine:
 
         if self._arrays is None:
             self._arrays = StructureArrays(self.cards, self.scopes)
-        plan = compile_query(
-            self._arrays, tables, query, evidence, mode, self.heuristic, self.budget_entries
-        )
-        if isinstance(plan, tuple):
-            raise PlanTooLarge(*plan)
-        return plan
+        best = None
+        for heuristic in (self.heuristic, *(h for h in HEURISTICS if h != self.heuristic)):
+            plan = compile_query(
+                self._arrays, tables, query, evidence, mode, heuristic, self.budget_entries
+            )
+            if not isinstance(plan, tuple) and (best is None or plan.cost < best.cost):
+                best = plan
+            elif best is None and isinstance(plan, tuple):
+                over = plan
+            if best is not None and best.cost <= HEAVY_PLAN:
+                break  # light: not worth another order (real networks' usual case)
+        if best is None:
+            raise PlanTooLarge(*over)
+        return best
 
     def order(
         self, tables: Sequence[int], evidence: Sequence[int], keep: Sequence[int]

@@ -49,19 +49,24 @@ class QueriesMixin:
         budget = getattr(self, "memory_budget", None)
         return memory_budget() if budget is None else int(budget)
 
-    def _guard(self, size: float, variables: Sequence[int], rows: int, what: str) -> None:
-        check_plan_size(size, variables, self.variables, self.cards, self._budget(), rows, what)
+    def _guard(
+        self, size: float, variables: Sequence[int], rows: int, what: str, budget: int | None = None
+    ) -> None:
+        budget = self._budget() if budget is None else budget
+        if size * rows * 8 > budget:
+            check_plan_size(size, variables, self.variables, self.cards, budget, rows, what)
 
     def _flat_plan(self, what: str, kind: str, *args: Any) -> Any:
         """The compiled plan (:meth:`Engine.query_plan` or ``mpe_plan``), within budget."""
         engine = self._flat_engine
-        engine.budget_entries = self._budget() / 8
+        budget = self._budget()
+        engine.budget_entries = budget / 8
         try:
             plan = getattr(engine, kind)(*args)
         except PlanTooLarge as exc:
-            self._guard(*exc.args, 1, what)
+            self._guard(*exc.args, 1, what, budget)
             raise  # pragma: no cover - the guard raises
-        self._guard(plan.flat.largest_size, plan.flat.largest, 1, what)
+        self._guard(plan.flat.largest_size, plan.flat.largest, 1, what, budget)
         return plan
 
     @staticmethod
@@ -69,7 +74,9 @@ class QueriesMixin:
         ev: dict[int, torch.Tensor], order: Sequence[int], batch: int | None
     ) -> np.ndarray:
         """Evidence as a (B, len(order)) int64 array (scalar evidence repeated)."""
-        out = np.empty((batch or 1, len(order)), dtype=np.int64)
+        if batch is None:  # one row: the states as Python ints
+            return np.array([[int(ev[v]) for v in order]], dtype=np.int64).reshape(1, len(order))
+        out = np.empty((batch, len(order)), dtype=np.int64)
         for j, v in enumerate(order):
             out[:, j] = ev[v].cpu().numpy()
         return out

@@ -39,10 +39,12 @@ if TYPE_CHECKING:
     from pyrobn.models.bayesnet.network import DiscreteBayesianNetwork
 
 __all__ = [
+    "BNLEARN",
     "FORMATS",
     "MAX_FILE_BYTES",
     "READ_TOLERANCE",
     "RenormalizedWarning",
+    "bnlearn_path",
     "format_of",
     "read_network",
     "write_network",
@@ -161,3 +163,32 @@ def write_network(
             Path(path).write_bytes(data)
     except OSError as exc:
         raise ConfigurationError(f"cannot write network file {str(path)!r}: {exc}") from exc
+
+
+#: the bnlearn repository's networks that pgmpy's wheel ships (``.bif.gz``)
+BNLEARN = (
+    "asia", "cancer", "earthquake", "sachs", "survey", "alarm", "barley", "child",
+    "insurance", "mildew", "water", "hailfinder", "hepar2", "win95pts", "andes",
+    "diabetes", "link", "pathfinder", "pigs", "munin1", "munin2", "munin3", "munin4", "munin",
+)  # fmt: skip
+
+
+def bnlearn_path(name: str) -> Path:
+    """The path of a bnlearn network (:data:`BNLEARN`) in the copy pgmpy ships: pyrobn
+    does not redistribute them (pgmpy is a development and benchmark dependency).
+
+    >>> net = read_network(bnlearn_path("alarm"))      # doctest: +SKIP
+    """
+    if name not in BNLEARN:
+        raise ConfigurationError(f"unknown bnlearn network {name!r}; choose from {BNLEARN}")
+    try:
+        import pgmpy
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"the bnlearn networks come with pgmpy (pip install pgmpy, or pyrobn[dev]): "
+            f"{name!r} is not available"
+        ) from exc
+    path = Path(pgmpy.__file__).parent / "utils" / "example_models" / f"{name}.bif.gz"
+    if not path.exists():
+        raise ConfigurationError(f"this pgmpy ({pgmpy.__version__}) does not ship {path.name}")
+    return path
