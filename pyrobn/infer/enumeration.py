@@ -33,8 +33,11 @@ elementwise operations, which torch runs far faster on large batches.
 
 Example:
     >>> engine = CompiledContraction(cards=[2, 2], scopes=[(0,), (0, 1)])
-    >>> logp = engine.log_marginal([log_p0, log_p1_given_0], query=(0,),
-    ...                            evidence={1: torch.tensor([1])})   # log p(x0, x1=1)
+    >>> log_p0 = torch.tensor([0.3, 0.7]).log()
+    >>> log_p1_given_0 = torch.tensor([[0.9, 0.1], [0.2, 0.8]]).log()
+    >>> engine.log_marginal([log_p0, log_p1_given_0], query=(0,),
+    ...                     evidence={1: torch.tensor([1])}).exp()   # p(x0, x1=1)
+    tensor([[0.0300, 0.5600]])
 """
 
 from __future__ import annotations

@@ -17,9 +17,11 @@ The package is laid out by job:
 * :mod:`.formats` — files (JSON, ...); :mod:`.text` — text queries;
   :mod:`.student` — the notes' network.
 
->>> net = student_network()
->>> net.query("x2")                         # p(x2) = [0.305, 0.695]   (eq. 3)
->>> net.probability({"x3": 1}, evidence={"x2": 1})   # 0.546 / 0.695   (eq. 7)
+>>> net = pyrobn.student_network()
+>>> net.query("x2")                                         # p(x2)      (eq. 3)
+tensor([0.3050, 0.6950], dtype=torch.float64)
+>>> round(net.probability({"x3": 1}, evidence={"x2": 1}), 4)  # 0.546 / 0.695 (eq. 7)
+0.7856
 """
 
 from __future__ import annotations

@@ -46,6 +46,7 @@ class CPT:
     row (last axis) sums to 1. A root node's table is a vector.
 
     >>> CPT([[0.8, 0.2], [0.25, 0.75]], parents=["x1"])   # p(x2 | x1), notes 2.1.1
+    CPT(shape=(2, 2), parents=['x1'])
     """
 
     def __init__(self, table: Any, parents: Sequence[str] = ()) -> None:

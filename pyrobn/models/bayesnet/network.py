@@ -52,9 +52,11 @@ class DiscreteBayesianNetwork(QueriesMixin, LearningMixin, StructureMixin, Pyrob
     space otherwise. Evidence may be batched (one 1-D tensor of length B per observed
     variable), answered in one contraction with a leading batch dimension.
 
+    >>> from pyrobn import CPT, DiscreteBayesianNetwork
     >>> net = DiscreteBayesianNetwork({"a": CPT([0.3, 0.7]),
     ...                                "b": CPT([[0.9, 0.1], [0.2, 0.8]], parents=["a"])})
     >>> net.query("a", evidence={"b": 1})
+    tensor([0.0508, 0.9492], dtype=torch.float64)
     """
 
     max_plate_nesting = 1

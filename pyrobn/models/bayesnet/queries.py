@@ -120,7 +120,8 @@ class QueriesMixin:
         pruned, :mod:`.relevance`), eliminated in a min-fill order compiled once per
         query shape.
 
-        >>> student_network().query("x1", evidence={"x2": 0})   # [0.2623, 0.7377]
+        >>> pyrobn.student_network().query("x1", evidence={"x2": 0})   # (eq. 4-5)
+        tensor([0.2623, 0.7377], dtype=torch.float64)
         """
         names = [variables] if isinstance(variables, str) else list(variables)
         query = tuple(self._var(n) for n in names)
@@ -259,7 +260,8 @@ class QueriesMixin:
     ) -> torch.Tensor | float:
         """p(assignment | evidence) = p(assignment, evidence) / p(evidence) (eq. 4, 6, 7).
 
-        >>> student_network().probability({"x2": 1, "x3": 1})   # 0.546 (eq. 6)
+        >>> pyrobn.student_network().probability({"x2": 1, "x3": 1})   # (eq. 6)
+        0.546
         """
         if not assignment:
             raise ConfigurationError("probability() needs at least one assigned variable")

@@ -30,7 +30,7 @@ class StructureMixin:
         """The DAG (Figura 1 for the student network): one discrete node per variable,
         an edge from each parent.
 
-        >>> student_network().graph().parents("x4")
+        >>> pyrobn.student_network().graph().parents("x4")
         ('x2', 'x3')
         """
         nodes = [GraphNode(n, "observed", discrete=True) for n in self.variables]
@@ -55,7 +55,7 @@ class StructureMixin:
         """Whether the DAG implies a ⟂ b | given (d-separation, notes 2.1.2): then
         p(a, b | given) = p(a | given) p(b | given) for every choice of the tables.
 
-        >>> net = student_network()
+        >>> net = pyrobn.student_network()
         >>> net.is_independent("x2", "x3", given="x1"), net.is_independent("x2", "x3")
         (True, False)
         """
@@ -71,7 +71,7 @@ class StructureMixin:
         """Parents, children and the children's other parents of ``x``: given them, x is
         independent of every other variable.
 
-        >>> student_network().markov_blanket("x2")
+        >>> pyrobn.student_network().markov_blanket("x2")
         ('x1', 'x3', 'x4')
         """
         self._var(x)
@@ -88,7 +88,7 @@ class StructureMixin:
         x ⟂ non-descendants | parents; every other implied independence follows from
         these (and :meth:`is_independent` decides any one).
 
-        >>> student_network().independences()[:2]
+        >>> pyrobn.student_network().independences()[:2]
         [('x2', ('x3',), ('x1',)), ('x3', ('x2',), ('x1',))]
         """
         children: dict[str, list[str]] = {n: [] for n in self.variables}
@@ -128,7 +128,7 @@ class StructureMixin:
         """Free parameters of the tables: Σ_n (K_n - 1) Π_{p ∈ Pa(n)} K_p (each row sums
         to 1). The student network needs 1 + 2 + 2 + 4 = 9.
 
-        >>> student_network().n_parameters, student_network().n_parameters_joint
+        >>> pyrobn.student_network().n_parameters, pyrobn.student_network().n_parameters_joint
         (9, 15)
         """
         total = 0
@@ -154,8 +154,9 @@ class StructureMixin:
         kept. ``net.do({"x": 1}).query("y")`` is p(y | do(x = 1)), which differs from
         p(y | x = 1) when x and y share a cause.
 
-        >>> net = student_network()
+        >>> net = pyrobn.student_network()
         >>> net.do({"x2": 1}).query("x1")     # = p(x1): forcing x2 says nothing of x1
+        tensor([0.1000, 0.9000], dtype=torch.float64)
         """
         if not isinstance(intervention, Mapping) or not intervention:
             raise ConfigurationError(
