@@ -179,3 +179,20 @@ def test_impossible_evidence_in_a_pruned_part_is_still_an_error():
     net.use_compiled = False
     with pytest.raises(ZeroProbabilityEvidence):
         net.query("dysp", {"lung": "yes", "either": "no", "bronc": "yes"})
+
+
+def test_heavy_plans_run_as_einsum_contractions_with_the_same_answers(monkeypatch):
+    """water's large cliques: the fused torch.einsum route (plans past HEAVY_COST) equals
+    the compiled walk and pgmpy."""
+    from pyrobn.models.bayesnet import queries
+
+    net = load("water")
+    cases = random_queries(net, 8, seed=3)
+    routed = [net.query(t, e) for t, e in cases]
+    monkeypatch.setattr(queries, "HEAVY_COST", 0.0)  # every plan through einsum
+    fused = [net.query(t, e) for t, e in cases]
+    monkeypatch.setattr(queries, "HEAVY_COST", float("inf"))  # every plan walked
+    walked = [net.query(t, e) for t, e in cases]
+    for a, b, c in zip(routed, fused, walked):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+        torch.testing.assert_close(b, c, rtol=0, atol=1e-12)

@@ -226,6 +226,7 @@ class _Step:
     views: tuple[tuple[int, ...] | None, ...]  # per slot: its view on ``scope`` (or None)
     scope: tuple[int, ...]  # the combined scope, sorted
     axis: int  # the axis of ``var`` in the combined tensor (batch axis is 0)
+    equation: str = ""  # the same step as one einsum (linear space, sum mode)
 
 
 @dataclass(frozen=True)
@@ -249,6 +250,9 @@ class Plan:
             size *= cards[v]
         return size
 
+
+#: einsum subscripts of a fused step (one per variable of the step's table)
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 #: reductions over an axis of at most this many states are unrolled into elementwise ops:
 #: torch's reduction kernels are slow on tiny inner axes of large batched tensors
@@ -416,9 +420,15 @@ class CompiledContraction:
                 del live[k]
             new_slot = len(scopes)
             out = tuple(v for v in scope if v != var)
+            letter = {v: _LETTERS[i] for i, v in enumerate(scope)}
+            terms = [
+                "..." + "".join(letter[v] for v in live_scope)
+                for live_scope in (scopes[k] for k in slots)
+            ]
+            equation = ",".join(terms) + "->..." + "".join(letter[v] for v in out)
             scopes.append(out)
             live[new_slot] = out
-            steps.append(_Step(var, slots, views, scope, 1 + scope.index(var)))
+            steps.append(_Step(var, slots, views, scope, 1 + scope.index(var), equation))
         sorted_query = tuple(sorted(query))
         final_slots = tuple(sorted(live))
         final_views = tuple(_view_on(live[k], sorted_query, self.cards) for k in final_slots)
@@ -451,6 +461,7 @@ class CompiledContraction:
         evidence: Mapping[int, torch.Tensor],
         soft_evidence: Mapping[int, torch.Tensor],
         linear: bool = False,
+        fused: bool = False,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         slots: list[torch.Tensor] = []
         for inp in plan.inputs:
@@ -467,6 +478,11 @@ class CompiledContraction:
         combine = torch.mul if linear else torch.add
         marginalise = sum_axis if linear else logsumexp_axis
         for step in plan.steps:
+            if fused and linear and plan.mode == SUM and len(step.scope) <= len(_LETTERS):
+                # one contraction per step: torch.einsum multiplies and sums together
+                # (pairwise, through batched matrix products), never forming the product
+                slots.append(torch.einsum(step.equation, *(slots[k] for k in step.slots)))
+                continue
             combined = reduce(
                 combine, (_aligned(slots[k], view) for k, view in zip(step.slots, step.views))
             )
@@ -517,6 +533,7 @@ class CompiledContraction:
         evidence: Mapping[int, torch.Tensor] | None = None,
         soft_evidence: Mapping[int, torch.Tensor] | None = None,
         factors: Sequence[int] | None = None,
+        fused: bool = False,
     ) -> torch.Tensor:
         """:meth:`log_marginal` in linear space (tables and soft evidence as φ, not log φ).
 
@@ -527,7 +544,7 @@ class CompiledContraction:
         evidence = evidence or {}
         soft_evidence = soft_evidence or {}
         plan = self.plan(tuple(query), tuple(evidence), tuple(soft_evidence), SUM, factors)
-        return self._forward(plan, tables, evidence, soft_evidence, linear=True)[0]
+        return self._forward(plan, tables, evidence, soft_evidence, linear=True, fused=fused)[0]
 
     def _traceback(
         self,

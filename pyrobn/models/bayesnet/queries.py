@@ -20,7 +20,7 @@ from pyrobn.models.bayesnet.engine import PlanTooLarge, check_plan_size
 from pyrobn.models.bayesnet.text import parse_query
 from pyrobn.validation import check_int, memory_budget
 
-__all__ = ["BATCH_VECTORISED", "VECTORISED_ENTRIES", "QueriesMixin"]
+__all__ = ["BATCH_VECTORISED", "HEAVY_COST", "VECTORISED_ENTRIES", "QueriesMixin"]
 
 #: from this many evidence rows on, CPU queries run torch's batched operations (one
 #: pass over the rows per step) rather than the compiled kernel's loop over rows
@@ -28,6 +28,10 @@ BATCH_VECTORISED = 128
 #: ... as long as rows x the largest table stays under this many entries (32 MiB); past
 #: it the compiled kernel walks the rows one by one, allocating nothing per row
 VECTORISED_ENTRIES = 2**22
+#: a plan that walks more than this many table entries (x tables multiplied) runs as
+#: torch.einsum contractions instead (batched matrix products beat the scalar walk on
+#: big tables: barley, mildew, diabetes)
+HEAVY_COST = 1e6
 
 
 class QueriesMixin:
@@ -134,11 +138,13 @@ class QueriesMixin:
         if self._compiled_ok():
             plan = self._flat_plan("the query", "query_plan", query, tuple(sorted(ev)))
             vectorised = batch is not None and batch >= BATCH_VECTORISED
-            if vectorised and batch * plan.flat.largest_size <= VECTORISED_ENTRIES:
+            heavy = plan.flat.cost >= HEAVY_COST
+            if heavy or (vectorised and batch * plan.flat.largest_size <= VECTORISED_ENTRIES):
                 # many rows: torch's operations vectorised over the rows beat the
-                # compiled loop over rows (bench/bayesnet_networks.py); same pruning
+                # compiled loop over rows; big tables: torch.einsum's contractions beat
+                # the compiled walk (bench/bayesnet_networks.py). Same pruning.
                 if not self._dropped_zero_rows(plan, ev, batch):
-                    return self._query_torch(query, ev, batch, evidence, plan.kept)
+                    return self._query_torch(query, ev, batch, evidence, plan.kept, heavy)
                 return self._query_torch(query, ev, batch, evidence)
             probs, log_norm, _ = self._run_flat(plan.flat, plan.kept, ev, batch)
             if not np.isneginf(log_norm).any() and not self._dropped_zero_rows(plan, ev, batch):
@@ -154,6 +160,7 @@ class QueriesMixin:
         batch: int | None,
         evidence: Evidence | None,
         factors: tuple[int, ...] | None = None,
+        fused: bool = False,
     ) -> torch.Tensor:
         """The torch route: the ancestral tables (or ``factors``, a pruned set whose
         dropped part was checked), linear space when nothing can underflow, else log
@@ -164,7 +171,7 @@ class QueriesMixin:
         plan = self._engine.plan(query, tuple(ev), (), "sum", factors)
         self._guard(plan.largest_size(self.cards), plan.largest, batch or 1, "the query")
         if self._linear_ok:
-            joint = self._engine.marginal(tables, query, ev, factors=factors)
+            joint = self._engine.marginal(tables, query, ev, factors=factors, fused=fused)
             z = sum_axis(joint.reshape(joint.shape[0], -1), 1)
             if not bool(z.all()):
                 self._raise_zero(z.log(), evidence)
