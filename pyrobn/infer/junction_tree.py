@@ -21,12 +21,14 @@ compiled kernel (messages are normalised as they go: log p(e) comes out too).
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
-from pyrobn.infer.enumeration import HEURISTICS, elimination_order, induced_cliques
+from pyrobn.infer.enumeration import _LETTERS, HEURISTICS, elimination_order, induced_cliques
 from pyrobn.infer.enumeration_compiled import _DIVIDE, _SLOT, _TABLE, FlatPlan, PlanBuilder, run
 
 __all__ = ["JunctionTree"]
@@ -174,6 +176,8 @@ class JunctionTree:
         self._log_scale = 0.0
         self._key: object = None
         self._lock = threading.Lock()
+        self._torch_key: object = None
+        self._torch_potentials: dict[int, tuple[tuple[int, ...], torch.Tensor]] = {}
 
     # ------------------------------------------------------------------ compile
     def _walk(self) -> tuple[list[int], list[int]]:
@@ -303,3 +307,126 @@ class JunctionTree:
             results, log_norms, _ = run(self.plan(), self._buffer, self._offsets, evidence, var_col)
         # each tree of the forest normalises its own variables: p(e) is their product
         return results, log_norms[:, self._one_per_tree].sum(axis=1) + self._log_scale
+
+    # ------------------------------------------------------------------ torch route
+    def calibrate_torch(
+        self,
+        tables: Sequence[torch.Tensor],
+        evidence_vars: Sequence[int],
+        evidence: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same calibration with ``torch.einsum`` contractions on the tables' device:
+        every message, belief and marginal is one einsum (batched over the evidence rows
+        through ``...``), so big cliques run as matrix products and the rows as one
+        batch; used for junction trees too large for the scalar kernel to be quick, and
+        on CUDA. ``evidence`` is (B, len(evidence_vars)); returns (marginals (B, Σ
+        cards), log p(e) (B,), -inf where it vanished). Messages are normalised as they
+        go (their log normalisers carried), so nothing underflows."""
+        device, dtype = tables[0].device, tables[0].dtype
+        rows = int(evidence.shape[0]) if evidence.dim() == 2 else 1
+        layouts = self._layouts()
+        letters: dict[int, str] = {}
+
+        def sub(scope: Sequence[int]) -> str:
+            for v in scope:
+                if v not in letters:
+                    letters[v] = _LETTERS[len(letters) % len(_LETTERS)]
+            return "..." + "".join(letters[v] for v in scope)
+
+        key = (device, tuple((t.data_ptr(), t._version) for t in tables))
+        if self._torch_key != key:
+            potentials = {}
+            for c in self.with_tables:
+                letters.clear()
+                terms = [sub(self.scopes[t]) for t in self.assigned[c]]
+                covered = set().union(*(self.scopes[t] for t in self.assigned[c]))
+                scope = tuple(v for v in layouts[c] if v in covered)
+                eq = ",".join(terms) + "->" + sub(scope)
+                tensor = torch.einsum(eq, *(tables[t] for t in self.assigned[c]))
+                potentials[c] = (scope, tensor)
+            self._torch_potentials, self._torch_key = potentials, key
+        potentials = self._torch_potentials
+        indicators: dict[int, list[tuple[int, torch.Tensor]]] = {}
+        for j, v in enumerate(evidence_vars):
+            onehot = torch.zeros(rows, self.cards[v], device=device, dtype=dtype)
+            onehot[torch.arange(rows, device=device), evidence[:, j].to(device)] = 1.0
+            indicators.setdefault(self.indicator_home[v], []).append((v, onehot))
+
+        def contract(
+            c: int, messages: list[tuple[tuple[int, ...], torch.Tensor]], out: Sequence[int]
+        ) -> torch.Tensor:
+            letters.clear()
+            operands, terms = [], []
+            if c in potentials:
+                scope, tensor = potentials[c]
+                operands.append(tensor)
+                terms.append(sub(scope))
+            for v, onehot in indicators.get(c, []):
+                operands.append(onehot)
+                terms.append(sub((v,)))
+            for scope, tensor in messages:
+                operands.append(tensor)
+                terms.append(sub(scope))
+            present = [v for v in out if v in letters]  # the others: constant along them
+            if operands:
+                result = torch.einsum(",".join(terms) + "->" + sub(present), *operands)
+            else:
+                result = torch.ones((), device=device, dtype=dtype)
+            if result.dim() == len(present):  # no batched operand: one row for all
+                result = result.unsqueeze(0)
+            shape = [result.shape[0]] + [self.cards[v] if v in present else 1 for v in out]
+            result = result.reshape(shape)
+            return result.expand(rows, *(self.cards[v] for v in out))
+
+        def normalised(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            total = x.reshape(rows, -1).sum(1)
+            safe = torch.where(total > 0, total, torch.ones_like(total))
+            return x / safe.reshape(-1, *(1,) * (x.dim() - 1)), torch.where(
+                total > 0, total.log(), torch.full_like(total, -math.inf)
+            )
+
+        def zero() -> torch.Tensor:
+            return torch.zeros(rows, device=device, dtype=dtype)
+
+        incoming: list[dict[int, tuple[tuple[int, ...], torch.Tensor, torch.Tensor]]] = [
+            {} for _ in self.cliques
+        ]
+        post, pre = self._walk()
+        for c in post:  # inwards
+            p = self.parent[c]
+            if p < 0:
+                continue
+            sep = tuple(sorted(set(self.cliques[c]) & set(self.cliques[p])))
+            msgs = [(s, m) for s, m, _ in incoming[c].values()]
+            scale = sum((s for _, _, s in incoming[c].values()), zero())
+            message, log_norm = normalised(contract(c, msgs, sep))
+            incoming[p][c] = (sep, message, scale + log_norm)
+        out = torch.zeros(rows, sum(self.cards), device=device, dtype=dtype)
+        starts = np.concatenate([[0], np.cumsum(self.cards)])
+        log_z = torch.zeros(rows, device=device, dtype=dtype)
+        roots_done: set[int] = set()
+        targets: dict[int, list[int]] = {}
+        for v in range(len(self.cards)):
+            targets.setdefault(self.home[v], []).append(v)
+        for c in pre:  # outwards
+            msgs = [(s, m) for s, m, _ in incoming[c].values()]
+            scale = sum((s for _, _, s in incoming[c].values()), zero())
+            belief, log_norm = normalised(contract(c, msgs, tuple(layouts[c])))
+            if self.parent[c] < 0 and c not in roots_done:  # p(e) of this tree
+                roots_done.add(c)
+                log_z = log_z + scale + log_norm
+            for k in self.children[c]:
+                sep = tuple(sorted(set(self.cliques[c]) & set(self.cliques[k])))
+                _, sent, sent_log = incoming[c][k]
+                ratio = torch.where(sent > 0, 1.0 / torch.where(sent > 0, sent, 1.0), 0.0)
+                letters.clear()
+                eq = f"{sub(layouts[c])},{sub(sep)}->{sub(sep)}"
+                message, log_down = normalised(torch.einsum(eq, belief, ratio))
+                incoming[k][c] = (sep, message, scale + log_norm - sent_log + log_down)
+            for v in targets.get(c, []):
+                letters.clear()
+                eq = f"{sub(layouts[c])}->{sub((v,))}"
+                marginal = torch.einsum(eq, belief)
+                total = marginal.sum(-1, keepdim=True)
+                out[:, starts[v] : starts[v + 1]] = marginal / torch.where(total > 0, total, 1.0)
+        return out, log_z

@@ -186,16 +186,17 @@ class QueriesMixin:
     def marginals(self, evidence: Evidence | None = None) -> dict[str, torch.Tensor]:
         """p(x_n | e) of every unobserved variable at once, as {name: (card,) or (B, card)
         tensor}: one calibration of the junction tree (two passes,
-        :class:`pyrobn.infer.junction_tree.JunctionTree`, built once per network) per
-        evidence row on CPU; on other devices one contraction and its gradient."""
+        :class:`pyrobn.infer.junction_tree.JunctionTree`, built once per network), in the
+        compiled kernel on CPU (row by row) and as torch.einsum contractions elsewhere
+        (all rows at once); where a normaliser vanishes, the log-space contraction and its
+        gradient decide between impossible evidence and an underflow."""
         ev, batch = self._evidence(evidence)
         free = tuple(v for v in range(len(self.variables)) if v not in ev)
         if not free:
             return {}
-        if self._compiled_ok():
-            out = self._marginals_compiled(ev, batch, free)
-            if out is not None:
-                return out
+        out = self._marginals_tree(ev, batch, free)
+        if out is not None:
+            return out
         plan = self._engine.plan((), tuple(ev), tuple(free), "sum")
         self._guard(plan.largest_size(self.cards), plan.largest, batch or 1, "marginals")
         log_z, probs = self._engine.all_marginals(self._log_tables(), free, ev)
@@ -222,19 +223,28 @@ class QueriesMixin:
             )
         return jt
 
-    def _marginals_compiled(
+    def _marginals_tree(
         self, ev: dict[int, torch.Tensor], batch: int | None, free: tuple[int, ...]
     ) -> dict[str, torch.Tensor] | None:
         jt = self.junction_tree()
-        store = self._flat_tables
-        with store.lock:
-            store.update(self._tables(), None, jt.potential_plan().workspace)
-            jt.refresh(store.buffer, store.offsets, tuple(store.keys))
         order = tuple(sorted(ev))
-        probs, log_z = jt.marginals(order, self._evidence_matrix(ev, order, batch))
-        if np.isneginf(log_z).any():  # zero evidence, or an underflow: the log-space route
-            return None
-        columns = torch.from_numpy(probs)
+        if self._compiled_ok():
+            store = self._flat_tables
+            with store.lock:
+                store.update(self._tables(), None, jt.potential_plan().workspace)
+                jt.refresh(store.buffer, store.offsets, tuple(store.keys))
+            probs, log_z = jt.marginals(order, self._evidence_matrix(ev, order, batch))
+            if np.isneginf(log_z).any():  # zero evidence, or an underflow: log space
+                return None
+            columns = torch.from_numpy(probs)
+        else:
+            rows = batch or 1
+            matrix = torch.stack([ev[v].expand(rows) for v in order], 1) if order else None
+            if matrix is None:
+                matrix = torch.zeros(rows, 0, dtype=torch.long, device=self.device)
+            columns, log_z = jt.calibrate_torch(self._tables(), order, matrix)
+            if bool(torch.isneginf(log_z).any()):
+                return None
         out = {}
         start = 0
         for v, k in enumerate(self.cards):
