@@ -36,6 +36,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
 import logging
+import math
 import statistics
 import time
 import tracemalloc
@@ -57,6 +58,8 @@ QUICK = ["asia", "sachs", "alarm", "child", "insurance", "hepar2", "win95pts"]
 
 
 def ms(seconds: float) -> str:
+    if math.isnan(seconds):
+        return "-"
     return f"{seconds * 1e3:.3g}" if seconds < 10 else f"{seconds * 1e3:.0f}"
 
 
@@ -130,6 +133,14 @@ def bench_network(name: str, args: argparse.Namespace) -> dict:
     bn, names = agrum_network(net)
     single = gum.LazyPropagation(bn)
     single.setNumberOfThreads(1)
+    nan = float("nan")
+
+    def guarded(fn):  # pyAgrum may run out of memory (link: std::bad_alloc): NaN then
+        try:
+            return fn()
+        except Exception as exc:
+            row["agrum_error"] = f"{type(exc).__name__}: {str(exc)[:60]}"
+            return None
 
     # --- single queries
     stream = queries(net, args.queries, seed=1)
@@ -154,14 +165,14 @@ def bench_network(name: str, args: argparse.Namespace) -> dict:
             single.makeInference()
             return single.posterior(names[target])
 
-        t_agrum, _ = timed(agrum_query)
-        agrum.append(t_agrum)
+        t_agrum, ok = timed(guarded, agrum_query)
+        agrum.append(t_agrum if ok is not None else nan)
     row["n_queries"] = len(ours)
     row["q_new"] = statistics.median(t for t, r in ours if not r)
     row["q_rep"] = statistics.median(t for t, r in ours if r)
     row["q_mix"] = statistics.median(t for t, _ in ours)
     row["q_pgmpy"] = statistics.median(theirs)
-    row["q_agrum"] = statistics.median(agrum)
+    row["q_agrum"] = statistics.median(agrum) if not any(map(math.isnan, agrum)) else nan
     row["q_faster_share"] = sum(p > o for (o, _), p in zip(ours, theirs)) / len(ours)
     row["max_diff"] = worst
 
@@ -192,12 +203,12 @@ def bench_network(name: str, args: argparse.Namespace) -> dict:
             everything.makeInference()
             return [everything.posterior(names[v]) for v in net.variables]
 
-        t, _ = timed(agrum_all)
-        t_agrum.append(t)
+        t, ok = timed(guarded, agrum_all)
+        t_agrum.append(t if ok is not None else nan)
     row["all"] = statistics.median(t_ours)
     row["all_pgmpy"] = statistics.median(t_pgmpy)
     row["all_pgmpy_estimated"] = len(net.variables) - 3 > args.pgmpy_vars
-    row["all_agrum"] = statistics.median(t_agrum)
+    row["all_agrum"] = statistics.median(t_agrum) if not any(map(math.isnan, t_agrum)) else nan
     row["max_diff"] = worst
 
     # --- batched throughput: one shape, many rows
@@ -219,15 +230,19 @@ def bench_network(name: str, args: argparse.Namespace) -> dict:
         named = {v: net.state_names(v)[int(batch[v][b])] for v in observed}
         ve.query([target], evidence=named, show_progress=False)
     row["batch_pgmpy_rps"] = n_one / (time.perf_counter() - start)
-    start = time.perf_counter()
-    for b in range(n_one):
-        single.eraseAllEvidence()
-        single.eraseAllTargets()
-        single.setEvidence({names[v]: int(batch[v][b]) for v in observed})
-        single.addTarget(names[target])
-        single.makeInference()
-        single.posterior(names[target])
-    row["batch_agrum_rps"] = n_one / (time.perf_counter() - start)
+
+    def agrum_rows():
+        for b in range(n_one):
+            single.eraseAllEvidence()
+            single.eraseAllTargets()
+            single.setEvidence({names[v]: int(batch[v][b]) for v in observed})
+            single.addTarget(names[target])
+            single.makeInference()
+            single.posterior(names[target])
+        return True
+
+    t, ok = timed(guarded, agrum_rows)
+    row["batch_agrum_rps"] = n_one / t if ok is not None else nan
     return row
 
 
@@ -384,7 +399,8 @@ def main() -> None:
             f"{row['batch_rps']:.3g}{'' if row['batch_rows'] == args.batch else '*'} / "
             f"{row['batch_pgmpy_rps']:.3g} / "
             f"{row['batch_agrum_rps']:.3g} | {row['batch_rps'] / row['batch_pgmpy_rps']:.0f}x | "
-            f"{row['max_diff']:.1e} |",
+            f"{row['max_diff']:.1e} |"
+            + (f" pyAgrum: {row['agrum_error']}" if "agrum_error" in row else ""),
             flush=True,
         )
     print(
@@ -392,12 +408,14 @@ def main() -> None:
         "~ pgmpy's all-posteriors time scaled from --pgmpy-vars variables"
     )
     if rows:
+        vs_agrum = [r["all_agrum"] / r["all"] for r in rows if not math.isnan(r["all_agrum"])]
         ratios = [r["q_pgmpy"] / r["q_mix"] for r in rows]
         print(
             f"\nsingle queries vs pgmpy: median ratio {statistics.median(ratios):.1f}x, "
             f"lowest {min(ratios):.1f}x ({rows[int(np.argmin(ratios))]['name']}); "
             f"all posteriors vs pyAgrum: lowest "
-            f"{min(r['all_agrum'] / r['all'] for r in rows):.2f}x; largest difference from "
+            f"{min(vs_agrum):.2f}x; "
+            f"largest difference from "
             f"pgmpy {max(r['max_diff'] for r in rows):.1e}"
         )
     print("\n| pgmpy's benchmark query | pyrobn ms | pgmpy ms | ratio | max diff |")
