@@ -65,12 +65,22 @@ def test_the_tree_is_a_junction_tree(graph):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(factor_graphs(), st.data())
-def test_every_marginal_and_the_normaliser_equal_brute_force(graph, data):
+@given(factor_graphs(), st.data(), st.sampled_from([4096, 0]))
+def test_every_marginal_and_the_normaliser_equal_brute_force(graph, data, lazy_above):
+    """Both calibrations: walking each clique whole (Hugin outwards) and, with the
+    threshold at 0, eliminating inside every clique (lazy, Shafer-Shenoy)."""
+    from pyrobn.infer import junction_tree
+
     cards, scopes, tables, rng = graph
     n = len(cards)
     joint = brute_joint(cards, scopes, tables)
-    jt = JunctionTree(cards, scopes)
+    saved = junction_tree.LAZY_CLIQUE
+    junction_tree.LAZY_CLIQUE = lazy_above
+    try:
+        jt = JunctionTree(cards, scopes)
+    finally:
+        junction_tree.LAZY_CLIQUE = saved
+    assert all(jt.lazy) == (lazy_above == 0)
     flat = np.concatenate([t.ravel() for t in tables])
     offsets = np.concatenate([[0], np.cumsum([t.size for t in tables])]).astype(np.int64)
     buffer = np.concatenate([flat, np.empty(jt.potential_plan().workspace)])

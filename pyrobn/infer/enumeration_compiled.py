@@ -40,7 +40,15 @@ import numpy as np
 
 from pyrobn.errors import ConfigurationError
 
-__all__ = ["FlatPlan", "PlanBuilder", "compile_elimination", "run"]
+__all__ = [
+    "FlatPlan",
+    "PlanBuilder",
+    "StructureArrays",
+    "compile_elimination",
+    "compile_query",
+    "eliminate_into",
+    "run",
+]
 
 _TABLE, _SLOT, _DIVIDE = 0, 1, 2  # input kinds: a table, a slot, a slot that divides
 
@@ -303,38 +311,54 @@ def compile_elimination(
     if mode == "max" and query:
         raise ConfigurationError("a max-product plan eliminates every free variable: no query")
     builder = PlanBuilder(cards, scopes, evidence)
+    items = [(_TABLE, f) for f in factors]
+    final = eliminate_into(builder, items, query, order, mode)
+    return builder.finish([final], mode, free=order if mode == "max" else ())
+
+
+def eliminate_into(
+    builder: PlanBuilder,
+    items: Sequence[tuple[int, int]],
+    query: Sequence[int],
+    order: Sequence[int],
+    mode: str = "sum",
+) -> int:
+    """Add to ``builder`` the steps of a variable elimination of ``items`` ((kind, index)
+    pairs: tables or slots) in ``order``, ending in a step over ``query`` (in its order);
+    returns that last step's slot. Eliminating v multiplies the live items that hold v
+    and sums (or maximises) v out, v being the last, fastest axis of the walk."""
     live: dict[int, tuple[int, int, tuple[int, ...]]] = {}
     holding: dict[int, set[int]] = {}  # variable -> the live items holding it
-    for f in factors:
-        scope = builder.free_scope(_TABLE, f)
-        key = len(live)
-        live[key] = (_TABLE, f, scope)
+    counter = 0
+    for kind, index in items:
+        scope = builder.free_scope(kind, index)
+        live[counter] = (kind, index, scope)
         for v in scope:
-            holding.setdefault(v, set()).add(key)
+            holding.setdefault(v, set()).add(counter)
+        counter += 1
     for var in order:
         using = sorted(holding.pop(var, ()))
         scope: set[int] = set()
-        items = []
+        inputs = []
         for key in using:
             kind, index, item_scope = live.pop(key)
-            items.append((kind, index))
+            inputs.append((kind, index))
             scope.update(item_scope)
             for v in item_scope:
                 if v != var:
                     holding[v].discard(key)
         rest = sorted(scope - {var})
-        slot = builder.step(items, [*rest, var], rest, eliminated=var if mode == "max" else -1)
-        key = len(live) + len(builder.slot_sizes) * 1_000_000
-        live[key] = (_SLOT, slot, tuple(rest))
+        slot = builder.step(inputs, [*rest, var], rest, eliminated=var if mode == "max" else -1)
+        live[counter] = (_SLOT, slot, tuple(rest))
         for v in rest:
-            holding[v].add(key)
+            holding[v].add(counter)
+        counter += 1
     leftover = {v for _, _, scope in live.values() for v in scope}
     if not leftover <= set(query):
         raise ConfigurationError(
             f"the order leaves variables {sorted(leftover - set(query))} uneliminated"
         )
-    final = builder.step([(k, i) for k, i, _ in live.values()], list(query), list(query))
-    return builder.finish([final], mode, free=order if mode == "max" else ())
+    return builder.step([(k, i) for k, i, _ in live.values()], list(query), list(query))
 
 
 @numba.njit(cache=True, nogil=True)

@@ -29,9 +29,21 @@ import numpy as np
 import torch
 
 from pyrobn.infer.enumeration import _LETTERS, HEURISTICS, elimination_order, induced_cliques
-from pyrobn.infer.enumeration_compiled import _DIVIDE, _SLOT, _TABLE, FlatPlan, PlanBuilder, run
+from pyrobn.infer.enumeration_compiled import (
+    _DIVIDE,
+    _SLOT,
+    _TABLE,
+    FlatPlan,
+    PlanBuilder,
+    eliminate_into,
+    run,
+)
 
 __all__ = ["JunctionTree"]
+
+
+#: cliques with more entries than this are never walked whole (see ``JunctionTree.lazy``)
+LAZY_CLIQUE = 2**12
 
 
 def _size(scope: Sequence[int], cards: Sequence[int]) -> int:
@@ -159,6 +171,11 @@ class JunctionTree:
         self.largest_size = _size(largest, self.cards)
         self.width = len(largest) - 1
         self.with_tables = [c for c in range(n) if self.assigned[c]]
+        #: cliques too big to walk whole: their messages and marginals are variable
+        #: eliminations over their own tables and the messages (lazy propagation)
+        self.lazy = [sizes[c] > LAZY_CLIQUE for c in range(n)]
+        #: cliques whose tables are multiplied once into a potential Φ_c
+        self.phi_cliques = [c for c in self.with_tables if not self.lazy[c]]
 
         def root(c: int) -> int:
             while self.parent[c] >= 0:
@@ -212,7 +229,7 @@ class JunctionTree:
             layouts = self._layouts()
             outputs = [
                 builder.step([(_TABLE, t) for t in self.assigned[c]], layouts[c], layouts[c])
-                for c in self.with_tables
+                for c in self.phi_cliques
             ]
             self._potential_plan = builder.finish(outputs, "sum")
         return self._potential_plan
@@ -225,11 +242,15 @@ class JunctionTree:
             return self._plan
         cards = self.cards
         layouts = self._layouts()
-        builder = PlanBuilder(cards, [layouts[c] for c in self.with_tables], ())
+        n_tables = len(self.scopes)
+        builder = PlanBuilder(cards, [*self.scopes, *(layouts[c] for c in self.phi_cliques)], ())
         lam = [builder.lambda_slot(v) for v in range(len(cards))]
         potential: list[list[tuple[int, int]]] = [[] for _ in self.cliques]
-        for k, c in enumerate(self.with_tables):
-            potential[c].append((_TABLE, k))
+        for k, c in enumerate(self.phi_cliques):
+            potential[c].append((_TABLE, n_tables + k))
+        for c in range(len(self.cliques)):
+            if self.lazy[c]:
+                potential[c] = [(_TABLE, t) for t in self.assigned[c]]
         for v in range(len(cards)):
             potential[self.indicator_home[v]].append((_SLOT, lam[v]))
         incoming: list[dict[int, int]] = [{} for _ in self.cliques]
@@ -242,16 +263,35 @@ class JunctionTree:
         def arranged(clique: Sequence[int], keep: Sequence[int]) -> list[int]:
             return [*keep, *(u for u in clique if u not in keep)]  # summed axes last
 
+        def lazily(c: int, items: list[tuple[int, int]], keep: Sequence[int]) -> int:
+            """Eliminate clique c's other variables from ``items`` (min-fill order)."""
+            scopes = [builder.free_scope(kind, index) for kind, index in items]
+            drop = set(self.cliques[c]) - set(keep)
+            order = elimination_order(scopes, cards, drop, "min-fill")
+            return eliminate_into(builder, items, list(keep), order)
+
         for c in post:  # inwards: each message multiplies the clique's potential with
             p = self.parent[c]  # the messages of its subtree
             if p >= 0:
                 sep = sorted(set(self.cliques[c]) & set(self.cliques[p]))
                 inputs = potential[c] + [(_SLOT, s) for s in incoming[c].values()]
-                incoming[p][c] = builder.step(inputs, layouts[c], sep)
+                if self.lazy[c]:
+                    incoming[p][c] = lazily(c, inputs, sep)
+                else:
+                    incoming[p][c] = builder.step(inputs, layouts[c], sep)
         for c in pre:  # outwards: the clique's belief, then each child's message by
             clique = layouts[c]  # dividing out what that child sent (Hugin)
-            inputs = potential[c] + [(_SLOT, s) for s in incoming[c].values()]
             wanted = targets.get(c, [])
+            if self.lazy[c]:  # Shafer-Shenoy: each message leaves out its receiver
+                for k in self.children[c]:
+                    sep = sorted(set(clique) & set(self.cliques[k]))
+                    inputs = potential[c] + [(_SLOT, s) for m, s in incoming[c].items() if m != k]
+                    incoming[k][c] = lazily(c, inputs, sep)
+                inputs = potential[c] + [(_SLOT, s) for s in incoming[c].values()]
+                for v in wanted:
+                    outputs[v] = lazily(c, inputs, [v])
+                continue
+            inputs = potential[c] + [(_SLOT, s) for s in incoming[c].values()]
             if not self.children[c] and len(wanted) == 1:
                 v = wanted[0]
                 outputs[v] = builder.step(inputs, arranged(clique, [v]), [v])
@@ -275,19 +315,23 @@ class JunctionTree:
         if key == self._key:
             return
         plan = self.plan()
+        n_tables = int(table_offsets[-1])  # the tables first (lazy cliques read them)
         sizes = self.potential_plan().output_sizes
-        self._offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
-        np.cumsum(sizes, out=self._offsets[1:])
+        self._offsets = np.zeros(len(table_offsets) + len(sizes), dtype=np.int64)
+        self._offsets[: len(table_offsets)] = table_offsets
+        np.cumsum(sizes, out=self._offsets[len(table_offsets) :])
+        self._offsets[len(table_offsets) :] += n_tables
         total = int(self._offsets[-1])
         if self._buffer is None or self._buffer.shape[0] != total + plan.workspace:
             self._buffer = np.empty(total + plan.workspace)
         self._key = None  # until the potentials are complete
+        self._buffer[:n_tables] = buffer[:n_tables]
         _, log_norms, _ = run(
             self.potential_plan(),
             buffer,
             table_offsets,
             np.zeros((1, 0), dtype=np.int64),
-            out=self._buffer[:total].reshape(1, total),
+            out=self._buffer[n_tables:total].reshape(1, total - n_tables),
         )
         self._log_scale = float(log_norms.sum())
         self._key = key
