@@ -258,6 +258,8 @@ class DiscreteBayesianNetwork(QueriesMixin, LearningMixin, StructureMixin, Pyrob
             ) from None
 
     def _state(self, var: int, value: Any) -> int:
+        if type(value) is int and 0 <= value < self.cards[var]:  # the common case, fast
+            return value
         name = self.variables[var]
         names = self.states[name]
         if isinstance(value, str):

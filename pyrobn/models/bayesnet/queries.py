@@ -88,6 +88,7 @@ class QueriesMixin:
     def _run_flat(
         self, flat: Any, tables: Sequence[int], ev: dict[int, torch.Tensor], batch: int | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Run a compiled plan over the tables ``tables`` (refreshed first if changed)."""
         from pyrobn.infer.enumeration_compiled import run as run_flat
 
         matrix = self._evidence_matrix(ev, flat.evidence, batch)
