@@ -321,3 +321,17 @@ def test_corrupted_files_give_pyrobn_errors_never_raw_exceptions(tmp_path_factor
             read_network(path, device="cpu")
     except PyrobnError:
         pass
+
+
+@pytest.mark.parametrize("fmt", ["bif", "xmlbif", "net", "uai", "json", "bif.gz"])
+def test_the_command_answers_queries_on_every_format(tmp_path, capsys, fmt):
+    from pyrobn.cli import main
+
+    net = pyrobn.student_network(named_states=fmt != "uai")
+    path = tmp_path / f"student.{fmt}"
+    net.write(path)
+    x1, x2 = ("x1", "x2") if fmt != "uai" else ("x0", "x1")  # UAI has no names
+    assert main(["query", str(path), f"P({x1}=1 | {x2}=0)", "--digits", "10"]) == 0
+    assert capsys.readouterr().out.strip().endswith("= 0.737704918")
+    assert main(["query", str(tmp_path / "missing.net"), "x1"]) == 2
+    assert "missing.net" in capsys.readouterr().err
