@@ -196,3 +196,21 @@ def test_heavy_plans_run_as_einsum_contractions_with_the_same_answers(monkeypatc
     for a, b, c in zip(routed, fused, walked):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
         torch.testing.assert_close(b, c, rtol=0, atol=1e-12)
+
+
+def test_heavy_batches_run_in_chunks_within_the_budget(monkeypatch):
+    """A batch whose rows x largest table pass VECTORISED_ENTRIES on a heavy plan runs in
+    chunks (no SizeLimitError, the same rows as one at a time)."""
+    from pyrobn.models.bayesnet import queries
+
+    net = load("water")
+    monkeypatch.setattr(queries, "HEAVY_COST", 0.0)
+    monkeypatch.setattr(queries, "VECTORISED_ENTRIES", 64)
+    sample = net.sample(5, seed=9)
+    batch = {v: sample[v] for v in net.variables[:2]}
+    target = net.variables[-1]
+    answers = net.query(target, batch)
+    assert answers.shape == (5, net.cardinality(target))
+    for b in range(5):
+        row = {v: int(c[b]) for v, c in batch.items()}
+        torch.testing.assert_close(answers[b], net.query(target, row), rtol=0, atol=1e-13)

@@ -140,13 +140,32 @@ class QueriesMixin:
             plan = self._flat_plan("the query", "query_plan", query, tuple(sorted(ev)))
             vectorised = batch is not None and batch >= BATCH_VECTORISED
             heavy = plan.flat.cost >= HEAVY_COST
-            if heavy or (vectorised and batch * plan.flat.largest_size <= VECTORISED_ENTRIES):
+            fits = (batch or 1) * plan.flat.largest_size <= VECTORISED_ENTRIES
+            if heavy or (vectorised and fits):
                 # many rows: torch's operations vectorised over the rows beat the
                 # compiled loop over rows; big tables: torch.einsum's contractions beat
-                # the compiled walk (bench/bayesnet_networks.py). Same pruning.
-                if not self._dropped_zero_rows(plan, ev, batch):
+                # the compiled walk (bench/bayesnet_networks.py). Same pruning; rows in
+                # chunks small enough that no table passes VECTORISED_ENTRIES.
+                if self._dropped_zero_rows(plan, ev, batch):
+                    return self._query_torch(query, ev, batch, evidence)
+                if fits or batch is None:
                     return self._query_torch(query, ev, batch, evidence, plan.kept, heavy)
-                return self._query_torch(query, ev, batch, evidence)
+                step = max(1, VECTORISED_ENTRIES // max(plan.flat.largest_size, 1))
+                parts = [
+                    self._query_torch(
+                        query,
+                        {
+                            v: c[start : start + step] if c.shape[0] > 1 else c
+                            for v, c in ev.items()
+                        },
+                        min(step, batch - start),
+                        evidence,
+                        plan.kept,
+                        heavy,
+                    )
+                    for start in range(0, batch, step)
+                ]
+                return torch.cat(parts)
             probs, log_norm, _ = self._run_flat(plan.flat, plan.kept, ev, batch)
             if not np.isneginf(log_norm).any() and not self._dropped_zero_rows(plan, ev, batch):
                 shape = (probs.shape[0], *(self.cards[v] for v in query))
