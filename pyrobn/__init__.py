@@ -20,6 +20,7 @@ _EXPORTS = {
     "DiscreteBayesianNetwork": ".models.bayesnet",
     "CPT": ".models.bayesnet",
     "student_network": ".models.bayesnet",
+    "read_network": ".models.bayesnet",
     # densities and mixtures (notes 2.1.3.1, 2.2.1, 2.4.4; lecture: mixtures, MDN)
     "GaussianMixture": ".models.mixture",
     "MixtureDensityNetwork": ".models.mdn",

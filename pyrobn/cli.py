@@ -124,12 +124,14 @@ def _tutorials(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_network(name: str):
-    from pyrobn.models.bayesnet import DiscreteBayesianNetwork, student_network
+def _load_network(name: str, max_bytes: int = DEFAULT_MAX_INPUT_BYTES):
+    """'student', or a network file in any format read_network knows (BIF, XMLBIF, UAI,
+    Hugin NET, pyrobn JSON; optionally .gz), at most ``max_bytes`` after decompression."""
+    from pyrobn.models.bayesnet import read_network, student_network
 
     if name == "student":
         return student_network()
-    return DiscreteBayesianNetwork.from_json(Path(name))
+    return read_network(Path(name), max_bytes=max_bytes)
 
 
 def _state_label(net, variable: str, state: int) -> str:
@@ -244,7 +246,7 @@ def _query(args: argparse.Namespace) -> int:
     query = parse_query(args.query)
     _checked_network_file(args.network, args.max_bytes)
     try:
-        net = _load_network(args.network)
+        net = _load_network(args.network, args.max_bytes)
     except PyrobnError:
         raise
     except Exception as exc:  # a reader's raw error: name the file
@@ -333,7 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exact queries: 'P(x2=1, x3=1)', 'P(x3=1 | x2=1)', 'x1 | x2=0', "
         "'x2, x3', 'mpe | x4=1'. States are indices or names.",
     )
-    query.add_argument("network", help="'student' (the notes' network) or a network file")
+    query.add_argument(
+        "network",
+        help="'student' (the notes' network) or a network file: .bif, .xmlbif, .uai, .net, "
+        ".json (optionally .gz)",
+    )
     query.add_argument("query", help="the query, quoted")
     query.add_argument("--digits", type=int, default=6, help="significant digits (1-17)")
     query.add_argument(

@@ -325,11 +325,12 @@ def test_mle_from_50000_samples_recovers_the_tables():
     learned = student_network()
     for name in learned.variables:  # start far from the truth
         learned.set_table(name, torch.full_like(learned.table(name), 0.5))
-    result = learned.fit(data)
-    assert result.method == "closed-form"
+    assert learned.fit(data) is learned
+    result = learned.fit_result_
+    assert result.method == "closed_form" and result.objective_name == "log_likelihood"
     for name in truth.variables:
         assert (learned.table(name) - truth.table(name)).abs().max().item() < 0.02
-    assert result.final_log_likelihood == pytest.approx(learned.log_prob(data).sum().item())
+    assert result.final_objective == pytest.approx(learned.log_prob(data).sum().item())
 
 
 def test_map_with_dirichlet_pseudo_counts_is_the_closed_form():
@@ -339,12 +340,16 @@ def test_map_with_dirichlet_pseudo_counts_is_the_closed_form():
     )
     a = torch.tensor([0, 0, 0, 1, 1, 0])
     b = torch.tensor([2, 2, 0, 1, 1, 2])
-    net.fit({"a": a, "b": b}, prior=1.5)
+    net.fit({"a": a, "b": b}, concentration=2.5)  # MAP adds alpha - 1 = 1.5 pseudo-counts
     counts = np.zeros((2, 3))
     np.add.at(counts, (a.numpy(), b.numpy()), 1)
     expected = (counts + 1.5) / (counts.sum(1, keepdims=True) + 3 * 1.5)
     np.testing.assert_allclose(net.table("b").numpy(), expected, rtol=1e-14)
     np.testing.assert_allclose(net.table("a").numpy(), [5.5 / 9, 3.5 / 9], rtol=1e-14)
+    assert net.fit_result_.objective_name == "log_posterior"
+    with pytest.warns(DeprecationWarning, match=r"concentration=a \+ 1"):
+        net.fit({"a": a, "b": b}, prior=1.5)  # the deprecated pseudo-count, same MAP
+    np.testing.assert_allclose(net.table("b").numpy(), expected, rtol=1e-14)
     # a parent state never seen gives a uniform row under plain MLE
     net.fit({"a": torch.zeros(4, dtype=torch.long), "b": torch.tensor([0, 1, 1, 2])})
     np.testing.assert_allclose(net.table("b")[1].numpy(), [1 / 3] * 3, rtol=1e-14)
@@ -355,18 +360,18 @@ def test_em_with_x1_hidden_reaches_the_true_log_likelihood():
     data = student_samples(20_000, seed=0, hidden="x1")
     true_ll = truth.log_prob(data).sum().item()
     learned = student_network()
-    result = learned.fit(data, restarts=3, seed=0)
+    result = learned.fit(data, restarts=3, seed=0).fit_result_
     assert result.method == "em" and len(result.restarts) == 3
-    history = np.array(result.log_likelihood)
+    history = np.array(result.objective)
     assert np.all(np.diff(history) >= -1e-9 * abs(history[-1]))  # EM never goes down
-    assert result.final_log_likelihood == pytest.approx(learned.log_prob(data).sum().item())
-    assert result.final_log_likelihood >= true_ll - 0.005 * abs(true_ll)
+    assert result.final_objective == pytest.approx(learned.log_prob(data).sum().item())
+    assert result.final_objective >= true_ll - 0.005 * abs(true_ll)
 
 
 def test_map_em_pseudo_counts_pull_towards_uniform():
     data = student_samples(300, seed=8, hidden="x1")
     net = student_network()
-    net.fit(data, prior=1e7, restarts=1, max_iter=5)
+    net.fit(data, concentration=1e7 + 1, restarts=1, max_iter=5)
     for name in net.variables:
         table = net.table(name)
         uniform = torch.full_like(table, 1 / table.shape[-1])
@@ -377,14 +382,14 @@ def test_svi_on_the_model_guide_pair_reaches_the_em_optimum():
     """The Pyro learning route: TraceEnum_ELBO with x1 enumerated is the exact -log p."""
     data = student_samples(500, seed=6, hidden="x1")
     em = student_network()
-    em_result = em.fit(data, restarts=2, seed=0)
+    em_result = em.fit(data, restarts=2, seed=0).fit_result_
     svi = student_network()
-    result = svi.fit(data, method="svi", restarts=1, steps=80, lr=0.15, seed=0)
-    assert result.method == "svi" and len(result.log_likelihood) == 80
+    result = svi.fit(data, method="svi", restarts=1, steps=80, lr=0.15, seed=0).fit_result_
+    assert result.method == "svi" and len(result.objective) == 80
     learned = svi.log_prob(data).sum().item()
-    assert learned == pytest.approx(result.final_log_likelihood, rel=1e-3)
-    assert learned >= em_result.final_log_likelihood - 0.005 * abs(em_result.final_log_likelihood)
-    assert learned <= em_result.final_log_likelihood + 1e-6 * abs(em_result.final_log_likelihood)
+    assert learned == pytest.approx(result.final_objective, rel=1e-3)
+    assert learned >= em_result.final_objective - 0.005 * abs(em_result.final_objective)
+    assert learned <= em_result.final_objective + 1e-6 * abs(em_result.final_objective)
     with pytest.raises(ConfigurationError, match="method"):
         svi.fit(data, method="gibbs")
 
@@ -392,15 +397,13 @@ def test_svi_on_the_model_guide_pair_reaches_the_em_optimum():
 def test_em_with_missing_entries_stops_at_a_maximum():
     data = student_samples(3000, seed=5, missing=0.2)
     net = student_network()
-    result = net.fit(data, restarts=2, seed=1)
+    result = net.fit(data, restarts=2, seed=1).fit_result_
     assert result.method == "em"
     # at a maximum of the marginal likelihood one more EM step changes nothing
     again = student_network()
     again.load_state_dict(net.state_dict())
-    step = again.fit(data, restarts=1, seed=7)
-    assert step.final_log_likelihood <= result.final_log_likelihood + 1e-6 * abs(
-        result.final_log_likelihood
-    )
+    step = again.fit(data, restarts=1, seed=7).fit_result_
+    assert step.final_objective <= result.final_objective + 1e-6 * abs(result.final_objective)
 
 
 # ---------------------------------------------------------------------------- errors
@@ -518,3 +521,124 @@ def test_plot_draws_every_node_and_edge():
     assert sum(isinstance(p, FancyArrowPatch) for p in ax.patches) == 4
     texts = {t.get_text() for t in ax.texts}
     assert {"x1", "x2", "x3", "x4"} <= texts
+
+
+# ---------------------------------------------------------------------------- the engines
+
+
+@st.composite
+def networks_with_zeros(draw, max_nodes: int = 7):
+    """Random networks whose tables hold exact zeros (deterministic rows included), so
+    evidence can be impossible anywhere, pruned parts included."""
+    n = draw(st.integers(2, max_nodes))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    cards = [int(rng.integers(2, 4)) for _ in range(n)]
+    cpts = {}
+    for i in range(n):
+        k = int(rng.integers(0, min(3, i) + 1))
+        parents = [int(p) for p in rng.permutation(i)[:k]]
+        table = rng.dirichlet(np.ones(cards[i]), size=[cards[p] for p in parents] or None)
+        table[rng.random(table.shape) < 0.3] = 0.0
+        table[..., 0] += table.sum(-1) == 0
+        cpts[f"v{i}"] = CPT(table / table.sum(-1, keepdims=True), [f"v{p}" for p in parents])
+    return DiscreteBayesianNetwork(cpts, device="cpu"), rng
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(networks_with_zeros())
+def test_compiled_and_torch_routes_agree_and_refuse_the_same_impossible_evidence(case):
+    """Pruned, compiled queries (and the junction tree, and the MPE) against the torch
+    route over the ancestral set and against brute force: equal answers, and
+    ZeroProbabilityEvidence exactly when the brute-force p(e) is 0."""
+    net, rng = case
+    joint = brute_joint(net)
+    query, evidence = split(net, rng)
+    p_e = restrict(joint, net, evidence).sum()
+    routes = []
+    for compiled in (True, False):
+        net.use_compiled = compiled
+        if p_e == 0:
+            for call in (
+                lambda: net.query(query, evidence),
+                lambda: net.marginals(evidence),
+                lambda: net.mpe(evidence),
+            ):
+                with pytest.raises(ZeroProbabilityEvidence):
+                    call()
+            continue
+        routes.append(
+            (net.query(query, evidence), net.marginals(evidence), net.log_evidence(evidence))
+        )
+    if p_e == 0:
+        return
+    (q1, m1, l1), (q2, m2, l2) = routes
+    torch.testing.assert_close(q1, q2, rtol=1e-9, atol=1e-12)
+    assert l1 == pytest.approx(l2, rel=1e-9, abs=1e-12) and l1 == pytest.approx(math.log(p_e))
+    for name in m1:
+        torch.testing.assert_close(m1[name], m2[name], rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_networks(max_nodes=6))
+def test_batched_rows_through_the_compiled_kernels_equal_row_by_row(case):
+    net, rng = case
+    query, evidence = split(net, rng, max_query=1)
+    if not evidence:
+        return
+    rows = 4
+    batch = {v: torch.as_tensor(rng.integers(0, net.cardinality(v), size=rows)) for v in evidence}
+    q = net.query(query, batch)
+    m = net.marginals(batch)
+    _mpe, best = net.mpe(batch, return_log_prob=True)
+    for b in range(rows):
+        row = {v: int(c[b]) for v, c in batch.items()}
+        torch.testing.assert_close(q[b], net.query(query, row), rtol=0, atol=1e-13)
+        for name, table in net.marginals(row).items():
+            torch.testing.assert_close(m[name][b], table, rtol=0, atol=1e-13)
+        _single, single_best = net.mpe(row, return_log_prob=True)
+        assert best[b].item() == pytest.approx(single_best, rel=1e-12)
+
+
+def test_rows_are_normalised_exactly_and_normalised_rows_keep_their_bits():
+    rounded = [0.1, 0.2, 0.7000001]  # a file's 7 digits
+    net = DiscreteBayesianNetwork({"a": CPT(rounded)}, device="cpu")
+    assert abs(float(net.table("a").sum()) - 1) < 1e-15
+    np.testing.assert_allclose(net.table("a").numpy(), np.array(rounded) / sum(rounded))
+    exact = [0.1, 0.2, 0.7]  # sums to 1 up to rounding: untouched
+    assert net.table("a").dtype == torch.float64
+    net.set_table("a", exact)
+    assert net.table("a").tolist() == exact
+
+
+def test_do_cuts_the_incoming_edges_on_a_confounded_example():
+    """z -> x, z -> y, x -> y: p(y | do(x)) = Σ_z p(z) p(y | x, z) differs from
+    p(y | x) = Σ_z p(z | x) p(y | x, z); both as pgmpy's CausalInference computes them."""
+    pz = [0.7, 0.3]
+    px_z = [[0.9, 0.1], [0.2, 0.8]]
+    py_xz = [[[0.8, 0.2], [0.3, 0.7]], [[0.6, 0.4], [0.1, 0.9]]]  # [z, x, y]
+    net = DiscreteBayesianNetwork(
+        {"z": CPT(pz), "x": CPT(px_z, ["z"]), "y": CPT(py_xz, ["z", "x"])},
+        states={"z": ["no", "yes"], "x": ["no", "yes"], "y": ["no", "yes"]},
+        device="cpu",
+    )
+    do = net.do({"x": "yes"})
+    assert do.parents("x") == () and do.parents("y") == ("z", "x")
+    expected_do = sum(pz[z] * py_xz[z][1][1] for z in range(2))
+    assert do.query("y")[1].item() == pytest.approx(expected_do, abs=1e-15)
+    pzx = np.array([pz[z] * px_z[z][1] for z in range(2)])
+    observed = sum(pzx[z] / pzx.sum() * py_xz[z][1][1] for z in range(2))
+    assert net.query("y", {"x": "yes"})[1].item() == pytest.approx(observed, abs=1e-15)
+    assert abs(expected_do - observed) > 0.05  # the confounder matters
+    assert torch.equal(do.query("z"), net.query("z"))  # forcing x says nothing of z
+
+    from pgmpy.inference import CausalInference
+
+    ci = CausalInference(net.to_pgmpy())
+    theirs = ci.query(["y"], do={"x": "yes"}, show_progress=False)
+    np.testing.assert_allclose(do.query("y").numpy(), theirs.values, rtol=0, atol=1e-12)
+    with pytest.raises(ConfigurationError, match="non-empty mapping"):
+        net.do({})
+    with pytest.raises(UnknownVariableError, match="'w'"):
+        net.do({"w": 0})
+    with pytest.raises(ShapeError, match="one state per variable"):
+        net.do({"x": [0, 1]})

@@ -1,0 +1,434 @@
+"""Exact queries: posteriors, marginals, evidence, probabilities, MPE and sampling."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from pyrobn.errors import (
+    ConfigurationError,
+    ShapeError,
+    SizeLimitError,
+    ZeroProbabilityEvidence,
+)
+from pyrobn.infer.enumeration import sum_axis
+from pyrobn.models.bayesnet._types import Evidence
+from pyrobn.models.bayesnet.engine import PlanTooLarge, check_plan_size
+from pyrobn.models.bayesnet.text import parse_query
+from pyrobn.validation import check_int, memory_budget
+
+__all__ = ["BATCH_VECTORISED", "HEAVY_COST", "VECTORISED_ENTRIES", "QueriesMixin"]
+
+#: from this many evidence rows on, CPU queries run torch's batched operations (one
+#: pass over the rows per step) rather than the compiled kernel's loop over rows
+BATCH_VECTORISED = 128
+#: ... as long as rows x the largest table stays under this many entries (32 MiB); past
+#: it the compiled kernel walks the rows one by one, allocating nothing per row
+VECTORISED_ENTRIES = 2**22
+#: a plan that walks more than this many table entries (x tables multiplied) runs as
+#: torch.einsum contractions instead (batched matrix products beat the scalar walk on
+#: big tables: barley, mildew, diabetes)
+HEAVY_COST = 1e6
+
+
+class QueriesMixin:
+    """Exact queries (mixed into :class:`~pyrobn.models.bayesnet.DiscreteBayesianNetwork`).
+
+    On CPU a query runs the compiled plan of its shape (:mod:`.engine`: pruned,
+    min-fill ordered, cached); where that kernel does not apply (CUDA tables, or a
+    normaliser that underflowed) it runs the torch engine in log space.
+    """
+
+    #: run CPU queries in the compiled kernel (False: always the torch engine)
+    use_compiled: bool = True
+
+    # ------------------------------------------------------------------ plumbing
+    def _compiled_ok(self) -> bool:
+        return self.use_compiled and self.device.type == "cpu"
+
+    def _budget(self) -> int:
+        budget = getattr(self, "memory_budget", None)
+        return memory_budget() if budget is None else int(budget)
+
+    def _guard(
+        self, size: float, variables: Sequence[int], rows: int, what: str, budget: int | None = None
+    ) -> None:
+        budget = self._budget() if budget is None else budget
+        if size * rows * 8 > budget:
+            check_plan_size(size, variables, self.variables, self.cards, budget, rows, what)
+
+    def _flat_plan(self, what: str, kind: str, *args: Any) -> Any:
+        """The compiled plan (:meth:`Engine.query_plan` or ``mpe_plan``), within budget."""
+        engine = self._flat_engine
+        budget = self._budget()
+        engine.budget_entries = budget / 8
+        try:
+            plan = getattr(engine, kind)(*args)
+        except PlanTooLarge as exc:
+            self._guard(*exc.args, 1, what, budget)
+            raise  # pragma: no cover - the guard raises
+        self._guard(plan.flat.largest_size, plan.flat.largest, 1, what, budget)
+        return plan
+
+    @staticmethod
+    def _evidence_matrix(
+        ev: dict[int, torch.Tensor], order: Sequence[int], batch: int | None
+    ) -> np.ndarray:
+        """Evidence as a (B, len(order)) int64 array (scalar evidence repeated)."""
+        if batch is None:  # one row: the states as Python ints
+            return np.array([[int(ev[v]) for v in order]], dtype=np.int64).reshape(1, len(order))
+        out = np.empty((batch, len(order)), dtype=np.int64)
+        for j, v in enumerate(order):
+            out[:, j] = ev[v].cpu().numpy()
+        return out
+
+    def _run_flat(
+        self, flat: Any, tables: Sequence[int], ev: dict[int, torch.Tensor], batch: int | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Run a compiled plan over the tables ``tables`` (refreshed first if changed)."""
+        from pyrobn.infer.enumeration_compiled import run as run_flat
+
+        matrix = self._evidence_matrix(ev, flat.evidence, batch)
+        store = self._flat_tables
+        with store.lock:
+            store.update(self._tables(), tables, flat.workspace)
+            return run_flat(flat, store.buffer, store.offsets, matrix)
+
+    def _dropped_zero_rows(self, plan: Any, ev: dict[int, torch.Tensor], batch: int | None) -> bool:
+        """Whether the tables a pruned query dropped make some row's evidence impossible
+        (only checked when one of them holds a zero: otherwise they cannot)."""
+        if not plan.dropped:
+            return False
+        self._flat_tables.update(self._tables(), plan.dropped)
+        if not any(self._flat_tables.has_zero[t] for t in plan.dropped):
+            return False
+        self._flat_engine.budget_entries = self._budget() / 8
+        try:
+            check = self._flat_engine.check_plan(plan)
+        except PlanTooLarge as exc:
+            self._guard(*exc.args, 1, "the evidence check")
+            raise  # pragma: no cover - the guard raises
+        _, log_norm, _ = self._run_flat(check, plan.dropped, ev, batch)
+        return bool(np.isneginf(log_norm).any())
+
+    # ------------------------------------------------------------------ queries
+    def query(
+        self, variables: str | Sequence[str], evidence: Evidence | None = None
+    ) -> torch.Tensor:
+        """The posterior table p(x_Q | e) (eq. 4-5): shape (*cards of Q), or (B, *cards)
+        for batched evidence. One variable gives its marginal, several their joint.
+
+        Only the tables the query needs take part (barren and d-separated nodes are
+        pruned, :mod:`.relevance`), eliminated in a min-fill order compiled once per
+        query shape.
+
+        >>> pyrobn.student_network().query("x1", evidence={"x2": 0})   # (eq. 4-5)
+        tensor([0.2623, 0.7377], dtype=torch.float64)
+        """
+        names = [variables] if isinstance(variables, str) else list(variables)
+        query = tuple(self._var(n) for n in names)
+        if len(set(query)) != len(query):
+            raise ConfigurationError(f"a variable is queried twice: {names}")
+        ev, batch = self._evidence(evidence)
+        clash = [self.variables[v] for v in query if v in ev]
+        if clash:
+            raise ConfigurationError(f"{clash} are both queried and given as evidence")
+        if self._compiled_ok():
+            plan = self._flat_plan("the query", "query_plan", query, tuple(sorted(ev)))
+            vectorised = batch is not None and batch >= BATCH_VECTORISED
+            heavy = plan.flat.cost >= HEAVY_COST
+            fits = (batch or 1) * plan.flat.largest_size <= VECTORISED_ENTRIES
+            if heavy or (vectorised and fits):
+                # many rows: torch's operations vectorised over the rows beat the
+                # compiled loop over rows; big tables: torch.einsum's contractions beat
+                # the compiled walk (bench/bayesnet_networks.py). Same pruning; rows in
+                # chunks small enough that no table passes VECTORISED_ENTRIES.
+                if self._dropped_zero_rows(plan, ev, batch):
+                    return self._query_torch(query, ev, batch, evidence)
+                if fits or batch is None:
+                    return self._query_torch(query, ev, batch, evidence, plan.kept, heavy)
+                step = max(1, VECTORISED_ENTRIES // max(plan.flat.largest_size, 1))
+                parts = [
+                    self._query_torch(
+                        query,
+                        {
+                            v: c[start : start + step] if c.shape[0] > 1 else c
+                            for v, c in ev.items()
+                        },
+                        min(step, batch - start),
+                        evidence,
+                        plan.kept,
+                        heavy,
+                    )
+                    for start in range(0, batch, step)
+                ]
+                return torch.cat(parts)
+            probs, log_norm, _ = self._run_flat(plan.flat, plan.kept, ev, batch)
+            if not np.isneginf(log_norm).any() and not self._dropped_zero_rows(plan, ev, batch):
+                shape = (probs.shape[0], *(self.cards[v] for v in query))
+                out = torch.from_numpy(probs).reshape(shape)
+                return out if batch is not None else out[0]
+        return self._query_torch(query, ev, batch, evidence)
+
+    def _query_torch(
+        self,
+        query: tuple[int, ...],
+        ev: dict[int, torch.Tensor],
+        batch: int | None,
+        evidence: Evidence | None,
+        factors: tuple[int, ...] | None = None,
+        fused: bool = False,
+    ) -> torch.Tensor:
+        """The torch route: the ancestral tables (or ``factors``, a pruned set whose
+        dropped part was checked), linear space when nothing can underflow, else log
+        space; raises ZeroProbabilityEvidence naming the rows."""
+        if factors is None:
+            factors = self._relevant((*query, *ev))
+        tables = self._refresh()
+        plan = self._engine.plan(query, tuple(ev), (), "sum", factors)
+        self._guard(plan.largest_size(self.cards), plan.largest, batch or 1, "the query")
+        if self._linear_ok:
+            joint = self._engine.marginal(tables, query, ev, factors=factors, fused=fused)
+            z = sum_axis(joint.reshape(joint.shape[0], -1), 1)
+            if not bool(z.all()):
+                self._raise_zero(z.log(), evidence)
+            probs = joint / z.reshape(-1, *(1,) * (joint.dim() - 1))
+        else:
+            log_joint = self._engine.log_marginal(self._log_cache, query, ev, factors=factors)
+            log_z = torch.logsumexp(log_joint.reshape(log_joint.shape[0], -1), 1)
+            self._raise_zero(log_z, evidence)
+            probs = torch.exp(log_joint - log_z.reshape(-1, *(1,) * (log_joint.dim() - 1)))
+        return probs if batch is not None else probs[0]
+
+    def marginals(self, evidence: Evidence | None = None) -> dict[str, torch.Tensor]:
+        """p(x_n | e) of every unobserved variable at once, as {name: (card,) or (B, card)
+        tensor}: one calibration of the junction tree (two passes,
+        :class:`pyrobn.infer.junction_tree.JunctionTree`, built once per network), in the
+        compiled kernel on CPU (row by row) and as torch.einsum contractions elsewhere
+        (all rows at once); where a normaliser vanishes, the log-space contraction and its
+        gradient decide between impossible evidence and an underflow."""
+        ev, batch = self._evidence(evidence)
+        free = tuple(v for v in range(len(self.variables)) if v not in ev)
+        if not free:
+            return {}
+        out = self._marginals_tree(ev, batch, free)
+        if out is not None:
+            return out
+        plan = self._engine.plan((), tuple(ev), tuple(free), "sum")
+        self._guard(plan.largest_size(self.cards), plan.largest, batch or 1, "marginals")
+        log_z, probs = self._engine.all_marginals(self._log_tables(), free, ev)
+        self._raise_zero(log_z, evidence)
+        return {self.variables[v]: p if batch is not None else p[0] for v, p in probs.items()}
+
+    def junction_tree(self) -> Any:
+        """The network's junction tree (built on first use, checked against the memory
+        budget: its potentials, its largest clique and the variables in it)."""
+        from pyrobn.infer.junction_tree import JunctionTree
+
+        jt = getattr(self, "_jt", None)
+        if jt is None:
+            jt = JunctionTree(self.cards, self._flat_engine.scopes)
+            self._jt = jt
+        entries = jt.size * 2 + jt.plan().workspace  # potentials, their copy, scratch
+        if entries * 8 > self._budget():
+            shown = ", ".join(f"{self.variables[v]} ({self.cards[v]})" for v in jt.largest[:12])
+            raise SizeLimitError(
+                f"the junction tree needs {entries:,} float64 entries = "
+                f"{entries * 8 / 2**30:.3g} GiB, over the memory budget of "
+                f"{self._budget() / 2**30:.3g} GiB (net.memory_budget); its largest clique "
+                f"has {jt.largest_size:,} entries (treewidth bound {jt.width}) over {shown}"
+            )
+        return jt
+
+    def _marginals_tree(
+        self, ev: dict[int, torch.Tensor], batch: int | None, free: tuple[int, ...]
+    ) -> dict[str, torch.Tensor] | None:
+        jt = self.junction_tree()
+        order = tuple(sorted(ev))
+        if self._compiled_ok():
+            store = self._flat_tables
+            with store.lock:
+                store.update(self._tables(), None, jt.potential_plan().workspace)
+                jt.refresh(store.buffer, store.offsets, tuple(store.keys))
+            probs, log_z = jt.marginals(order, self._evidence_matrix(ev, order, batch))
+            if np.isneginf(log_z).any():  # zero evidence, or an underflow: log space
+                return None
+            columns = torch.from_numpy(probs)
+        else:
+            rows = batch or 1
+            matrix = torch.stack([ev[v].expand(rows) for v in order], 1) if order else None
+            if matrix is None:
+                matrix = torch.zeros(rows, 0, dtype=torch.long, device=self.device)
+            columns, log_z = jt.calibrate_torch(self._tables(), order, matrix)
+            if bool(torch.isneginf(log_z).any()):
+                return None
+        out = {}
+        start = 0
+        for v, k in enumerate(self.cards):
+            if v in free:
+                p = columns[:, start : start + k]
+                out[self.variables[v]] = p if batch is not None else p[0]
+            start += k
+        return out
+
+    def log_evidence(self, evidence: Evidence) -> torch.Tensor | float:
+        """log p(e) = log Σ_{x \\ e} p(x) (eq. 3): a float, or a (B,) tensor if batched."""
+        ev, batch = self._evidence(evidence)
+        if not ev:
+            return 0.0
+        log_z = None
+        if self._compiled_ok():
+            plan = self._flat_plan("log_evidence", "query_plan", (), tuple(sorted(ev)))
+            _, log_norm, _ = self._run_flat(plan.flat, plan.kept, ev, batch)
+            if not np.isneginf(log_norm).any():  # else: zero, or an underflow: log space
+                log_z = torch.from_numpy(log_norm[:, 0])
+        if log_z is None:
+            factors = self._relevant(tuple(ev))
+            plan = self._engine.plan((), tuple(ev), (), "sum", factors)
+            self._guard(plan.largest_size(self.cards), plan.largest, batch or 1, "log_evidence")
+            log_z = self._log_joint((), ev, factors)
+        return log_z if batch is not None else float(log_z[0])
+
+    def probability(
+        self, assignment: Evidence, evidence: Evidence | None = None
+    ) -> torch.Tensor | float:
+        """p(assignment | evidence) = p(assignment, evidence) / p(evidence) (eq. 4, 6, 7).
+
+        >>> pyrobn.student_network().probability({"x2": 1, "x3": 1})   # (eq. 6)
+        0.546
+        """
+        if not assignment:
+            raise ConfigurationError("probability() needs at least one assigned variable")
+        evidence = dict(evidence or {})
+        joint = {**{k: v for k, v in assignment.items() if k not in evidence}, **evidence}
+        log_den = self.log_evidence(evidence) if evidence else 0.0
+        f64 = torch.float64
+        self._raise_zero(torch.as_tensor(log_den, dtype=f64), evidence)
+        log_num = self.log_evidence(joint) if len(joint) > len(evidence) else log_den
+        p = torch.exp(torch.as_tensor(log_num, dtype=f64) - torch.as_tensor(log_den, dtype=f64))
+        mismatch = self._mismatch(assignment, evidence)
+        if mismatch is not None:
+            p = torch.where(mismatch.to(p.device), torch.zeros_like(p), p)
+        return p if self._is_batched(evidence, assignment) else float(p.reshape(-1)[0])
+
+    def _is_batched(self, *mappings: Evidence) -> bool:
+        return any(self._evidence(m)[1] is not None for m in mappings if m)
+
+    def _column_or_scalar(self, var: int, value: Any) -> torch.Tensor:
+        ev, _ = self._evidence({self.variables[var]: value})
+        return ev[var]
+
+    def _mismatch(self, assignment: Evidence, evidence: Evidence) -> torch.Tensor | None:
+        """Rows where the assignment contradicts the evidence on a shared variable."""
+        out = None
+        for name in set(assignment) & set(evidence):
+            var = self._var(name)
+            diff = self._column_or_scalar(var, assignment[name]) != self._column_or_scalar(
+                var, evidence[name]
+            )
+            out = diff if out is None else out | diff
+        return out
+
+    def mpe(
+        self, evidence: Evidence | None = None, *, return_log_prob: bool = False
+    ) -> dict[str, Any] | tuple[dict[str, Any], Any]:
+        """The most probable explanation argmax_{x \\ e} p(x \\ e | e): the joint
+        maximiser over every unobserved variable together (ints, or (B,) tensors for
+        batched evidence), by max-product with back-pointers on a min-fill plan — not
+        the per-variable maxima of the marginals.
+
+        ``return_log_prob`` also returns log max_{x \\ e} p(x \\ e, e) (the joint).
+        """
+        ev, batch = self._evidence(evidence)
+        if self._compiled_ok():
+            plan = self._flat_plan("the MPE", "mpe_plan", tuple(sorted(ev)))
+            _, log_norm, states = self._run_flat(plan.flat, plan.kept, ev, batch)
+            if not np.isneginf(log_norm).any():
+                best = torch.from_numpy(log_norm[:, 0])
+                columns = dict(zip(plan.flat.free, torch.from_numpy(states).unbind(1)))
+                values = {v: columns[v] for v in range(len(self.variables)) if v in columns}
+                return self._mpe_result(values, best, batch, return_log_prob)
+        plan = self._engine.plan((), tuple(ev), (), "max")
+        self._guard(plan.largest_size(self.cards), plan.largest, batch or 1, "the MPE")
+        best, values = self._engine.max_assignment(self._log_tables(), ev)
+        self._raise_zero(best, evidence)
+        return self._mpe_result(values, best, batch, return_log_prob)
+
+    def _mpe_result(
+        self,
+        values: dict[int, torch.Tensor],
+        best: torch.Tensor,
+        batch: int | None,
+        return_log_prob: bool,
+    ) -> dict[str, Any] | tuple[dict[str, Any], Any]:
+        out: dict[str, Any] = {}
+        for var in range(len(self.variables)):
+            if var in values:
+                out[self.variables[var]] = values[var] if batch is not None else int(values[var][0])
+        if return_log_prob:
+            return out, best if batch is not None else float(best[0])
+        return out
+
+    def predict_proba(self, evidence: Evidence | None = None) -> dict[str, torch.Tensor]:
+        """The posterior marginal of every unobserved variable (the contract's name for
+        :meth:`marginals`): {name: (card,) or (B, card)}."""
+        return self.marginals(evidence)
+
+    def predict(self, evidence: Evidence | None = None) -> dict[str, Any]:
+        """The most probable joint state of the unobserved variables given ``evidence``
+        (:meth:`mpe`; not the per-variable maxima of :meth:`predict_proba`)."""
+        return self.mpe(evidence)
+
+    def ask(self, text: str) -> Any:
+        """Answer a text query (see :func:`parse_query`): a float, a table or an MPE dict."""
+        q = parse_query(text)
+        if q.kind == "probability":
+            return self.probability(q.assignment, q.evidence)
+        if q.kind == "mpe":
+            return self.mpe(q.evidence)
+        return self.query(list(q.variables), q.evidence)
+
+    # ------------------------------------------------------------------ sampling
+    def _generator(self, seed: int | None) -> torch.Generator | None:
+        if seed is None:
+            return None
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(int(seed))
+        return gen
+
+    def sample(
+        self, n: int, evidence: Evidence | None = None, seed: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``n`` draws, as {name: LongTensor(n)}.
+
+        Without evidence: ancestral sampling, x_n ~ p(x_n | Pa(x_n)) in topological order
+        (eq. 8). With evidence: exact draws from p(x \\ e | e) by forward filtering and
+        backward sampling on the elimination tree (no rejection); evidence columns are
+        returned as given.
+        """
+        n = check_int(n, "n")
+        gen = self._generator(seed)
+        ev, batch = self._evidence(evidence)
+        if batch is not None and batch != n:
+            raise ShapeError(f"batched evidence of {batch} rows needs n = {batch}, got {n}")
+        if not ev:
+            values: dict[int, torch.Tensor] = {}
+            for var, table in enumerate(self._tables()):
+                probs = table[tuple(values[p] for p in self._parent_ids[var])]
+                if probs.dim() == 1:
+                    probs = probs.expand(n, -1)
+                values[var] = torch.multinomial(probs, 1, replacement=True, generator=gen).squeeze(
+                    -1
+                )
+        else:
+            try:
+                _, values = self._engine.sample(self._log_tables(), n, ev, generator=gen)
+            except ZeroProbabilityEvidence:
+                self._raise_zero(self.log_evidence(evidence), evidence)  # names the rows
+                raise
+            for var, col in ev.items():
+                values[var] = col.expand(n)
+        return {self.variables[v]: values[v] for v in range(len(self.variables))}

@@ -1,0 +1,123 @@
+"""The junction tree: a valid tree of maximal cliques, and every marginal by brute force."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pyrobn.infer.junction_tree import JunctionTree
+from tests.common import assert_close
+
+
+@st.composite
+def factor_graphs(draw, max_vars: int = 7):
+    """Random positive (some zero) factors over 1..max_vars variables, every variable in
+    some factor; factors need not be normalised."""
+    n = draw(st.integers(1, max_vars))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    cards = [int(rng.integers(2, 4)) for _ in range(n)]
+    scopes = []
+    for _ in range(int(rng.integers(1, 2 * n + 1))):
+        k = int(rng.integers(1, min(3, n) + 1))
+        scopes.append(tuple(int(v) for v in rng.permutation(n)[:k]))
+    scopes += [(v,) for v in range(n) if not any(v in s for s in scopes)]
+    tables = []
+    for s in scopes:
+        t = rng.gamma(1.0, size=[cards[v] for v in s])
+        t[rng.random(t.shape) < 0.1] = 0.0
+        tables.append(t)
+    return cards, scopes, tables, rng
+
+
+def brute_joint(cards, scopes, tables) -> np.ndarray:
+    operands = []
+    for s, t in zip(scopes, tables):
+        operands += [t, list(s)]
+    return np.einsum(*operands, list(range(len(cards))))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(factor_graphs())
+def test_the_tree_is_a_junction_tree(graph):
+    cards, scopes, _, _ = graph
+    jt = JunctionTree(cards, scopes)
+    sets = [set(c) for c in jt.cliques]
+    for i, a in enumerate(sets):  # maximal
+        assert not any(a <= b for j, b in enumerate(sets) if i != j)
+    for c, tables in enumerate(jt.assigned):  # each table in a clique holding its scope
+        assert all(set(scopes[t]) <= sets[c] for t in tables)
+    assert sorted(t for ts in jt.assigned for t in ts) == list(range(len(scopes)))
+    # a forest: following parents always ends at a root
+    for c in range(len(sets)):
+        seen = set()
+        while c >= 0:
+            assert c not in seen
+            seen.add(c)
+            c = jt.parent[c]
+    # running intersection: the cliques holding a variable form a connected subtree
+    for v in range(len(cards)):
+        holding = {c for c, s in enumerate(sets) if v in s}
+        tops = [c for c in holding if jt.parent[c] not in holding]
+        assert len(tops) == 1, (v, holding, jt.parent)
+    assert jt.width == max(len(c) for c in jt.cliques) - 1
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(factor_graphs(), st.data(), st.sampled_from([4096, 0]))
+def test_every_marginal_and_the_normaliser_equal_brute_force(graph, data, lazy_above):
+    """Both calibrations: walking each clique whole (Hugin outwards) and, with the
+    threshold at 0, eliminating inside every clique (lazy, Shafer-Shenoy)."""
+    from pyrobn.infer import junction_tree
+
+    cards, scopes, tables, rng = graph
+    n = len(cards)
+    joint = brute_joint(cards, scopes, tables)
+    saved = junction_tree.LAZY_CLIQUE
+    junction_tree.LAZY_CLIQUE = lazy_above
+    try:
+        jt = JunctionTree(cards, scopes)
+    finally:
+        junction_tree.LAZY_CLIQUE = saved
+    assert all(jt.lazy) == (lazy_above == 0)
+    flat = np.concatenate([t.ravel() for t in tables])
+    offsets = np.concatenate([[0], np.cumsum([t.size for t in tables])]).astype(np.int64)
+    buffer = np.concatenate([flat, np.empty(jt.potential_plan().workspace)])
+    jt.refresh(buffer, offsets, key=1)
+    observed = sorted(int(v) for v in rng.permutation(n)[: data.draw(st.integers(0, n - 1))])
+    rows = np.array([[rng.integers(cards[v]) for v in observed] for _ in range(3)], dtype=np.int64)
+    marginals, log_z = jt.marginals(observed, rows.reshape(3, len(observed)))
+    for b in range(3):
+        weighted = joint.copy()
+        for v, s in zip(observed, rows[b]):
+            mask = np.zeros(cards[v])
+            mask[s] = 1
+            weighted = weighted * mask.reshape([cards[v] if u == v else 1 for u in range(n)])
+        total = weighted.sum()
+        if total == 0:
+            assert np.isneginf(log_z[b])
+            continue
+        assert log_z[b] == pytest.approx(np.log(total), rel=1e-9, abs=1e-12)
+        start = 0
+        for v in range(n):
+            expected = weighted.sum(tuple(u for u in range(n) if u != v)) / total
+            assert_close(marginals[b, start : start + cards[v]], expected, rtol=1e-9, atol=1e-12)
+            start += cards[v]
+
+
+def test_potentials_follow_the_tables():
+    """refresh recomputes the clique potentials when the tables' key changes."""
+    cards, scopes = [2, 2], [(0,), (0, 1)]
+    jt = JunctionTree(cards, scopes)
+    offsets = np.array([0, 2, 6], dtype=np.int64)
+    room = np.empty(jt.potential_plan().workspace)
+    first = np.concatenate([[0.3, 0.7], [0.9, 0.1, 0.2, 0.8], room])
+    jt.refresh(first, offsets, key="a")
+    p1, _ = jt.marginals([], np.zeros((1, 0), dtype=np.int64))
+    second = np.concatenate([[0.5, 0.5], [0.9, 0.1, 0.2, 0.8], room])
+    jt.refresh(second, offsets, key="a")  # same key: kept
+    assert_close(jt.marginals([], np.zeros((1, 0), dtype=np.int64))[0], p1, rtol=0, atol=0)
+    jt.refresh(second, offsets, key="b")
+    p2, _ = jt.marginals([], np.zeros((1, 0), dtype=np.int64))
+    assert_close(p2[0], [0.5, 0.5, 0.55, 0.45], rtol=1e-12, atol=1e-15)
