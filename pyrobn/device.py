@@ -1,8 +1,11 @@
-"""Device selection: CUDA when available, CPU otherwise, ``PYROBN_DEVICE`` overrides."""
+"""Where and how pyrobn computes: the device (CUDA when available, CPU otherwise,
+``PYROBN_DEVICE`` overrides) and torch's thread counts, which no call leaves changed."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -10,7 +13,31 @@ import torch
 
 from pyrobn.errors import ConfigurationError, DeviceUnavailable
 
+__all__ = ["available_devices", "device", "preserve_threads", "to_tensor"]
+
 _ENV = "PYROBN_DEVICE"
+
+
+@contextlib.contextmanager
+def preserve_threads() -> Iterator[None]:
+    """Give torch's intra-op thread count back as it was on entry.
+
+    Some libraries change it as a side effect (numba's OpenMP layer sets OpenMP's thread
+    count when its pool starts, and torch reads that count as its own); a pyrobn call
+    never leaves it changed.
+
+    >>> n = torch.get_num_threads()
+    >>> with preserve_threads():
+    ...     torch.set_num_threads(n + 1)
+    >>> torch.get_num_threads() == n
+    True
+    """
+    intra = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != intra:
+            torch.set_num_threads(intra)
 
 
 def device() -> torch.device:

@@ -8,6 +8,25 @@ shape at fault.
 
 from __future__ import annotations
 
+__all__ = [
+    "CheckpointError",
+    "ConfigurationError",
+    "ConvergenceWarning",
+    "CycleError",
+    "DeviceUnavailable",
+    "DistributedError",
+    "InvalidDistributionError",
+    "NonFiniteError",
+    "OutOfSupportError",
+    "PyrobnError",
+    "PyrobnValueError",
+    "ShapeError",
+    "SizeLimitError",
+    "TrainingDiverged",
+    "UnknownVariableError",
+    "ZeroProbabilityEvidence",
+]
+
 
 class PyrobnError(Exception):
     """Base class of every pyrobn error."""
@@ -50,6 +69,18 @@ class ZeroProbabilityEvidence(PyrobnValueError):
 
 class ConfigurationError(PyrobnValueError):
     """An invalid option: a non-positive hyper-parameter, an unknown method or guide name."""
+
+
+class SizeLimitError(PyrobnValueError):
+    """A request whose allocation would pass the memory budget (the size needed is named).
+
+    The budget is ``pyrobn.validation.MEMORY_BUDGET_BYTES`` (environment variable
+    ``PYROBN_MEMORY_BUDGET``, in bytes, or with a K/M/G suffix).
+    """
+
+
+class ConvergenceWarning(UserWarning):
+    """An optimisation stopped before its stated convergence criterion was met."""
 
 
 class DeviceUnavailable(PyrobnError, RuntimeError):

@@ -5,10 +5,13 @@ Models call these in constructors, ``fit`` and queries, never inside the hot pat
 
 from __future__ import annotations
 
+import math
 import numbers
+import os
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from pyrobn.errors import (
@@ -17,7 +20,131 @@ from pyrobn.errors import (
     NonFiniteError,
     OutOfSupportError,
     ShapeError,
+    SizeLimitError,
 )
+
+__all__ = [
+    "MEMORY_BUDGET_BYTES",
+    "check_allocation",
+    "check_distribution",
+    "check_finite",
+    "check_int",
+    "check_integers_in_range",
+    "check_positive",
+    "check_shape",
+    "memory_budget",
+    "to_real_tensor",
+]
+
+_BUDGET_ENV = "PYROBN_MEMORY_BUDGET"
+#: the default budget of one allocation pyrobn is about to make (4 GiB)
+MEMORY_BUDGET_BYTES = 4 * 2**30
+_SUFFIXES = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def memory_budget() -> int:
+    """The allocation budget in bytes: ``PYROBN_MEMORY_BUDGET`` (bytes, or with a K/M/G/T
+    suffix: ``"512M"``) when set, else :data:`MEMORY_BUDGET_BYTES`.
+
+    >>> memory_budget() > 0
+    True
+    """
+    text = os.environ.get(_BUDGET_ENV, "").strip().upper().removesuffix("B")
+    if not text:
+        return MEMORY_BUDGET_BYTES
+    number, unit = (text[:-1], text[-1]) if text[-1] in _SUFFIXES else (text, "")
+    try:
+        value = float(number) * _SUFFIXES[unit]
+    except ValueError:
+        raise ConfigurationError(
+            f"{_BUDGET_ENV} must be a number of bytes such as 4G or 512M, got {text!r}"
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigurationError(f"{_BUDGET_ENV} must be positive, got {text!r}")
+    return int(value)
+
+
+def _format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError  # pragma: no cover
+
+
+def check_allocation(
+    n_elements: float, dtype: torch.dtype, what: str, budget: int | None = None
+) -> None:
+    """Raise :class:`SizeLimitError` before allocating ``n_elements`` of ``dtype`` past the
+    budget (:func:`memory_budget` unless ``budget`` is given), naming ``what`` and the size.
+
+    ``n_elements`` may be a float or a huge int (a product of dimensions): nothing is
+    allocated to check it.
+
+    >>> check_allocation(10, torch.float64, "a table")
+    """
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    need = float(n_elements) * itemsize
+    limit = memory_budget() if budget is None else budget
+    if need > limit:
+        raise SizeLimitError(
+            f"{what} would need {_format_bytes(need)} ({n_elements:.4g} elements of {dtype}), "
+            f"over the memory budget of {_format_bytes(limit)} (set {_BUDGET_ENV} to change it)"
+        )
+
+
+def to_real_tensor(
+    x: Any,
+    name: str,
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """``x`` (tensor, array, nested list, number) as a real floating tensor, or a clear error.
+
+    Complex values, strings, objects and ragged lists raise :class:`ShapeError` or
+    :class:`ConfigurationError` naming ``name`` instead of being cast silently. Integer and
+    bool inputs become floats (``dtype``, default torch's default dtype; tensors keep a
+    floating dtype they already have). The device is ``device``, else the tensor's own,
+    else :func:`pyrobn.device`.
+
+    >>> to_real_tensor([[1, 2], [3, 4]], "x").dtype
+    torch.float32
+    """
+    from pyrobn.device import device as default_device
+
+    if isinstance(x, torch.Tensor):
+        tensor = x
+    else:
+        if isinstance(x, str | bytes):
+            raise ConfigurationError(f"{name} must be numbers, got the string {x!r}")
+        try:
+            array = np.asarray(x)
+        except (ValueError, TypeError) as exc:
+            raise ShapeError(f"{name} must be a rectangular array of numbers: {exc}") from None
+        if array.dtype == object:
+            raise ShapeError(
+                f"{name} must be a rectangular array of numbers (ragged or mixed input given)"
+            )
+        if array.dtype.kind in "USV":
+            raise ConfigurationError(f"{name} must be numbers, got an array of {array.dtype}")
+        if array.dtype.kind == "c":
+            raise ConfigurationError(f"{name} must be real, got complex values ({array.dtype})")
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if tensor.is_complex():
+        raise ConfigurationError(f"{name} must be real, got a complex tensor ({tensor.dtype})")
+    target_dtype = dtype
+    if target_dtype is None:
+        target_dtype = tensor.dtype if tensor.is_floating_point() else torch.get_default_dtype()
+        if isinstance(x, np.ndarray | list | tuple) and tensor.dtype == torch.float64:
+            target_dtype = torch.get_default_dtype()
+    if device is not None:
+        target = torch.device(device)
+    elif isinstance(x, torch.Tensor):
+        target = x.device
+    else:
+        target = default_device()
+    return tensor.to(device=target, dtype=target_dtype)
 
 
 def _first_index(mask: torch.Tensor) -> tuple[int, ...]:
@@ -54,8 +181,16 @@ def check_int(value: Any, name: str, low: int = 1) -> int:
 
 
 def check_positive(value: float | torch.Tensor, name: str) -> None:
-    """Raise :class:`ConfigurationError` unless ``value`` (every entry) is finite and > 0."""
-    t = torch.as_tensor(value)
+    """Raise :class:`ConfigurationError` unless ``value`` (every entry) is a real, finite
+    number > 0. Python numbers are checked in float64 (``1e-300`` is positive)."""
+    if isinstance(value, bool) or isinstance(value, str | bytes):
+        raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
+    try:
+        t = torch.as_tensor(value, dtype=None if isinstance(value, torch.Tensor) else torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise ConfigurationError(f"{name} must be a positive number, got {value!r}") from None
+    if t.is_complex() or t.dtype == torch.bool:
+        raise ConfigurationError(f"{name} must be a positive real number, got {value!r}")
     if not bool(torch.isfinite(t).all()) or bool((t <= 0).any()):
         raise ConfigurationError(f"{name} must be positive and finite, got {value}")
 

@@ -1,4 +1,8 @@
-"""Shared fixtures: a clean Pyro state per test and the devices to run on."""
+"""Shared fixtures: a clean Pyro state per test, the devices to run on, and a guard that no
+test (no library call) leaves torch's thread count changed.
+
+The suite runs in a random order (pytest-randomly; the seed is printed at the top; replay an
+order with ``pytest --randomly-seed=N``, or turn it off with ``-p no:randomly``)."""
 
 from __future__ import annotations
 
@@ -24,6 +28,16 @@ def _clean_pyro_state():
     pyro.enable_validation(True)
     yield
     pyro.clear_param_store()
+
+
+@pytest.fixture(autouse=True)
+def _threads_unchanged(request):
+    """Fail any test after which torch's thread count differs from the suite's one thread."""
+    yield
+    threads = torch.get_num_threads()
+    if threads != 1:
+        torch.set_num_threads(1)
+        pytest.fail(f"{request.node.nodeid} left torch with {threads} threads (1 expected)")
 
 
 @pytest.fixture(params=DEVICES)

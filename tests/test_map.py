@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sklearn.linear_model import Lasso
 
 import pyrobn
-from pyrobn.errors import ConfigurationError
+from pyrobn.errors import ConfigurationError, ConvergenceWarning
 from pyrobn.infer import map_estimate, weight_decay_prior
 from pyrobn.infer.map import prior_init_values
 from pyrobn.models.regression import lasso_map
@@ -193,3 +193,37 @@ def test_bad_options_are_refused():
         map_estimate(blr, X, y, steps=0)
     with pytest.raises(ConfigurationError, match="lr"):
         map_estimate(blr, X, y, lr=-0.1)
+
+
+def _normal_mean_model(y: torch.Tensor) -> None:
+    mu = pyro.sample("mu", dist.Normal(y.new_tensor(0.0), y.new_tensor(100.0)))
+    with pyro.plate("data", len(y)):
+        pyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+
+def test_map_converges_far_from_the_prior_and_says_so():
+    y = torch.full((50,), 5.0, dtype=torch.float64)
+    point = map_estimate(_normal_mean_model, y)
+    exact = 50 * 5.0 / (50 + 1 / 100**2)  # conjugate posterior mode
+    assert abs(float(point["mu"]) - exact) < 1e-6
+    assert point.converged is True and point.gradient_norm < 1e-4
+
+
+def test_map_warns_when_its_criterion_is_not_met():
+    y = torch.full((50,), 5.0, dtype=torch.float64)
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        point = map_estimate(_normal_mean_model, y, steps=5, polish=0)
+    assert point.converged is False
+
+
+def test_two_calls_keep_their_parameters_apart():
+    y = torch.full((20,), 5.0, dtype=torch.float64)
+    pyro.param("users_own", torch.tensor(7.0))
+    first = map_estimate(_normal_mean_model, y, steps=50)
+    value = first["mu"].clone()
+    second = map_estimate(_normal_mean_model, 2 * y, steps=50)
+    assert torch.equal(first["mu"], value)  # not overwritten in place
+    assert abs(float(second["mu"]) - 10.0) < 1e-3
+    assert float(pyro.param("users_own")) == 7.0
+    # each started from the prior, not from the other's optimum
+    assert second.history.losses[0] != first.history.losses[-1]

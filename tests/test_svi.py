@@ -213,3 +213,82 @@ def test_nan_gradient_is_caught_and_rolled_back(steps):
         )
     assert info.value.step == 1  # the first step whose parameters are not finite
     assert pyro.param("theta").item() == 2.0  # the value before the NaN update
+
+
+def test_a_seeded_run_leaves_the_callers_random_state_alone():
+    x = torch.randn(20, generator=torch.Generator().manual_seed(0))
+    before = torch.get_rng_state().clone()
+    first = fit_svi(normal_normal, AutoNormal(normal_normal), x, steps=5, progress=False, seed=4)
+    assert torch.equal(before, torch.get_rng_state())
+    pyro.clear_param_store()
+    again = fit_svi(normal_normal, AutoNormal(normal_normal), x, steps=5, progress=False, seed=4)
+    assert first.losses == again.losses
+
+
+def test_gradients_are_cleared_before_the_first_step_and_on_the_way_out():
+    theta = pyro.param("theta", torch.tensor(0.0))
+
+    def model() -> None:
+        pyro.factor("f", -((pyro.param("theta") - 1.0) ** 2))
+
+    def guide() -> None:
+        pass
+
+    # a stale gradient (a run stopped between its backward pass and its update)
+    pyro.param("theta").unconstrained().grad = torch.tensor(1e6)
+    fit_svi(model, guide, steps=1, optim=pyro.optim.SGD({"lr": 0.1}), progress=False)
+    assert float(pyro.param("theta")) == pytest.approx(0.2)  # 0 + 0.1 * 2 * (1 - 0)
+    assert pyro.param("theta").unconstrained().grad is None
+
+    def interrupted(step: int, loss: float) -> None:
+        pyro.param("theta").unconstrained().grad = torch.tensor(5.0)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_svi(model, guide, steps=3, progress=False, callback=interrupted)
+    assert theta.unconstrained().grad is None
+
+
+class _Payload:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_crafted_checkpoint_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"version": 2, "rng": _Payload(str(marker))}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refused without running"):
+        load_checkpoint(tmp_path / "evil.pt")
+    x = torch.randn(10, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(CheckpointError):
+        fit_svi(
+            normal_normal,
+            AutoNormal(normal_normal),
+            x,
+            steps=2,
+            progress=False,
+            checkpoint=tmp_path / "evil.pt",
+            resume=True,
+        )
+    assert not marker.exists()
+    # a real checkpoint with a parameter turned into NaN, or cut short
+    fit_svi(
+        normal_normal,
+        AutoNormal(normal_normal),
+        x,
+        steps=2,
+        progress=False,
+        checkpoint=tmp_path / "ok.pt",
+    )
+    state = torch.load(tmp_path / "ok.pt", weights_only=True)
+    state["params"][0] = torch.full_like(state["params"][0], math.nan)
+    torch.save(state, tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match="non-finite"):
+        load_checkpoint(tmp_path / "nan.pt")
+    del state["history"]
+    torch.save(state, tmp_path / "short.pt")
+    with pytest.raises(CheckpointError, match="history"):
+        load_checkpoint(tmp_path / "short.pt")

@@ -31,6 +31,8 @@ import numba
 import numpy as np
 import torch
 
+from pyrobn.device import preserve_threads
+
 #: one parallel kernel at a time: numba's fallback thread pool ("workqueue") aborts the
 #: process when two threads launch parallel kernels at once
 _LAUNCH = threading.Lock()
@@ -115,7 +117,9 @@ def _forward_kernel(obs, init, trans, real, log_prob):  # pragma: no cover
 
 def _launch(kernel, n: int, threads: int | None, *args) -> None:
     """Run ``kernel(*args)`` on at most ``threads`` threads (and at most ``n``)."""
-    with _LAUNCH:
+    # numba's OpenMP layer sets OpenMP's thread count when its pool starts, which torch
+    # reads as its own: give torch's count back whatever numba does to it
+    with _LAUNCH, preserve_threads():
         previous = numba.get_num_threads()
         wanted = numba.config.NUMBA_NUM_THREADS if threads is None else threads
         numba.set_num_threads(max(1, min(wanted, n, numba.config.NUMBA_NUM_THREADS)))

@@ -26,6 +26,8 @@ is ``weight_decay = s^2 lam / N``, and with ``mean((y - X theta)^2)`` it is
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,9 +43,11 @@ from pyro.nn import PyroSample
 from pyro.nn.module import to_pyro_module_
 from pyro.optim import ClippedAdam, PyroOptim
 
-from pyrobn.errors import ConfigurationError
+from pyrobn.errors import ConfigurationError, ConvergenceWarning
+from pyrobn.infer.params import release_with, unique_name
 from pyrobn.infer.svi import History, fit_svi
-from pyrobn.validation import check_positive
+from pyrobn.random import seeded
+from pyrobn.validation import check_int, check_positive
 
 #: buffer prefix holding a parameter's value at the moment it became a sample site
 _INIT_PREFIX = "_prior_init_"
@@ -220,11 +224,20 @@ def _initialised(model: Callable[..., Any]) -> Callable[..., Any]:
 
 @dataclass
 class MapEstimate:
-    """The MAP point (site name -> constrained value), the fitted AutoDelta and its history."""
+    """The MAP point (site name -> constrained value), the fitted AutoDelta and its record.
+
+    ``values`` are copies: later fits (of this or any other model) never change them.
+    ``converged`` states whether the criterion of :func:`map_estimate` was met (None: the
+    objective is stochastic, so it cannot be certified); ``gradient_norm`` is the largest
+    gradient entry of -log p(D, theta) at the point (unconstrained coordinates).
+    """
 
     values: dict[str, torch.Tensor]
     guide: AutoDelta
     history: History
+    converged: bool | None = None
+    gradient_norm: float = math.nan
+    log_joint: float = math.nan
 
     def __getitem__(self, site: str) -> torch.Tensor:
         return self.values[site]
@@ -232,6 +245,64 @@ class MapEstimate:
     def condition(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """``fn`` with every prior site fixed at the MAP point (run the network at theta_MAP)."""
         return poutine.condition(fn, data=self.values)
+
+
+def _params_of(loss: ELBO, model: Callable[..., Any], guide: Callable[..., Any], args, kwargs):
+    """The unconstrained tensors of every param site one loss evaluation meets."""
+    with torch.no_grad(), poutine.trace(param_only=True) as capture:
+        loss.loss(model, guide, *args, **kwargs)
+    return [site["value"].unconstrained() for site in capture.trace.nodes.values()]
+
+
+def _loss_and_gradient(loss: ELBO, model, guide, params, args, kwargs) -> tuple[float, float]:
+    """-log p(D, theta) and the largest entry of its gradient over ``params``."""
+    for p in params:
+        p.grad = None
+    value = loss.differentiable_loss(model, guide, *args, **kwargs)
+    grads = torch.autograd.grad(value, params, allow_unused=True)
+    norm = max((float(g.abs().max()) for g in grads if g is not None), default=0.0)
+    return float(value.detach()), norm
+
+
+def _tolerance(params: list[torch.Tensor], value: float) -> float:
+    """The stated criterion: a gradient below sqrt(machine epsilon) * max(1, |objective|)."""
+    eps = max((torch.finfo(p.dtype).eps for p in params), default=torch.finfo().eps)
+    return math.sqrt(eps) * max(1.0, abs(value))
+
+
+def _polish(loss: ELBO, model, guide, params, args, kwargs, max_iter: int) -> None:
+    """L-BFGS with a strong-Wolfe line search on the deterministic MAP objective.
+
+    Adam (through :func:`fit_svi`) brings the point near the mode; L-BFGS then converges
+    to it to working precision, whatever the scale of the problem (a Normal(0, 100) prior
+    far from the data needs no tuned learning rate). A non-finite step is undone.
+    """
+    saved = [p.detach().clone() for p in params]
+    opt = torch.optim.LBFGS(
+        params,
+        lr=1.0,
+        max_iter=max_iter,
+        tolerance_grad=0.0,
+        tolerance_change=0.0,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        value = loss.differentiable_loss(model, guide, *args, **kwargs)
+        value.backward()
+        return value
+
+    try:
+        opt.step(closure)
+    finally:
+        for p in params:
+            p.grad = None
+    if not all(bool(torch.isfinite(p).all()) for p in params):
+        with torch.no_grad():
+            for p, s in zip(params, saved):
+                p.copy_(s)
 
 
 def map_estimate(
@@ -246,6 +317,8 @@ def map_estimate(
     max_plate_nesting: int | None = None,
     seed: int | None = 0,
     progress: bool = False,
+    polish: int = 200,
+    prefix: str | None = None,
     **kwargs: Any,
 ) -> MapEstimate:
     """theta_MAP = argmax log p(D | theta) + log p(theta) (notes eq. 26) through ``AutoDelta``.
@@ -254,8 +327,19 @@ def map_estimate(
     joint log p(D, theta_hat) (its entropy term is dropped), so maximising it with
     :func:`fit_svi` is MAP. Discrete latent sites are hidden from the guide and summed out
     exactly by ``TraceEnum_ELBO``. The default optimiser is Adam whose learning rate decays
-    geometrically from ``lr`` to ``final_lr`` over ``steps``, so the (deterministic) fit
-    settles on the mode instead of jittering around it.
+    geometrically from ``lr`` to ``final_lr`` over ``steps``; when the objective is
+    deterministic (no subsampling, no sampled site outside the guide) up to ``polish``
+    L-BFGS iterations then converge to the mode.
+
+    Convergence criterion (stated in ``MapEstimate.converged``): the largest gradient entry
+    of -log p(D, theta) in unconstrained coordinates is at most
+    sqrt(machine epsilon) * max(1, |log p(D, theta)|). When it is not met a
+    :class:`pyrobn.errors.ConvergenceWarning` says so; a stochastic objective is not
+    certified (``converged=None``).
+
+    Each call keeps its parameters apart: the guide's parameters live in Pyro's param store
+    under a name of their own (``prefix``, default a fresh ``"map_<n>"``), released when the
+    guide is collected, and the returned values are copies.
 
     Args:
         model: a Pyro model, a pyrobn model (its ``model`` method is used), or a module given
@@ -263,45 +347,83 @@ def map_estimate(
         *args, **kwargs: the data, passed to the model at every step.
         init: initial values per site; by default the parameter values a module had before
             :func:`weight_decay_prior`, then the prior median.
+        polish: at most this many L-BFGS iterations after Adam (0: none).
+        prefix: the param-store name of the guide (default: unique per call).
 
     Returns:
-        a :class:`MapEstimate`: ``.values`` (site -> tensor), ``.guide``, ``.history``.
+        a :class:`MapEstimate`: ``.values`` (site -> tensor), ``.guide``, ``.history``,
+        ``.converged``, ``.gradient_norm``, ``.log_joint``.
 
     Example:
         >>> blr = pyrobn.BayesianLinearRegression(3, noise_scale=0.5, lam=2.0)
         >>> map_estimate(blr, X, y)["theta"]      # = pyrobn.mle.ridge(X, y, 2.0, 0.5)
     """
-    if steps <= 0:
-        raise ConfigurationError(f"steps must be positive, got {steps}")
+    steps = check_int(steps, "steps")
+    polish = check_int(polish, "polish", low=0)
     check_positive(lr, "lr")
     check_positive(final_lr, "final_lr")
     fn = model_callable(model)
     start = dict(prior_init_values(model)) if isinstance(model, torch.nn.Module) else {}
     start.update(init or {})
-    discrete = discrete_sites(fn, *args, **kwargs)
-    enumerated, hidden = hide_discrete(fn, discrete)
-    nesting = plate_nesting(model, max_plate_nesting)
-    if nesting is None and discrete:
-        nesting = guess_max_plate_nesting(fn, *args, **kwargs)
-    guide = AutoDelta(hidden, init_loc_fn=init_to_value(values=start, fallback=init_to_median))
-    if optim is None:
-        decay = (final_lr / lr) ** (1.0 / steps)
-        optim = ClippedAdam({"lr": lr, "lrd": decay, "clip_norm": 1e6})
-    history = fit_svi(
-        enumerated,
-        guide,
-        *args,
-        loss=enumerated_loss(discrete, nesting, loss),
-        optim=optim,
-        steps=steps,
-        progress=progress,
-        seed=seed,
-        description="map",
-        **kwargs,
+    with seeded(seed):
+        discrete = discrete_sites(fn, *args, **kwargs)
+        enumerated, hidden = hide_discrete(fn, discrete)
+        nesting = plate_nesting(model, max_plate_nesting)
+        if nesting is None and discrete:
+            nesting = guess_max_plate_nesting(fn, *args, **kwargs)
+        guide = AutoDelta(hidden, init_loc_fn=init_to_value(values=start, fallback=init_to_median))
+        name = prefix if prefix is not None else unique_name("map")
+        guide._pyro_name = name
+        release_with(guide, name)
+        elbo = enumerated_loss(discrete, nesting, loss)
+        if optim is None:
+            decay = (final_lr / lr) ** (1.0 / steps)
+            optim = ClippedAdam({"lr": lr, "lrd": decay, "clip_norm": 1e6})
+        history = fit_svi(
+            enumerated,
+            guide,
+            *args,
+            loss=elbo,
+            optim=optim,
+            steps=steps,
+            progress=progress,
+            description="map",
+            **kwargs,
+        )
+        params = _params_of(elbo, enumerated, guide, args, kwargs)
+        with torch.no_grad():
+            deterministic = float(elbo.loss(enumerated, guide, *args, **kwargs)) == float(
+                elbo.loss(enumerated, guide, *args, **kwargs)
+            )
+        converged: bool | None = None
+        value, norm = math.nan, math.nan
+        if deterministic:
+            if polish:
+                _polish(elbo, enumerated, guide, params, args, kwargs, polish)
+            value, norm = _loss_and_gradient(elbo, enumerated, guide, params, args, kwargs)
+            converged = norm <= _tolerance(params, value)
+            if not converged:
+                warnings.warn(
+                    f"map_estimate did not converge: the largest gradient entry of "
+                    f"-log p(D, theta) is {norm:.3g}, above the criterion "
+                    f"{_tolerance(params, value):.3g} = sqrt(eps) * max(1, |log p|); raise "
+                    "steps, lr or polish",
+                    ConvergenceWarning,
+                    stacklevel=2,
+                )
+        with torch.no_grad():
+            values = {
+                site: value_.detach().clone()
+                for site, value_ in guide.median(*args, **kwargs).items()
+            }
+    return MapEstimate(
+        values=values,
+        guide=guide,
+        history=history,
+        converged=converged,
+        gradient_norm=norm,
+        log_joint=-value,
     )
-    with torch.no_grad():
-        values = {name: value.detach() for name, value in guide.median(*args, **kwargs).items()}
-    return MapEstimate(values=values, guide=guide, history=history)
 
 
 __all__ = [

@@ -13,6 +13,7 @@ import math
 import os
 import pickle
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +30,38 @@ from tqdm.auto import tqdm
 from pyrobn.errors import CheckpointError, ConfigurationError, TrainingDiverged
 from pyrobn.infer import distributed as distributed_ops
 from pyrobn.infer.optim import FusedAdam
+from pyrobn.random import forked
+from pyrobn.validation import check_int
 
-_CHECKPOINT_VERSION = 1
+__all__ = ["History", "fit_svi", "load_checkpoint", "save_checkpoint"]
+
+#: version 2: data only (loads with ``weights_only=True``); version 1 files were pickles
+_CHECKPOINT_VERSION = 2
+
+
+def _rng_state() -> dict[str, Any]:
+    """Pyro's RNG state (torch, Python, NumPy) as plain data (no NumPy arrays)."""
+    state = pyro.util.get_rng_state()
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    return {
+        "torch": state["torch"],
+        "random": state["random"],
+        "numpy": (kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, cached),
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import numpy as np
+
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    python = state["random"]
+    pyro.util.set_rng_state(
+        {
+            "torch": state["torch"],
+            "random": (python[0], tuple(python[1]), python[2]),
+            "numpy": (kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached),
+        }
+    )
 
 
 @dataclass
@@ -135,7 +166,7 @@ def save_checkpoint(
         "names": [name for name, _ in params],
         "params": [p.detach().clone() for _, p in params],
         "optim": _optimiser_state(optim, [p for _, p in params]),
-        "rng": pyro.util.get_rng_state(),
+        "rng": _rng_state(),
         "history": history.as_dict(),
     }
     path = Path(path)
@@ -145,14 +176,55 @@ def save_checkpoint(
     os.replace(tmp, path)
 
 
+_CHECKPOINT_KEYS = {"version", "step", "names", "params", "optim", "rng", "history"}
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = None) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (or :func:`fit_svi`)."""
+    """Read a checkpoint written by :func:`save_checkpoint` (or :func:`fit_svi`).
+
+    The file is read with ``torch.load(weights_only=True)``: a file holding anything but
+    data (a pickled object whose loading would run code) is refused before anything runs.
+
+    Raises:
+        CheckpointError: the file is missing, truncated, corrupt, not a checkpoint, or of
+            another version (the reason is named).
+    """
+    where = str(path)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {exc}") from exc
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(
+            f"{where!r} is not a pyrobn checkpoint, or it holds objects other than data "
+            f"(refused without running them): {first}"
+        ) from exc
+    except (OSError, RuntimeError, EOFError, ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"cannot read checkpoint {where!r}: {exc}") from exc
     if not isinstance(state, dict) or state.get("version") != _CHECKPOINT_VERSION:
-        raise CheckpointError(f"{str(path)!r} is not a pyrobn checkpoint (version 1)")
+        found = state.get("version") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(
+            f"{where!r} is not a pyrobn checkpoint of version {_CHECKPOINT_VERSION} "
+            f"(found {found!r})"
+        )
+    missing = _CHECKPOINT_KEYS - set(state)
+    if missing:
+        raise CheckpointError(f"{where!r} lacks {sorted(missing)}: a truncated checkpoint?")
+    params = state["params"]
+    if (
+        not isinstance(params, list)
+        or not isinstance(state["names"], list)
+        or len(params) != len(state["names"])
+        or not all(isinstance(p, torch.Tensor) for p in params)
+    ):
+        raise CheckpointError(f"{where!r} holds a malformed parameter list")
+    bad = [n for n, p in zip(state["names"], params) if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise CheckpointError(f"{where!r} holds non-finite values in parameters {bad}")
+    history = state["history"]
+    if not isinstance(history, dict) or not isinstance(history.get("losses"), list):
+        raise CheckpointError(f"{where!r} holds a malformed history")
+    if not isinstance(state["step"], int) or state["step"] < 0:
+        raise CheckpointError(f"{where!r} holds an invalid step count {state['step']!r}")
     return state
 
 
@@ -222,7 +294,8 @@ def fit_svi(
             :class:`pyrobn.infer.optim.FusedAdam` (one multi-tensor step for all parameters).
         steps: the total number of steps; a resumed run continues up to this count.
         progress: show a progress bar with the current loss (rank 0 only when distributed).
-        seed: seed Python, NumPy, torch and Pyro before the first step.
+        seed: seed Python, NumPy, torch and Pyro for the run; the caller's random states
+            are given back afterwards (``None``: draw from the caller's streams).
         checkpoint: a path; the parameters, optimiser and RNG state are written there
             every ``checkpoint_every`` steps (if given) and at the end (by rank 0).
         resume: continue from ``checkpoint`` if that file exists; the continued run
@@ -245,14 +318,59 @@ def fit_svi(
     Example:
         >>> history = fit_svi(model, guide, data, steps=500, progress=False, seed=0)
     """
-    if steps < 0:
-        raise ConfigurationError(f"steps must be >= 0, got {steps}")
-    if checkpoint_every is not None and checkpoint_every <= 0:
-        raise ConfigurationError(f"checkpoint_every must be positive, got {checkpoint_every}")
+    steps = check_int(steps, "steps", low=0)
+    if checkpoint_every is not None:
+        checkpoint_every = check_int(checkpoint_every, "checkpoint_every")
+    if seed is not None:
+        seed = check_int(seed, "seed", low=0)
     if resume and checkpoint is None:
         raise ConfigurationError("resume=True needs checkpoint=<path>")
     loss = loss if loss is not None else Trace_ELBO()
     optim = optim if optim is not None else Adam({"lr": 0.01})
+    # The run draws from its own seeded streams (or, resuming, the checkpoint's): the
+    # caller's random states are restored afterwards. Unseeded runs use the caller's.
+    isolated = seed is not None or (resume and checkpoint is not None and Path(checkpoint).exists())
+    with forked() if isolated else contextlib.nullcontext():
+        return _fit(
+            model,
+            guide,
+            args,
+            kwargs,
+            loss=loss,
+            optim=optim,
+            steps=steps,
+            progress=progress,
+            seed=seed,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            callback=callback,
+            description=description,
+            distributed=distributed,
+            data_plate=data_plate,
+        )
+
+
+def _fit(
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    loss: ELBO,
+    optim: Optimiser,
+    steps: int,
+    progress: bool,
+    seed: int | None,
+    checkpoint: str | os.PathLike | None,
+    checkpoint_every: int | None,
+    resume: bool,
+    callback: Callable[[int, float], None] | None,
+    description: str,
+    distributed: bool | None,
+    data_plate: str,
+) -> History:
+    """The body of :func:`fit_svi`, run inside the caller's choice of random streams."""
 
     context = None
     sharding: Any = contextlib.nullcontext()
@@ -276,10 +394,15 @@ def fit_svi(
 
     history = History()
     start = 0
+    params = [p for _, p in param_list]
+    _clear_grads(params)
     if resume and checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint)
         _restore_checkpoint(state, param_list, optim)
-        pyro.util.set_rng_state(state["rng"])
+        try:
+            _set_rng_state(state["rng"])
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise CheckpointError(f"{str(checkpoint)!r} holds a malformed RNG state") from exc
         start = int(state["step"])
         history.losses = list(state["history"]["losses"])
         history.wall_time = float(state["history"]["wall_time"])
@@ -295,7 +418,6 @@ def fit_svi(
     t0 = time.perf_counter()
     refresh_every = max(1, (steps - start) // 100)
     snapshot = _Snapshot()
-    params = [p for _, p in param_list]
 
     def stop(error: TrainingDiverged) -> TrainingDiverged:
         snapshot.restore()
@@ -303,55 +425,61 @@ def fit_svi(
         _finish(history, t0)
         return error
 
-    for step in bar:
-        try:
-            with sharding, poutine.trace(param_only=True) as param_capture:
-                value = loss.loss_and_grads(model, guide, *args, **kwargs)
-        except ValueError as exc:
-            # Pyro's validation rejects NaN/inf distribution parameters before the loss
-            # exists: that is divergence too, unless the parameters were never finite.
-            if "invalid values" not in str(exc) or not snapshot.params:
-                raise
-            raise stop(
-                TrainingDiverged(
-                    step,
-                    math.nan,
-                    f"training diverged at step {step}: a distribution got non-finite "
-                    f"parameters ({str(exc).splitlines()[0]}); the parameters were restored "
-                    f"to their values at step {step - 1}, the last step with a finite loss",
-                )
-            ) from exc
-        param_list = _param_sites(param_capture.trace)
-        params = [p for _, p in param_list]
-        value = float(value)
-        if context is not None:
-            value = distributed_ops.average_gradients_and_loss(params, value, context, step)
-        if not math.isfinite(value):
-            # A non-finite gradient makes the update non-finite, which shows here one step
-            # later (or in the checks before a checkpoint and at the end): the snapshot taken
-            # before that update is what ``stop`` restores.
+    try:
+        for step in bar:
+            try:
+                with sharding, poutine.trace(param_only=True) as param_capture:
+                    value = loss.loss_and_grads(model, guide, *args, **kwargs)
+            except ValueError as exc:
+                # Pyro's validation rejects NaN/inf distribution parameters before the loss
+                # exists: that is divergence too, unless the parameters were never finite.
+                if "invalid values" not in str(exc) or not snapshot.params:
+                    raise
+                raise stop(
+                    TrainingDiverged(
+                        step,
+                        math.nan,
+                        f"training diverged at step {step}: a distribution got non-finite "
+                        f"parameters ({str(exc).splitlines()[0]}); the parameters were restored "
+                        f"to their values at step {step - 1}, the last step with a finite loss",
+                    )
+                ) from exc
+            param_list = _param_sites(param_capture.trace)
+            params = [p for _, p in param_list]
+            value = float(value)
+            if context is not None:
+                value = distributed_ops.average_gradients_and_loss(params, value, context, step)
+            if not math.isfinite(value):
+                # A non-finite gradient makes the update non-finite, which shows here one step
+                # later (or in the checks before a checkpoint and at the end): the snapshot taken
+                # before that update is what ``stop`` restores.
+                _clear_grads(params)
+                raise stop(TrainingDiverged(step, value))
+            snapshot.take(params)
+            optim(params)
             _clear_grads(params)
-            raise stop(TrainingDiverged(step, value))
-        snapshot.take(params)
-        optim(params)
-        _clear_grads(params)
-        history.losses.append(value)
-        if callback is not None:
-            callback(step, value)
-        if progress and is_main and (step - start) % refresh_every == 0:
-            bar.set_postfix(loss=f"{value:.4g}", refresh=False)
-        done = step + 1
-        if checkpoint is not None and checkpoint_every and done % checkpoint_every == 0:
-            if not _all_finite(params):
-                raise stop(_bad_update(step))
-            _checkpoint(checkpoint, optim, param_list, done, history, context)
-    if history.losses and not _all_finite(params):
-        raise stop(_bad_update(len(history.losses) - 1))
-    bar.close()
-    _finish(history, t0)
-    if checkpoint is not None and steps > start:
-        _checkpoint(checkpoint, optim, param_list, len(history.losses), history, context)
-    return history
+            history.losses.append(value)
+            if callback is not None:
+                callback(step, value)
+            if progress and is_main and (step - start) % refresh_every == 0:
+                bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+            done = step + 1
+            if checkpoint is not None and checkpoint_every and done % checkpoint_every == 0:
+                if not _all_finite(params):
+                    raise stop(_bad_update(step))
+                _checkpoint(checkpoint, optim, param_list, done, history, context)
+        if history.losses and not _all_finite(params):
+            raise stop(_bad_update(len(history.losses) - 1))
+        bar.close()
+        _finish(history, t0)
+        if checkpoint is not None and steps > start:
+            _checkpoint(checkpoint, optim, param_list, len(history.losses), history, context)
+        return history
+    finally:
+        # a run stopped between a backward pass and its update (an exception, Ctrl-C)
+        # must not leave gradients for the next run to add to its first step
+        _clear_grads([p for _, p in param_list])
+        bar.close()
 
 
 def _checkpoint(

@@ -76,3 +76,92 @@ def plot_dag(
     if title:
         ax.set_title(title)
     return ax
+
+
+def plot_model_graph(
+    graph: Any,
+    ax: Any = None,
+    show_labels: bool = True,
+    radius: float = 0.24,
+    title: str | None = None,
+) -> Any:
+    """Draw a :class:`pyrobn.graph.ModelGraph` in the usual Bayesian-network style.
+
+    Observed nodes are shaded, latent ones white; discrete nodes are squares, continuous
+    ones circles; parameters are small black dots, deterministic nodes diamonds; each
+    plate is a rectangle around its nodes with its size in the corner. Layers follow the
+    topological order, as in Figura 1 of the notes. Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Circle, FancyArrowPatch, Polygon, Rectangle
+
+    parents = graph.parent_map()
+    layers = dag_layers(parents)
+    if ax is None:
+        width = max((len(layer) for layer in layers), default=1)
+        _, ax = plt.subplots(figsize=(2.0 + 1.6 * width, 1.4 + 1.3 * len(layers)))
+    position: dict[str, tuple[float, float]] = {}
+    for row, layer in enumerate(layers):
+        for col, node in enumerate(layer):
+            position[node] = (col - (len(layer) - 1) / 2, -row)
+    size = {n.name: (0.07 if n.role == "parameter" else radius) for n in graph.nodes}
+    for node, pas in parents.items():
+        for p in pas:
+            (x0, y0), (x1, y1) = position[p], position[node]
+            length = max(((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5, 1e-9)
+            ux, uy = (x1 - x0) / length, (y1 - y0) / length
+            ax.add_patch(
+                FancyArrowPatch(
+                    (x0 + size[p] * ux, y0 + size[p] * uy),
+                    (x1 - size[node] * ux, y1 - size[node] * uy),
+                    arrowstyle="-|>",
+                    mutation_scale=14,
+                    shrinkA=0,
+                    shrinkB=0,
+                    color="0.25",
+                    lw=1.2,
+                )
+            )
+    for n in graph.nodes:
+        x, y = position[n.name]
+        face = {"observed": "0.75", "latent": "white", "deterministic": "white"}.get(
+            n.role, "black"
+        )
+        text = n.label or n.name
+        if n.role == "parameter":
+            ax.add_patch(Circle((x, y), size[n.name], facecolor="black", zorder=3))
+            ax.text(x + 0.1, y + 0.08, text, ha="left", va="bottom", fontsize=10, zorder=4)
+            continue
+        if n.role == "deterministic":
+            r = radius
+            patch = Polygon([(x, y + r), (x + r, y), (x, y - r), (x - r, y)], closed=True)
+        elif n.discrete:
+            patch = Rectangle((x - radius, y - radius), 2 * radius, 2 * radius)
+        else:
+            patch = Circle((x, y), radius)
+        patch.set(facecolor=face, edgecolor="black", zorder=3, lw=1.3)
+        ax.add_patch(patch)
+        ax.text(x, y, text, ha="center", va="center", fontsize=10, zorder=4)
+    for depth, (_plate, (members, label)) in enumerate(graph.plates.items()):
+        pts = [position[m] for m in members if m in position]
+        if not pts:
+            continue
+        pad = radius + 0.12 + 0.08 * depth
+        x0, x1 = min(p[0] for p in pts) - pad, max(p[0] for p in pts) + pad
+        y0, y1 = min(p[1] for p in pts) - pad, max(p[1] for p in pts) + pad
+        ax.add_patch(
+            Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="0.35", lw=1.0, zorder=1)
+        )
+        if show_labels:
+            ax.text(x1 - 0.05, y0 + 0.05, label, ha="right", va="bottom", fontsize=9)
+    xs = [x for x, _ in position.values()] or [0.0]
+    ax.set_xlim(min(xs) - 1.0, max(xs) + 1.0)
+    ax.set_ylim(-len(layers) + 0.3, 0.75)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    if title or graph.title:
+        ax.set_title(title or graph.title)
+    return ax
+
+
+__all__ = ["dag_layers", "plot_dag", "plot_model_graph"]
