@@ -44,7 +44,7 @@ from torch import nn
 
 from pyrobn.device import to_tensor
 from pyrobn.errors import ConfigurationError, ShapeError
-from pyrobn.models._contract import seeded
+from pyrobn.random import seeded
 from pyrobn.validation import check_finite, check_int, check_positive
 
 #: what a model's ``nll`` is

@@ -36,6 +36,7 @@ p_v(x + u), the guide is q(u | x), and the ELBO is the bound above.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,11 +50,13 @@ from tqdm.auto import tqdm
 
 from pyrobn.device import to_tensor
 from pyrobn.errors import ConfigurationError, OutOfSupportError, ShapeError
+from pyrobn.graph import GraphNode, ModelGraph
 from pyrobn.infer.optim import FusedAdam
+from pyrobn.infer.result import FitResult
 from pyrobn.infer.svi import History, fit_svi
-from pyrobn.models._contract import FitResult, generator, seeded
 from pyrobn.models.base import PyrobnModule
 from pyrobn.nn import check_sizes
+from pyrobn.random import generator
 from pyrobn.validation import check_finite, check_int, check_integers_in_range, check_positive
 
 #: the layer families, by name: (zuko flow, passes) — passes=2 is coupling
@@ -455,7 +458,8 @@ class NormalizingFlow(PyrobnModule):
         args = (x, y_t, None if batch >= n else batch)
         self.validation_nll_: list[float] = []
         self._sync_param_store()
-        with seeded(seed):
+        started = time.perf_counter()
+        with self._fitting(seed):
             self.train()
             try:
                 if val is None:
@@ -472,8 +476,7 @@ class NormalizingFlow(PyrobnModule):
             finally:
                 self.eval()
         name = "elbo" if self.levels else "log_likelihood"
-        self.fit_result_ = FitResult.from_history(history, objective_name=name)
-        return self
+        return self._set_result(FitResult.from_history(history, objective_name=name), started)
 
     def _fit_early_stopping(
         self,
@@ -625,12 +628,22 @@ class NormalizingFlow(PyrobnModule):
         fd = FlowDistribution(self, context, () if context is None else (v.shape[0],))
         return fd.to_latent(v)[0]
 
-    def graph_parents(self) -> dict[str, list[str]]:
-        """Figura 12's DAG: z -> x (deterministic f), with y -> x when conditional."""
-        parents: dict[str, list[str]] = {"z": [], "x": ["z"]}
+    def graph(self) -> ModelGraph:
+        """Figura 12: z -> x with x = f(z) deterministic; for discrete data z -> v = f(z)
+        -> x = floor(v) (the dequantised value v); y -> f when conditional (eq. 19)."""
+        nodes = [GraphNode("z", "latent", label="z ~ N(0, I)")]
+        if self.levels:
+            nodes += [GraphNode("v", "deterministic", label="v = f(z)"),
+                      GraphNode("x", "observed", True, label="x = floor(v)")]  # fmt: skip
+            edges = [("z", "v"), ("v", "x")]
+        else:
+            nodes.append(GraphNode("x", "deterministic", label="x = f(z)"))
+            edges = [("z", "x")]
         if self.n_classes:
-            parents = {"y": [], "z": [], "x": ["z", "y"]}
-        return parents
+            nodes.insert(0, GraphNode("y", "observed", True))
+            edges.append(("y", "v" if self.levels else "x"))
+        title = f"normalizing flow (eq. 18): {self.config['n_transforms']} invertible layers"
+        return ModelGraph(nodes, edges, {"data": ([n.name for n in nodes], "N")}, title)
 
 
 class _UnitCube(dist.TorchDistribution):

@@ -19,6 +19,7 @@ set by the subsampled ``"data"`` plate (tested).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,15 +34,17 @@ from tqdm.auto import tqdm
 
 from pyrobn.device import to_tensor
 from pyrobn.errors import ConfigurationError, OutOfSupportError, ShapeError
+from pyrobn.graph import GraphNode, ModelGraph
 from pyrobn.infer.optim import FusedAdam
+from pyrobn.infer.result import FitResult
 from pyrobn.infer.svi import History, fit_svi
-from pyrobn.models._contract import FitResult, generator, seeded
 from pyrobn.models.autoregressive.conditionals import (
     Conditional,
     make_conditional,
 )
 from pyrobn.models.base import PyrobnModule
 from pyrobn.nn import MADE, CausalConvNet, CausalTransformer, PixelCNN
+from pyrobn.random import generator
 from pyrobn.validation import check_finite, check_int, check_integers_in_range, check_positive
 
 #: the conditioner networks, by name
@@ -467,7 +470,8 @@ class AutoregressiveModel(PyrobnModule):
         optim = optim if optim is not None else FusedAdam(lr=lr)
         args = (x, y_t, None if batch >= n else batch)
         self.validation_nll_: list[float] = []
-        with seeded(seed):
+        started = time.perf_counter()
+        with self._fitting(seed):
             self.train()
             try:
                 if val is None:
@@ -483,9 +487,8 @@ class AutoregressiveModel(PyrobnModule):
                     )  # fmt: skip
             finally:
                 self.eval()
-        self.fit_result_ = FitResult.from_history(history, objective_name="log_likelihood")
-        self.fit_result_.converged = True
-        return self
+        result = FitResult.from_history(history, objective_name="log_likelihood")
+        return self._set_result(result, started)
 
     def _fit_early_stopping(
         self,
@@ -608,14 +611,20 @@ class AutoregressiveModel(PyrobnModule):
             x.shape[0], context, temperature, generator(seed, self.device), start, keep
         )
 
-    def graph_parents(self, max_nodes: int = 5) -> dict[str, list[str]]:
-        """The DAG of Figura 8 for the first ``max_nodes`` variables in order: x_t <- x_<t."""
+    def graph(self, max_nodes: int = 5) -> ModelGraph:
+        """Figura 8: the complete DAG x_t <- x_1..x_{t-1} over the first ``max_nodes``
+        variables in the model's order (all D would draw D(D-1)/2 edges), with y -> x_t
+        for a class-conditional model (eq. 19); a plate over the N data rows."""
         k = min(check_int(max_nodes, "max_nodes"), self.data_dim)
         names = [f"x{int(self.order[t]) + 1}" for t in range(k)]
-        parents = {name: names[:t] for t, name in enumerate(names)}
+        discrete = self.conditional.discrete
+        nodes = [GraphNode(name, "observed", discrete) for name in names]
+        edges = [(names[s], names[t]) for t in range(k) for s in range(t)]
         if self.n_classes:
-            parents = {"y": [], **{name: [*pas, "y"] for name, pas in parents.items()}}
-        return parents
+            nodes.insert(0, GraphNode("y", "observed", True))
+            edges += [("y", name) for name in names]
+        title = f"autoregressive model (eq. 15): {k} of {self.data_dim} variables"
+        return ModelGraph(nodes, edges, {"data": ([n.name for n in nodes], "N")}, title)
 
 
 __all__ = [

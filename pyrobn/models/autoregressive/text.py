@@ -31,10 +31,10 @@ from typing import Any
 import torch
 
 from pyrobn.errors import ConfigurationError, ShapeError
-from pyrobn.models._contract import generator
 from pyrobn.models.autoregressive.model import AutoregressiveModel, check_temperature
 from pyrobn.models.base import PyrobnModule
 from pyrobn.models.markov import BOS, EOS, UNK, Corpus, Tokenizer
+from pyrobn.random import generator
 from pyrobn.validation import check_int
 
 
