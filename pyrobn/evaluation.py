@@ -316,7 +316,7 @@ def plain_torch_trainer(
             optim.zero_grad()
             loss.backward()
             optim.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         return losses
 
     return run

@@ -293,7 +293,8 @@ class MaskedConv2d(nn.Conv2d):
 class PixelCNN(nn.Module):
     """A PixelCNN without blind spot (van den Oord et al. 2016, vertical + horizontal stacks).
 
-    Images (B, H·W, C_in) in raster order. The vertical stack v(r, c) sees rows above r
+    Images (B, H·W, C_in) in raster order (or their first rows only, (B, h·W, C_in) with
+    h <= H: rows below never influence rows above). The vertical stack v(r, c) sees rows above r
     (its first layer masks the centre row out; later layers may use it, since v already
     depends on rows < r only); the horizontal stack h(r, c) sees row r left of c and
     v(r, c). Output (r, c) therefore depends on every pixel before (r, c) in raster
@@ -349,8 +350,13 @@ class PixelCNN(nn.Module):
             self.context = nn.Linear(self.context_dim, 2 * channels, bias=False)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        H, W = self.image_shape
-        img = x.transpose(-1, -2).unflatten(-1, (H, W))
+        W = self.image_shape[1]
+        if x.shape[-2] % W or x.shape[-2] > self.image_shape[0] * W:
+            raise ShapeError(
+                f"PixelCNN inputs are whole rows of {W} pixels, at most {self.image_shape[0]} "
+                f"rows; got {x.shape[-2]} positions"
+            )
+        img = x.transpose(-1, -2).unflatten(-1, (-1, W))
         v, h = self.v_first(img), self.h_first(img)
         if context is not None and self.context_dim:
             cv, ch = self.context(context)[..., None, None].chunk(2, dim=-3)

@@ -94,10 +94,39 @@ def zuko_flow(
     return zuko.flows.MAF(features, context, **kwargs)
 
 
+def logit_levels(
+    log_v: torch.Tensor, log_rest: torch.Tensor, levels: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """y = log v - log(L - v) and log|det dy/dv| = Σ_d [log L - log v_d - log(L - v_d)],
+    from log v and log(L - v) (given separately, so that v next to 0 or L keeps precision)."""
+    return log_v - log_rest, (math.log(levels) - log_v - log_rest).sum(-1)
+
+
+#: uniform draws are kept in [2^-24, 1 - 2^-24] (density 1 / (1 - 2^-23) there), so that
+#: logit(u) is finite in float32
+_U_LOW = 2.0**-24
+_U_LOG_MASS = math.log1p(-(2.0**-23))
+
+
+def logistic_draw(
+    shape: tuple[int, ...], like: torch.Tensor, gen: torch.Generator | None
+) -> torch.Tensor:
+    """s = logit(u), u ~ U[2^-24, 1 - 2^-24]: a logistic draw that is never ±inf."""
+    r = torch.rand(shape, generator=gen, dtype=like.dtype, device=like.device)
+    u = _U_LOW + (1 - 2 * _U_LOW) * r
+    return torch.log(u) - torch.log1p(-u)
+
+
+def logistic_log_density(s: torch.Tensor) -> torch.Tensor:
+    """log p(s) of the standard logistic (the density of logit(u), u ~ U(0, 1)), summed."""
+    return (F.logsigmoid(s) + F.logsigmoid(-s)).sum(-1)
+
+
 class _Preprocess(torch.distributions.Transform):
     """The fixed bijection data -> R^D in front of the flow (part of eq. 18's f⁻¹).
 
-    Discrete (``levels`` L): v ∈ (0, L)^D -> y = logit(α + (1 - 2α) v / L).
+    Discrete (``levels`` L): v ∈ (0, L)^D -> y = logit(v / L) = log v - log(L - v), onto
+    all of R^D, so that the flow's probability is all on (0, L)^D: Σ_x P(x) = 1 exactly.
     Continuous: x -> y = (x - shift) / scale (the training data standardised).
     """
 
@@ -124,17 +153,13 @@ class _Preprocess(torch.distributions.Transform):
     def call_and_ladj(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         o = self.owner
         if o.levels:
-            a = o.alpha
-            s = a + (1 - 2 * a) * v / o.levels
-            log_s, log_1ms = torch.log(s), torch.log1p(-s)
-            ladj = (math.log((1 - 2 * a) / o.levels) - log_s - log_1ms).sum(-1)
-            return log_s - log_1ms, ladj
+            return logit_levels(torch.log(v), torch.log(o.levels - v), o.levels)
         return (v - o.shift) / o.scale, -o.scale.log().sum().expand(v.shape[:-1])
 
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
         o = self.owner
         if o.levels:
-            return (torch.sigmoid(y) - o.alpha) / (1 - 2 * o.alpha) * o.levels
+            return torch.sigmoid(y) * o.levels
         return o.shift + o.scale * y
 
     def log_abs_det_jacobian(self, v: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -171,6 +196,8 @@ class FlowDistribution(dist.TransformedDistribution):
             self._cached = (observed, self.log_prob(observed))
 
     def expand(self, batch_shape: torch.Size, _instance: Any = None) -> FlowDistribution:
+        if torch.Size(batch_shape) == self.batch_shape:
+            return self  # keeps the log-probability computed in the model
         context = self.context
         if context is not None:
             context = context.expand(*batch_shape, context.shape[-1])
@@ -182,6 +209,11 @@ class FlowDistribution(dist.TransformedDistribution):
         y, ladj_pre = _Preprocess(self.owner).call_and_ladj(value)
         z, ladj_flow = self.flow_transform.call_and_ladj(y)
         return self.base_dist.log_prob(z) + ladj_flow + ladj_pre
+
+    def log_prob_preprocessed(self, y: torch.Tensor) -> torch.Tensor:
+        """log q(f_flow⁻¹(y)) + log|det|: the flow's density of the preprocessed value y."""
+        z, ladj_flow = self.flow_transform.call_and_ladj(y)
+        return self.base_dist.log_prob(z) + ladj_flow
 
     def to_latent(self, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z = f⁻¹(x) and log|det D_x f⁻¹(x)| (eq. 18's Jacobian term)."""
@@ -211,7 +243,6 @@ class NormalizingFlow(PyrobnModule):
             for the original values).
         dequantization: ``"uniform"`` or ``"variational"`` (a learned q(u | x), a coupling
             spline flow of ``dequantizer_transforms`` layers of ``dequantizer_hidden``).
-        alpha: the margin of the logit preprocessing of discrete data.
         n_classes: > 0 makes the flow class-conditional, p(x | y) (eq. 19): y (one-hot)
             is every layer's context.
 
@@ -236,7 +267,6 @@ class NormalizingFlow(PyrobnModule):
         dequantization: str = "uniform",
         dequantizer_transforms: int = 2,
         dequantizer_hidden: Sequence[int] = (128, 128),
-        alpha: float = 0.05,
         n_classes: int = 0,
     ) -> None:
         data_dim = check_int(data_dim, "data_dim")
@@ -247,19 +277,16 @@ class NormalizingFlow(PyrobnModule):
             raise ConfigurationError(
                 f"unknown dequantization {dequantization!r}; choose one of {list(DEQUANTIZATIONS)}"
             )
-        if not (isinstance(alpha, (int, float)) and 0 < alpha < 0.5):
-            raise ConfigurationError(f"alpha must lie in (0, 0.5), got {alpha!r}")
         if transform.endswith("coupling") and data_dim < 2:
             raise ConfigurationError(f"a coupling layer needs data_dim >= 2, got {data_dim}")
         super().__init__(
             data_dim=data_dim, transform=transform, n_transforms=n_transforms,
             hidden=list(hidden), bins=bins, levels=levels, dequantization=dequantization,
             dequantizer_transforms=dequantizer_transforms,
-            dequantizer_hidden=list(dequantizer_hidden), alpha=alpha, n_classes=n_classes,
+            dequantizer_hidden=list(dequantizer_hidden), n_classes=n_classes,
         )  # fmt: skip
         self.data_dim = data_dim
         self.levels = levels
-        self.alpha = float(alpha)
         self.n_classes = n_classes
         self.dequantization = dequantization if levels else None
         # zuko's modules (ABC metaclass) cannot become PyroModules: their parameters are
@@ -331,18 +358,37 @@ class NormalizingFlow(PyrobnModule):
     def _dequantize(
         self, x: torch.Tensor, c: torch.Tensor | None, k: int, gen: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """k draws u ~ q(u | x) and log q(u | x): shapes (k, n, D), (k, n)."""
+        """k draws s = logit(u), u ~ q(u | x), and log q(s | x): shapes (k, n, D), (k, n).
+
+        The dequantisation noise is carried as s = logit(u) ∈ R^D: its prior is the
+        standard logistic (the image of U(0, 1)), and log(x + u), log(L - x - u) stay
+        exact next to the edges of the levels.
+        """
         shape = (k, *x.shape)
         if self.dequantization == "uniform":
-            u = torch.rand(shape, generator=gen, dtype=x.dtype, device=x.device)
-            return u, x.new_zeros(shape[:-1])
+            s = logistic_draw(shape, x, gen)
+            return s, logistic_log_density(s) - self.data_dim * _U_LOG_MASS
         eps = torch.randn(shape, generator=gen, dtype=x.dtype, device=x.device)
         t = self.dequantizer.transform(self._dequantizer_context(x, c))
         s, ladj = t.inv.call_and_ladj(eps)  # s = g(eps; x), ladj = log|ds/deps|
-        log_q_s = dist.Normal(0.0, 1.0).log_prob(eps).sum(-1) - ladj
-        u = torch.sigmoid(s)
-        log_q = log_q_s - (F.logsigmoid(s) + F.logsigmoid(-s)).sum(-1)
-        return u, log_q
+        return s, dist.Normal(0.0, 1.0).log_prob(eps).sum(-1) - ladj
+
+    def _log_joint(self, x: torch.Tensor, s: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        """log p_v(x + σ(s)) + log p(s): the model's joint density of (x, s).
+
+        log p(s) is the logistic prior (u = σ(s) ~ U(0, 1)); log p_v by eq. 18 after the
+        preprocessing y = log v - log(L - v), computed from log σ(±s) for precision.
+        """
+        levels = self.levels
+        assert levels is not None
+        log_v = torch.logaddexp(torch.log(x), F.logsigmoid(s))
+        log_rest = torch.logaddexp(torch.log(levels - 1 - x), F.logsigmoid(-s))
+        y, ladj = logit_levels(log_v, log_rest, levels)
+        batch = s.shape[:-1]
+        if c is not None:
+            c = c.expand(*batch, c.shape[-1])
+        fd = FlowDistribution(self, c, batch)
+        return fd.log_prob_preprocessed(y) + ladj + logistic_log_density(s)
 
     # ------------------------------------------------------------------ Pyro
     def _store_name(self, part: str) -> str:
@@ -364,7 +410,8 @@ class NormalizingFlow(PyrobnModule):
     def model(
         self, x: torch.Tensor, y: torch.Tensor | None = None, batch_size: int | None = None
     ) -> None:
-        """x ~ p (eq. 18); for discrete data u ~ U(0, 1)^D and the factor p_v(x + u)."""
+        """x ~ p (eq. 18); for discrete data s = logit(u), u ~ U(0, 1)^D, and the factor
+        p_v(x + u) (the joint density of x and u)."""
         pyro.module(self._store_name("flow"), self.flow)
         n = x.shape[0]
         with pyro.plate("data", n, subsample_size=batch_size, device=x.device) as idx:
@@ -377,13 +424,14 @@ class NormalizingFlow(PyrobnModule):
             if not self.levels:
                 pyro.sample("x", FlowDistribution(self, c, (xb.shape[0],), observed=xb), obs=xb)
                 return
-            u = pyro.sample("u", _UnitCube(xb))
-            pyro.factor("x", FlowDistribution(self, c, (xb.shape[0],)).log_prob(xb + u))
+            s = pyro.sample("s", _Logistic(xb))
+            pyro.factor("x", self._log_joint(xb, s, c) - logistic_log_density(s))
 
     def guide(
         self, x: torch.Tensor, y: torch.Tensor | None = None, batch_size: int | None = None
     ) -> None:
-        """q(u | x): uniform or the variational dequantiser; empty for continuous data."""
+        """q(s | x), s = logit(u): uniform u or the variational dequantiser; empty for
+        continuous data."""
         if not self.levels:
             return
         if self.dequantization == "variational":
@@ -392,15 +440,15 @@ class NormalizingFlow(PyrobnModule):
         with pyro.plate("data", n, subsample_size=batch_size, device=x.device) as idx:
             xb = x if batch_size is None else x[idx]
             if self.dequantization == "uniform":
-                pyro.sample("u", _UnitCube(xb))
+                pyro.sample("s", _Logistic(xb, truncated=True))
                 return
             c = (
                 None
                 if y is None
                 else _one_hot(y if batch_size is None else y[idx], self.n_classes, xb.dtype)
             )
-            u, log_q = self._dequantize(xb, c, 1, None)
-            pyro.sample("u", _Cached(u[0], log_q[0]))
+            s, log_q = self._dequantize(xb, c, 1, None)
+            pyro.sample("s", _Cached(s[0], log_q[0]))
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -551,7 +599,8 @@ class NormalizingFlow(PyrobnModule):
         """-log p(x | y) per row in nats: exact for continuous data; for discrete data the
         dequantisation bound with ``num_samples`` = K draws of u (importance weighted:
         -log (1/K) Σ_k p_v(x + u_k) / q(u_k | x), an upper bound on -log P(x) in
-        expectation, tighter as K grows; K = 1 is the training objective)."""
+        expectation, tighter as K grows; K = 1 is the training objective). Draws come
+        from a local generator seeded by ``seed``."""
         was = self.training
         self.eval()
         try:
@@ -566,11 +615,8 @@ class NormalizingFlow(PyrobnModule):
             for i in range(0, x.shape[0], rows):
                 xb = x[i : i + rows]
                 c = None if context is None else context[i : i + rows]
-                u, log_q = self._dequantize(xb, c, k, gen)
-                fd = FlowDistribution(
-                    self, None if c is None else c.expand(k, *c.shape), (k, xb.shape[0])
-                )
-                log_w = fd.log_prob(xb + u) - log_q
+                s, log_q = self._dequantize(xb, c, k, gen)
+                log_w = self._log_joint(xb, s, c) - log_q
                 out.append(-(torch.logsumexp(log_w, 0) - math.log(k)))
             return torch.cat(out)
         finally:
@@ -646,26 +692,30 @@ class NormalizingFlow(PyrobnModule):
         return ModelGraph(nodes, edges, {"data": ([n.name for n in nodes], "N")}, title)
 
 
-class _UnitCube(dist.TorchDistribution):
-    """U[0, 1]^D with density 1 on the closed cube (a sigmoid may round u up to 1.0)."""
+class _Logistic(dist.TorchDistribution):
+    """The standard logistic over R^D (s = logit(u), u ~ U(0, 1)): the prior of the
+    dequantisation noise; ``truncated`` draws u from U[2^-24, 1 - 2^-24] (the uniform
+    dequantiser; its density is 1 / (1 - 2^-23) per coordinate there)."""
 
     arg_constraints: dict[str, Any] = {}  # noqa: RUF012
-    support = constraints.independent(constraints.unit_interval, 1)
+    support = constraints.independent(constraints.real, 1)
     has_rsample = True
 
-    def __init__(self, like: torch.Tensor) -> None:
-        self.like = like
+    def __init__(self, like: torch.Tensor, truncated: bool = False) -> None:
+        self.like, self.truncated = like, truncated
         super().__init__(like.shape[:-1], like.shape[-1:], validate_args=False)
 
-    def expand(self, batch_shape: torch.Size, _instance: Any = None) -> _UnitCube:
-        return _UnitCube(self.like.expand(*batch_shape, self.like.shape[-1]))
+    def expand(self, batch_shape: torch.Size, _instance: Any = None) -> _Logistic:
+        if torch.Size(batch_shape) == self.batch_shape:
+            return self
+        return _Logistic(self.like.expand(*batch_shape, self.like.shape[-1]), self.truncated)
 
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
-        shape = torch.Size(sample_shape) + self.like.shape
-        return torch.rand(shape, dtype=self.like.dtype, device=self.like.device)
+        return logistic_draw(tuple(sample_shape) + tuple(self.like.shape), self.like, None)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        return value.new_zeros(value.shape[:-1])
+        log_p = logistic_log_density(value)
+        return log_p - value.shape[-1] * _U_LOG_MASS if self.truncated else log_p
 
 
 class _Cached(dist.TorchDistribution):

@@ -144,6 +144,8 @@ class AutoregressiveDistribution(dist.TorchDistribution):
         return constraints.independent(constraints.real, 1)
 
     def expand(self, batch_shape: torch.Size, _instance: Any = None) -> AutoregressiveDistribution:
+        if torch.Size(batch_shape) == self.batch_shape:
+            return self  # keeps the log-probability computed in the model
         context = self.context
         if context is not None:
             context = context.expand(*batch_shape, context.shape[-1])
@@ -356,9 +358,16 @@ class AutoregressiveModel(PyrobnModule):
             log_p = log_p - self.scale.log().sum()
         return log_p.reshape(batch)
 
-    def _prefix_ok(self) -> bool:
-        """Whether the output at t depends only on a prefix that may be cut at t + 1."""
-        return self.network_name in ("conv", "transformer")
+    def _prefix(self, t: int) -> int:
+        """How many leading positions the network needs to give the output at t: t + 1
+        for causal convolutions and the transformer, the rows up to t's for the PixelCNN
+        (rows below never reach rows above), all D for MADE (fixed-size layers)."""
+        if self.network_name in ("conv", "transformer"):
+            return t + 1
+        if self.network_name == "pixelcnn":
+            width = self.net.image_shape[1]
+            return (t // width + 1) * width
+        return self.data_dim
 
     @torch.no_grad()
     def _ancestral(
@@ -375,16 +384,16 @@ class AutoregressiveModel(PyrobnModule):
         ``start``/``keep`` (order coordinates, model space): rows keep their entries
         where ``keep`` is true (completion). Causal convolutions and the transformer
         run on the prefix x_≤t only (their outputs up to t do not depend on the rest):
-        the D passes cost Σ_t t instead of D² positions.
+        the D passes cost Σ_t t instead of D² positions; the PixelCNN on the rows up to
+        t's (about half of D²); MADE on all D.
         """
         u = torch.zeros(n, self.data_dim, dtype=self.dtype, device=self.device)
         if start is not None:
             u = start.clone()
-        prefix = self._prefix_ok()
         for t in range(self.data_dim):
             if keep is not None and bool(keep[:, t].all()):
                 continue
-            view = u[:, : t + 1] if prefix else u
+            view = u[:, : self._prefix(t)]
             theta = self._params(view, context)[:, t]
             draw = self.conditional.sample(theta, temperature, gen)
             u[:, t] = draw if keep is None else torch.where(keep[:, t], u[:, t], draw)
