@@ -431,9 +431,9 @@ def summarize(rows: Sequence[BenchmarkRow]) -> dict[str, dict[str, float]]:
     for name, group in by_name.items():
         stats: dict[str, float] = {"seeds": len(group)}
         for key in keys:
-            values = [getattr(r, key) for r in group]
-            stats[key] = statistics.fmean(values)
-            stats[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else math.nan
+            values = torch.tensor([float(getattr(r, key)) for r in group], dtype=torch.float64)
+            stats[key] = float(values.mean())
+            stats[f"{key}_sd"] = float(values.std()) if len(values) > 1 else math.nan
         stats["nll_kind"] = group[0].nll_kind  # type: ignore[assignment]
         out[name] = stats
     return out

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sklearn.datasets import load_digits
 
 import pyrobn
-from pyrobn.datasets.book_digits import book_digits, requantize
+from pyrobn.datasets.digits_benchmark import book_digits, requantize
 from pyrobn.errors import ConfigurationError
 
 
@@ -64,3 +64,9 @@ def test_bad_split_arguments_raise():
 def test_the_default_digits_are_unchanged():
     x_train, _, x_test, _ = pyrobn.datasets.digits(device="cpu")
     assert x_train.shape == (1437, 64) and x_test.shape == (360, 64)
+
+
+def test_the_function_stays_reachable_after_the_split_is_loaded():
+    pyrobn.datasets.digits(split="book")  # imports the module that defines book_digits
+    assert callable(pyrobn.datasets.book_digits)
+    assert pyrobn.datasets.book_digits(2, device="cpu").x_train.max() == 1

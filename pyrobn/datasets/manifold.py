@@ -104,7 +104,7 @@ def digits(
     ``split="book"`` is the generative-modelling benchmark of notes 2.2.2 instead
     (:func:`pyrobn.datasets.book_digits`): integer pixels in {0, ..., levels - 1}
     (``levels`` default 17), split by position into 1000 train, 350 validation and 447
-    test images, returned as a :class:`~pyrobn.datasets.book_digits.BookDigits`.
+    test images, returned as a :class:`~pyrobn.datasets.digits_benchmark.BookDigits`.
 
     >>> x_train, y_train, x_test, y_test = pyrobn.datasets.digits()
     >>> book = pyrobn.datasets.digits(split="book", levels=17)
@@ -113,7 +113,7 @@ def digits(
     from sklearn.model_selection import train_test_split
 
     if split == "book":
-        from pyrobn.datasets.book_digits import RAW_LEVELS, book_digits
+        from pyrobn.datasets.digits_benchmark import RAW_LEVELS, book_digits
 
         if binarize:
             raise ConfigurationError(
