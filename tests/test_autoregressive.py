@@ -213,6 +213,15 @@ def test_fit_raises_the_likelihood_and_keeps_the_best_validation_state():
     assert not model.training
 
 
+def test_class_conditional_fit_validates_with_the_labels():
+    x = torch.randint(0, 3, (40, 3)).float()
+    y = torch.randint(0, 2, (40,))
+    model = tiny(n_classes=2)
+    model.fit(x[:30], y[:30], epochs=2, batch_size=10, x_val=x[30:], y_val=y[30:], seed=0,
+              progress=False)  # fmt: skip
+    assert_close(model.nll(x[30:], y[30:]).mean(), min(model.validation_nll_), rtol=1e-5)
+
+
 def test_save_and_load_are_exact(tmp_path):
     model = tiny("discretized_logistic", 5, "conv", dim=6, n_classes=3, order=[5, 4, 3, 2, 1, 0])
     x = torch.randint(0, 5, (7, 6)).float()

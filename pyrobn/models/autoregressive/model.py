@@ -473,7 +473,8 @@ class AutoregressiveModel(PyrobnModule):
         val = None
         if x_val is not None:
             xv = self._check_x(x_val, "x_val")
-            val = (xv, self._context(y_val, xv.shape[0], "y_val"))
+            context_val = self._context(y_val, xv.shape[0], "y_val")
+            val = (xv, None if context_val is None else context_val.argmax(-1))
         elif patience is not None:
             raise ConfigurationError("patience= needs x_val= (early stopping on validation data)")
         optim = optim if optim is not None else FusedAdam(lr=lr)
