@@ -202,8 +202,9 @@ def test_fit_raises_the_likelihood_and_keeps_the_best_validation_state():
     data = pyrobn.datasets.book_digits(levels=4, device="cpu")
     model = tiny("categorical", 4, "made", dim=64)
     before = float(model.log_prob(data.x_val).mean())
-    model.fit(data.x_train[:200], epochs=3, batch_size=50, x_val=data.x_val[:100], seed=0,
-              progress=False)  # fmt: skip
+    model.fit(
+        data.x_train[:200], epochs=3, batch_size=50, x_val=data.x_val[:100], seed=0, progress=False
+    )
     result = model.fit_result_
     assert result.method == "svi" and result.objective_name == "log_likelihood"
     assert result.n_iter == 12 and result.wall_time > 0
@@ -217,8 +218,9 @@ def test_class_conditional_fit_validates_with_the_labels():
     x = torch.randint(0, 3, (40, 3)).float()
     y = torch.randint(0, 2, (40,))
     model = tiny(n_classes=2)
-    model.fit(x[:30], y[:30], epochs=2, batch_size=10, x_val=x[30:], y_val=y[30:], seed=0,
-              progress=False)  # fmt: skip
+    model.fit(
+        x[:30], y[:30], epochs=2, batch_size=10, x_val=x[30:], y_val=y[30:], seed=0, progress=False
+    )
     assert_close(model.nll(x[30:], y[30:]).mean(), min(model.validation_nll_), rtol=1e-5)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -62,8 +61,17 @@ def data():
 
 @pytest.fixture(scope="module")
 def classifier(data):
-    return train_classifier(data.x_train, data.y_train, data.x_val, data.y_val, levels=17,
-                            epochs=15, seed=0, x_test=data.x_test, y_test=data.y_test)  # fmt: skip
+    return train_classifier(
+        data.x_train,
+        data.y_train,
+        data.x_val,
+        data.y_val,
+        levels=17,
+        epochs=15,
+        seed=0,
+        x_test=data.x_test,
+        y_test=data.y_test,
+    )
 
 
 # ---------------------------------------------------------------- Fréchet distance
@@ -142,8 +150,19 @@ def test_sample_quality_tells_real_digits_from_noise(classifier, data):
 def test_evaluate_one_model_and_summarize_over_seeds(classifier, data):
     torch.manual_seed(0)
     model = pyrobn.AutoregressiveModel(64, "categorical", 17, network="made", hidden=16)
-    rows = [evaluate("arm", model, data.x_test[:50], classifier, n_samples=60,
-                     speed_samples=10, seed=s, timing=(2.0, 1.6)) for s in (0, 1)]  # fmt: skip
+    rows = [
+        evaluate(
+            "arm",
+            model,
+            data.x_test[:50],
+            classifier,
+            n_samples=60,
+            speed_samples=10,
+            seed=s,
+            timing=(2.0, 1.6),
+        )
+        for s in (0, 1)
+    ]
     assert_close(rows[0].nll, -model.log_prob(data.x_test[:50]).mean(), rtol=1e-5)
     assert rows[0].nll_kind == "exact" and rows[0].epoch_ratio == pytest.approx(1.25)
     assert rows[0].samples_per_second > 0 and rows[0].fd > 0
@@ -163,28 +182,49 @@ def test_format_table_states_bounds_and_missing_likelihoods():
 
 
 # ---------------------------------------------------------------- speed
-def test_samples_per_second_times_the_sampler():
-    class Slow:
+class FakeClock:
+    """A perf_counter that moves only when a contender 'works' (no dependence on load)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+    def work(self, seconds):
+        self.now += seconds
+
+
+def test_samples_per_second_times_the_sampler(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(pyrobn.evaluation, "time", clock)
+
+    class Sampler:
         def sample(self, n, *, seed=None):
-            time.sleep(0.01)
+            clock.work(0.01 * n)  # 100 samples per second
             return torch.zeros(n, 2)
 
-    rate = samples_per_second(Slow(), 50, repeats=2)
-    assert 50 / 0.1 < rate <= 50 / 0.01
+    assert samples_per_second(Sampler(), 50, repeats=3) == pytest.approx(100.0)
 
 
-def test_plain_torch_trainer_fits_and_compare_epoch_times_takes_medians():
+def test_plain_torch_trainer_fits_and_compare_epoch_times_takes_medians(monkeypatch):
     x = torch.linspace(-1, 1, 64)[:, None]
     y = 3 * x + 1
     lin = torch.nn.Linear(1, 1)
-    run = plain_torch_trainer(lin.parameters(), lambda i: ((lin(x[i]) - y[i]) ** 2).mean(),
-                              64, 16, lr=0.1)  # fmt: skip
+    run = plain_torch_trainer(
+        lin.parameters(), lambda i: ((lin(x[i]) - y[i]) ** 2).mean(), 64, 16, lr=0.1
+    )
     losses = run(30)
     assert len(losses) == 30 * 4 and losses[-1] < losses[0] / 100
-    timing = compare_epoch_times(
-        {"fast": lambda e: time.sleep(0.002 * e), "slow": lambda e: time.sleep(0.006 * e)},
-        epochs=2, repeats=3,
-    )  # fmt: skip
-    assert timing.ratio("slow") > 1.5 and len(timing.runs["fast"]) == 3
+    clock = FakeClock()
+    monkeypatch.setattr(pyrobn.evaluation, "time", clock)
+    costs = iter([0.0, 0.0, 2.0, 6.0, 9.0, 5.0, 2.0, 6.0])  # warm-ups, then 3 repeats each
+
+    def contender(epochs):
+        clock.work(next(costs) * epochs)
+
+    timing = compare_epoch_times({"fast": contender, "slow": contender}, epochs=2, repeats=3)
+    assert timing.runs == {"fast": [2.0, 9.0, 2.0], "slow": [6.0, 5.0, 6.0]}
+    assert timing.seconds == {"fast": 2.0, "slow": 6.0} and timing.ratio("slow") == 3.0
     with pytest.raises(ConfigurationError, match="base"):
         compare_epoch_times({"a": lambda e: None}, base="b")

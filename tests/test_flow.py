@@ -245,8 +245,15 @@ def test_auto_flow_guide_goes_through_compare_guides():
     y = torch.tensor([[1.0, -1.0], [0.8, -1.2], [1.2, -0.6]])
     precision = 1 + 3 / 0.25
     exact = dist.Normal(y.sum(0) / 0.25 / precision, precision**-0.5).to_event(1)
-    cmp = compare_guides(conjugate_model, {"flow": AutoFlowGuide}, y, steps=200,
-                         num_samples=300, elbo_particles=30, reference={"mu": exact})  # fmt: skip
+    cmp = compare_guides(
+        conjugate_model,
+        {"flow": AutoFlowGuide},
+        y,
+        steps=200,
+        num_samples=300,
+        elbo_particles=30,
+        reference={"mu": exact},
+    )
     result = cmp.results["flow"]
     assert result.method == "AutoFlowGuide"
     assert_close(result.draws["mu"].mean(0), exact.mean, atol=0.12)
@@ -261,8 +268,16 @@ def test_amortized_flow_guide_trains_a_vae():
     x = pyrobn.datasets.digits(binarize=True, device="cpu").x_train[:64]
     vae = pyrobn.VAE(64, latent_dim=2, hidden=(16,))
     guide = AmortizedFlowGuide(64, 2, hidden=(16,), flow_hidden=(8,))
-    history = fit_svi(vae.model, guide, x, batch_size=32, steps=40, progress=False, seed=0,
-                      optim=pyro.optim.Adam({"lr": 1e-2}))  # fmt: skip
+    history = fit_svi(
+        vae.model,
+        guide,
+        x,
+        batch_size=32,
+        steps=40,
+        progress=False,
+        seed=0,
+        optim=pyro.optim.Adam({"lr": 1e-2}),
+    )
     assert history.losses[-1] < history.losses[0]
     log_w = guide.log_weights(vae.model, x, num_samples=8)
     assert log_w.shape == (8, 64) and bool(torch.isfinite(log_w).all())
