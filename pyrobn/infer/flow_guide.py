@@ -103,9 +103,15 @@ class AutoFlowGuide(AutoContinuous):
     ``init_loc_fn``'s point and ``scale`` at ``init_scale`` (as ``AutoNormal``), so the
     guide starts near a small Gaussian and the flow learns the shape.
 
+    >>> def model(y):
+    ...     mu = pyro.sample("mu", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+    ...     with pyro.plate("data", len(y)):
+    ...         pyro.sample("y", dist.Normal(mu, 1.0).to_event(1), obs=y)
+    >>> y = torch.ones(5, 2)
     >>> guide = AutoFlowGuide(model, n_transforms=2)
-    >>> pyrobn.infer.fit_svi(model, guide, data, steps=2000, progress=False, seed=0)
-    >>> compare_guides(model, {"flow": AutoFlowGuide, "normal": "normal"}, data)
+    >>> history = pyrobn.infer.fit_svi(model, guide, y, steps=20, progress=False, seed=0)
+    >>> result = pyrobn.infer.compare_guides(model, {"flow": AutoFlowGuide}, y, steps=20,
+    ...                                      num_samples=20, elbo_particles=5)
     """
 
     def __init__(
@@ -162,9 +168,11 @@ class AmortizedFlowGuide(PyroModule):
     Called as ``guide(x, batch_size=None)`` (the VAE's signature); the plate subsamples
     the same rows as the model's.
 
-    >>> vae = pyrobn.VAE(64, latent_dim=8)
-    >>> guide = AmortizedFlowGuide(64, 8)
-    >>> fit_svi(vae.model, guide, x, batch_size=128, steps=2000, progress=False, seed=0)
+    >>> x = torch.bernoulli(torch.full((32, 64), 0.3))
+    >>> vae = pyrobn.VAE(64, latent_dim=8, hidden=(32,))
+    >>> guide = AmortizedFlowGuide(64, 8, hidden=(32,))
+    >>> history = pyrobn.infer.fit_svi(vae.model, guide, x, batch_size=16, steps=5,
+    ...                                progress=False, seed=0)
     """
 
     def __init__(

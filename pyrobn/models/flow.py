@@ -248,9 +248,11 @@ class NormalizingFlow(PyrobnModule):
 
     Example:
         >>> data = pyrobn.datasets.book_digits()
-        >>> flow = pyrobn.NormalizingFlow(64, levels=17, dequantization="variational")
-        >>> flow.fit(data.x_train, epochs=50, x_val=data.x_val, seed=0, progress=False)
-        >>> flow.nll(data.x_test, num_samples=16).mean()   # an upper bound, nats/image
+        >>> flow = pyrobn.NormalizingFlow(64, levels=17, hidden=(32,), dequantization="variational")
+        >>> flow = flow.fit(data.x_train[:100], epochs=1, seed=0, progress=False)
+        >>> bound = flow.nll(data.x_test, num_samples=16, seed=0).mean()  # nats/image, upper bound
+        >>> flow.sample(4, seed=0).shape
+        torch.Size([4, 64])
     """
 
     max_plate_nesting = 1

@@ -192,10 +192,11 @@ class AutoregressiveModel(PyrobnModule):
 
     Example:
         >>> data = pyrobn.datasets.book_digits()
-        >>> arm = pyrobn.AutoregressiveModel(64, "categorical", levels=17, network="pixelcnn")
-        >>> arm.fit(data.x_train, epochs=100, x_val=data.x_val, seed=0, progress=False)
-        >>> -arm.log_prob(data.x_test).mean()          # nats per image, exact
-        >>> arm.sample(16, temperature=0.8, seed=0)     # (16, 64) integer pixels
+        >>> arm = pyrobn.AutoregressiveModel(64, "categorical", 17, network="pixelcnn", hidden=16)
+        >>> arm = arm.fit(data.x_train[:100], epochs=1, x_val=data.x_val, seed=0, progress=False)
+        >>> nll = arm.nll(data.x_test).mean()           # nats per image, exact
+        >>> arm.sample(16, temperature=0.8, seed=0).shape   # integer pixels
+        torch.Size([16, 64])
     """
 
     max_plate_nesting = 1

@@ -54,8 +54,12 @@ class TextAutoregressiveModel(PyrobnModule):
 
     Example:
         >>> train, test = pyrobn.datasets.text_corpus("apuntes")
-        >>> lm = pyrobn.TextAutoregressiveModel(window=64).fit(train, epochs=20, seed=0)
-        >>> lm.perplexity(test), lm.generate("la red ", n=80, temperature=0.8, seed=0)
+        >>> lm = pyrobn.TextAutoregressiveModel(window=16, hidden=16, layers=2)
+        >>> lm = lm.fit(train[:20], steps=5, seed=0, progress=False)
+        >>> lm.perplexity(test) > 1
+        True
+        >>> lm.generate("la red ", n=20, temperature=0.8, seed=0).startswith("la red ")
+        True
     """
 
     max_plate_nesting = 1
