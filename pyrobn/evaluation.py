@@ -61,6 +61,39 @@ class GenerativeModel(Protocol):
     def sample(self, n: int, *, y: Any = None, seed: int | None = None) -> torch.Tensor: ...
 
 
+@dataclass
+class Adapter:
+    """Plug a model into the harness without touching its class: the protocol by functions.
+
+    ``sample_fn(n, y=None, seed=None)`` -> (n, D) draws on the data's scale;
+    ``nll_fn(x, y=None, seed=None)`` -> (n,) nats, exact or an upper bound (as
+    ``nll_kind`` says), or None for a model without a likelihood (a GAN).
+
+    >>> vae_like = Adapter(lambda n, y=None, seed=None: torch.zeros(n, 64),
+    ...                    lambda x, y=None, seed=None: torch.full((len(x),), 90.0), "bound")
+    >>> nll_score(vae_like, torch.zeros(3, 64)).kind
+    'bound'
+    """
+
+    sample_fn: Callable[..., torch.Tensor]
+    nll_fn: Callable[..., torch.Tensor] | None = None
+    nll_kind: str = "none"
+    n_classes: int = 0
+
+    def __post_init__(self) -> None:
+        if self.nll_kind not in NLL_KINDS:
+            raise ConfigurationError(f"nll_kind must be one of {NLL_KINDS}, got {self.nll_kind!r}")
+        if (self.nll_fn is None) != (self.nll_kind == "none"):
+            raise ConfigurationError("give nll_fn exactly when nll_kind is 'exact' or 'bound'")
+
+    def sample(self, n: int, *, y: Any = None, seed: int | None = None) -> torch.Tensor:
+        return self.sample_fn(n, y=y, seed=seed)
+
+    def nll(self, x: Any, y: Any = None, *, seed: int | None = None) -> torch.Tensor:
+        assert self.nll_fn is not None
+        return self.nll_fn(x, y=y, seed=seed)
+
+
 # --------------------------------------------------------------------------- likelihood
 @dataclass
 class NLLScore:
@@ -466,6 +499,7 @@ def format_table(summary: Mapping[str, Mapping[str, Any]]) -> str:
 
 __all__ = [
     "NLL_KINDS",
+    "Adapter",
     "BenchmarkRow",
     "DigitClassifier",
     "EpochTiming",

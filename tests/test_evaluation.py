@@ -15,6 +15,7 @@ from scipy.linalg import sqrtm
 import pyrobn
 from pyrobn.errors import ConfigurationError, NonFiniteError, ShapeError
 from pyrobn.evaluation import (
+    Adapter,
     BenchmarkRow,
     bits_per_dim,
     compare_epoch_times,
@@ -130,6 +131,18 @@ def test_a_model_without_likelihood_gets_none_and_a_broken_protocol_an_error():
     model._nll = lambda x: torch.tensor([1.0, math.nan, 2.0])
     with pytest.raises(NonFiniteError):
         nll_score(model, torch.zeros(3, 2))
+
+
+def test_the_adapter_plugs_functions_into_the_protocol(classifier, data):
+    gan = Adapter(lambda n, y=None, seed=None: data.x_train[:n].float(), n_classes=0)
+    assert math.isnan(nll_score(gan, data.x_test).nats)
+    assert sample_quality(gan, classifier, data.x_test, n=200)["fd"] >= 0
+    vae = Adapter(gan.sample_fn, lambda x, y=None, seed=None: torch.full((len(x),), 96.4), "bound")
+    assert nll_score(vae, data.x_test).nats == pytest.approx(96.4)
+    with pytest.raises(ConfigurationError, match="nll_fn"):
+        Adapter(gan.sample_fn, nll_kind="exact")
+    with pytest.raises(ConfigurationError, match="nll_kind"):
+        Adapter(gan.sample_fn, nll_kind="approx")
 
 
 # ---------------------------------------------------------------- sample quality
