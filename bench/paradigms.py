@@ -2,9 +2,12 @@
 
     python bench/paradigms.py timing            # time per epoch vs a plain-PyTorch loop
     python bench/paradigms.py benchmark --seeds 0 1 2   # test NLL ± sd, FD, samples/s
+    python bench/paradigms.py benchmark --seeds 1 --timing-json t.json --out s1.json
+    python bench/paradigms.py table s0.json s1.json s2.json   # one table from several runs
     python bench/paradigms.py flow-libraries    # zuko vs Pyro's transforms, same flow
     python bench/paradigms.py text              # character AR model vs n-gram chains
-    (add --quick for a few epochs of everything; --out FILE.json keeps the numbers)
+    (add --quick for a few epochs of everything; --out FILE.json keeps the numbers;
+    seeds may run as separate processes and be merged by ``table``)
 
 Every model trains on the book's split (:func:`pyrobn.datasets.book_digits`: train
 [:1000], validation [1000:1350], test [1350:], 17 grey levels) with early stopping on
@@ -173,22 +176,27 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
 
     floor = frechet_distance(clf.features(data.x_train), clf.features(data.x_test))
     print(f"FD(train images, test images) = {floor:.2f} (the floor a perfect sampler nears)")
-    times = timing(args)
+    if args.timing_json:
+        with open(args.timing_json) as fh:
+            times = json.load(fh)
+    else:
+        times = timing(args)
     per_epoch = {
         "autoregressive (PixelCNN)": times["autoregressive"]["seconds"],
         "flow (spline coupling, var. deq.)": times["flow"]["seconds"],
     }
     rows: list[BenchmarkRow] = []
     epochs = 3 if args.quick else args.max_epochs
+    contenders = {
+        "ar": ("autoregressive (PixelCNN)", ar_model, {"patience": args.patience}),
+        "flow": (
+            "flow (spline coupling, var. deq.)",
+            flow_model,
+            {"patience": args.patience, "val_samples": 4},
+        ),
+    }
     for seed in args.seeds:
-        for name, make, fit_kwargs in (
-            ("autoregressive (PixelCNN)", ar_model, {"patience": args.patience}),
-            (
-                "flow (spline coupling, var. deq.)",
-                flow_model,
-                {"patience": args.patience, "val_samples": 4},
-            ),
-        ):
+        for name, make, fit_kwargs in (contenders[m] for m in args.models):
             started = time.perf_counter()
             model = make()
             model.fit(
@@ -230,6 +238,24 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "classifier_accuracy": clf.test_accuracy,
         "timing": times,
     }
+
+
+def table(args: argparse.Namespace) -> dict[str, Any]:
+    """Merge the rows of several ``benchmark --out`` files into one summary table."""
+    rows = []
+    for path in args.inputs:
+        with open(path) as fh:
+            for row in json.load(fh)["rows"]:
+                row.pop("epoch_ratio", None)
+                rows.append(BenchmarkRow(**row))
+    summary = summarize(rows)
+    print(format_table(summary))
+    for name, stats in summary.items():
+        print(
+            f"{name}: test NLL {stats['nll']:.2f} ± {stats['nll_sd']:.2f} over "
+            f"{stats['seeds']:.0f} seeds"
+        )
+    return {"summary": summary}
 
 
 def flow_libraries(args: argparse.Namespace) -> dict[str, Any]:
@@ -332,7 +358,17 @@ def text(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["timing", "benchmark", "flow-libraries", "text"])
+    parser.add_argument(
+        "command", choices=["timing", "benchmark", "table", "flow-libraries", "text"]
+    )
+    parser.add_argument("inputs", nargs="*", help="table: benchmark --out files to merge")
+    parser.add_argument("--models", nargs="+", default=["ar", "flow"], choices=["ar", "flow"])
+    parser.add_argument(
+        "--timing-json",
+        type=str,
+        default=None,
+        help="benchmark: reuse a timing --out file instead of timing again",
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=3, help="epochs per timing run")
@@ -352,6 +388,7 @@ def main() -> None:
     result = {
         "timing": timing,
         "benchmark": benchmark,
+        "table": table,
         "flow-libraries": flow_libraries,
         "text": text,
     }[args.command](args)
