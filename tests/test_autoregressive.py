@@ -321,7 +321,7 @@ def direct_log_prob(lm, text):
         start = 0 if t < W else S * ((t - (W - S)) // S)  # the block that predicts t
         block = ids[start : start + W] + [0] * W
         theta = lm.ar._params(torch.tensor([block[:W]], dtype=torch.float32), None)[0, t - start]
-        total += float(torch.log_softmax(theta, -1)[ids[t]])
+        total += float(torch.log_softmax(theta.detach(), -1)[ids[t]])
     return total
 
 
