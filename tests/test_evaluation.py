@@ -1,0 +1,243 @@
+"""pyrobn.evaluation: the benchmark harness every paradigm plugs into (issues 17-18)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from common import assert_close
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.linalg import sqrtm
+
+import pyrobn
+from pyrobn.errors import ConfigurationError, NonFiniteError, ShapeError
+from pyrobn.evaluation import (
+    Adapter,
+    BenchmarkRow,
+    bits_per_dim,
+    compare_epoch_times,
+    evaluate,
+    format_table,
+    frechet_distance,
+    nll_score,
+    plain_torch_trainer,
+    sample_quality,
+    samples_per_second,
+    summarize,
+    train_classifier,
+)
+
+
+class Resampler:
+    """A 'model' that returns rows of a data set (optionally of a requested class)."""
+
+    nll_kind = "exact"
+
+    def __init__(self, x, y=None, n_classes=0, nll=None):
+        self.x, self.y, self.n_classes, self._nll = x, y, n_classes, nll
+
+    def nll(self, x, y=None, *, seed=None):
+        return self._nll(x)
+
+    def sample(self, n, *, y=None, seed=None):
+        g = torch.Generator().manual_seed(seed or 0)
+        if y is None:
+            return self.x[torch.randint(len(self.x), (n,), generator=g)]
+        y = torch.as_tensor(y).expand(n)
+        out = torch.empty(n, self.x.shape[1])
+        for label in y.unique():
+            rows = (self.y == label).nonzero().flatten()
+            pick = rows[torch.randint(len(rows), (int((y == label).sum()),), generator=g)]
+            out[y == label] = self.x[pick].float()
+        return out
+
+
+@pytest.fixture(scope="module")
+def data():
+    return pyrobn.datasets.book_digits(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def classifier(data):
+    return train_classifier(
+        data.x_train,
+        data.y_train,
+        data.x_val,
+        data.y_val,
+        levels=17,
+        epochs=15,
+        seed=0,
+        x_test=data.x_test,
+        y_test=data.y_test,
+    )
+
+
+# ---------------------------------------------------------------- Fréchet distance
+def test_frechet_distance_of_1d_gaussians_is_the_closed_form():
+    a = torch.tensor([0.0, 2.0, 4.0, 6.0])  # mean 3, sd sqrt(20/3)
+    b = torch.tensor([1.0, 1.5, 2.0])  # mean 1.5, sd 0.5
+    expected = (3 - 1.5) ** 2 + (math.sqrt(20 / 3) - 0.5) ** 2
+    assert_close(frechet_distance(a[:, None], b[:, None]), expected, rtol=1e-10)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 5))
+def test_frechet_distance_matches_the_matrix_square_root_formula(seed, k):
+    g = np.random.default_rng(seed)
+    a = g.normal(size=(40, k)) @ g.normal(size=(k, k))
+    b = g.normal(size=(30, k)) + g.normal(size=k)
+    ca, cb = np.cov(a.T).reshape(k, k), np.cov(b.T).reshape(k, k)
+    cross = np.real(sqrtm(ca @ cb))
+    expected = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(ca + cb - 2 * cross)
+    assert_close(frechet_distance(a, b), expected, rtol=1e-6, atol=1e-8)
+    assert_close(frechet_distance(a, b), frechet_distance(b, a), rtol=1e-6, atol=1e-8)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_frechet_distance_bad_input():
+    with pytest.raises(ShapeError):
+        frechet_distance(torch.zeros(5, 3), torch.zeros(5, 2))
+    with pytest.raises(ShapeError, match="2 rows"):
+        frechet_distance(torch.zeros(1, 3), torch.zeros(5, 3))
+    bad = torch.zeros(4, 2)
+    bad[1, 1] = math.nan
+    with pytest.raises(NonFiniteError, match=r"\(1, 1\)"):
+        frechet_distance(bad, torch.zeros(4, 2))
+
+
+# ---------------------------------------------------------------- likelihood figures
+def test_nll_score_is_the_mean_with_its_standard_error():
+    x = torch.zeros(4, 64)
+    model = Resampler(x, nll=lambda x: torch.tensor([80.0, 82.0, 84.0, 86.0]))
+    score = nll_score(model, x)
+    assert score.nats == 83.0 and score.kind == "exact"
+    assert_close(score.stderr, torch.tensor([80.0, 82, 84, 86]).std() / 2, rtol=1e-6)
+    assert_close(score.bits_per_dim, 83.0 / (64 * math.log(2)), rtol=1e-12)
+    assert "upper bound" not in str(score)
+    assert bits_per_dim(64 * math.log(2), 64) == pytest.approx(1.0)
+
+
+def test_a_model_without_likelihood_gets_none_and_a_broken_protocol_an_error():
+    model = Resampler(torch.zeros(3, 2))
+    model.nll_kind = "none"
+    assert math.isnan(nll_score(model, torch.zeros(3, 2)).nats)
+    model.nll_kind = "approximate"
+    with pytest.raises(ConfigurationError, match="nll_kind"):
+        nll_score(model, torch.zeros(3, 2))
+    model.nll_kind = "exact"
+    model._nll = lambda x: torch.tensor([1.0, math.nan, 2.0])
+    with pytest.raises(NonFiniteError):
+        nll_score(model, torch.zeros(3, 2))
+
+
+def test_the_adapter_plugs_functions_into_the_protocol(classifier, data):
+    gan = Adapter(lambda n, y=None, seed=None: data.x_train[:n].float(), n_classes=0)
+    assert math.isnan(nll_score(gan, data.x_test).nats)
+    assert sample_quality(gan, classifier, data.x_test, n=200)["fd"] >= 0
+    vae = Adapter(gan.sample_fn, lambda x, y=None, seed=None: torch.full((len(x),), 96.4), "bound")
+    assert nll_score(vae, data.x_test).nats == pytest.approx(96.4)
+    with pytest.raises(ConfigurationError, match="nll_fn"):
+        Adapter(gan.sample_fn, nll_kind="exact")
+    with pytest.raises(ConfigurationError, match="nll_kind"):
+        Adapter(gan.sample_fn, nll_kind="approx")
+
+
+# ---------------------------------------------------------------- sample quality
+def test_the_classifier_reads_digits(classifier, data):
+    assert classifier.test_accuracy > 0.85
+    assert classifier.features(data.x_test[:5]).shape == (5, 64)
+
+
+def test_sample_quality_tells_real_digits_from_noise(classifier, data):
+    real = Resampler(data.x_train, data.y_train, n_classes=10)
+    noise = Resampler(torch.randint(0, 17, (1000, 64), generator=torch.Generator().manual_seed(0)))
+    good = sample_quality(real, classifier, data.x_test, n=400, per_class=20, seed=0)
+    bad = sample_quality(noise, classifier, data.x_test, n=400, seed=0)
+    assert good["fd"] < bad["fd"] / 5
+    assert good["class_accuracy"] > 0.85 and math.isnan(bad["class_accuracy"])
+
+
+def test_evaluate_one_model_and_summarize_over_seeds(classifier, data):
+    torch.manual_seed(0)
+    model = pyrobn.AutoregressiveModel(64, "categorical", 17, network="made", hidden=16)
+    rows = [
+        evaluate(
+            "arm",
+            model,
+            data.x_test[:50],
+            classifier,
+            n_samples=60,
+            speed_samples=10,
+            seed=s,
+            timing=(2.0, 1.6),
+        )
+        for s in (0, 1)
+    ]
+    assert_close(rows[0].nll, -model.log_prob(data.x_test[:50]).mean(), rtol=1e-5)
+    assert rows[0].nll_kind == "exact" and rows[0].epoch_ratio == pytest.approx(1.25)
+    assert rows[0].samples_per_second > 0 and rows[0].fd > 0
+    summary = summarize(rows)["arm"]
+    assert summary["seeds"] == 2 and summary["nll_sd"] == pytest.approx(0.0, abs=1e-4)
+    table = format_table(summarize(rows))
+    assert "| arm |" in table and "(exact)" in table and "1.25" in table
+
+
+def test_format_table_states_bounds_and_missing_likelihoods():
+    rows = [
+        BenchmarkRow("flow", 100.0, 1.0, "bound", 2.2, 5.0, math.nan, 300.0, 1.0, 1.0),
+        BenchmarkRow("gan", math.nan, math.nan, "none", math.nan, 4.0, 0.97, 900.0, 1.0, 1.0),
+    ]
+    table = format_table(summarize(rows))
+    assert "100.00 (bound)" in table and "| gan | none |" in table
+
+
+# ---------------------------------------------------------------- speed
+class FakeClock:
+    """A perf_counter that moves only when a contender 'works' (no dependence on load)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+    def work(self, seconds):
+        self.now += seconds
+
+
+def test_samples_per_second_times_the_sampler(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(pyrobn.evaluation, "time", clock)
+
+    class Sampler:
+        def sample(self, n, *, seed=None):
+            clock.work(0.01 * n)  # 100 samples per second
+            return torch.zeros(n, 2)
+
+    assert samples_per_second(Sampler(), 50, repeats=3) == pytest.approx(100.0)
+
+
+def test_plain_torch_trainer_fits_and_compare_epoch_times_takes_medians(monkeypatch):
+    x = torch.linspace(-1, 1, 64)[:, None]
+    y = 3 * x + 1
+    lin = torch.nn.Linear(1, 1)
+    run = plain_torch_trainer(
+        lin.parameters(), lambda i: ((lin(x[i]) - y[i]) ** 2).mean(), 64, 16, lr=0.1
+    )
+    losses = run(30)
+    assert len(losses) == 30 * 4 and losses[-1] < losses[0] / 100
+    clock = FakeClock()
+    monkeypatch.setattr(pyrobn.evaluation, "time", clock)
+    costs = iter([0.0, 0.0, 2.0, 6.0, 9.0, 5.0, 2.0, 6.0])  # warm-ups, then 3 repeats each
+
+    def contender(epochs):
+        clock.work(next(costs) * epochs)
+
+    timing = compare_epoch_times({"fast": contender, "slow": contender}, epochs=2, repeats=3)
+    assert timing.runs == {"fast": [2.0, 9.0, 2.0], "slow": [6.0, 5.0, 6.0]}
+    assert timing.seconds == {"fast": 2.0, "slow": 6.0} and timing.ratio("slow") == 3.0
+    with pytest.raises(ConfigurationError, match="base"):
+        compare_epoch_times({"a": lambda e: None}, base="b")
