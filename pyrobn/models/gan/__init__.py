@@ -1,0 +1,6 @@
+"""Generative adversarial networks (notes 2.2.2.3): the generator as a Pyro model, the
+discriminator as a Pyro classifier q(y | x), the game through ``fit_svi``."""
+
+from pyrobn.models.gan.model import GAN, AdversarialLoss, build_networks
+
+__all__ = ["GAN", "AdversarialLoss", "build_networks"]
