@@ -32,6 +32,10 @@ _EXPORTS = {
     "VAE": ".models.vae",
     "ConditionalVAE": ".models.vae",
     "Autoencoder": ".models.vae",
+    # autoregressive models and normalizing flows (notes 2.2.2.1, 2.2.2.5; eq. 15, 18)
+    "AutoregressiveModel": ".models.autoregressive",
+    "TextAutoregressiveModel": ".models.autoregressive",
+    "NormalizingFlow": ".models.flow",
     "DiffusionModel": ".models.diffusion",  # notes 2.2.2.4, eq. 16-17
     "GAN": ".models.gan",  # notes 2.2.2.3
     # MAP and regression (notes 2.3, 2.4.1.3)

@@ -2,7 +2,10 @@
 
 The VAE family (lecture: encoder hφ, decoder fθ) and its plain-PyTorch reference
 (:mod:`pyrobn.models.vae_reference`) build their networks here, so "the same network"
-means the same code, layer for layer.
+means the same code, layer for layer. The autoregressive models (notes 2.2.2.1) take
+their causal conditioners from here too: :class:`MADE` (masked MLP),
+:class:`CausalConvNet` (dilated causal 1-D convolutions), :class:`PixelCNN` (masked 2-D
+convolutions) and :class:`CausalTransformer`.
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
-from pyrobn.errors import ConfigurationError
+from pyrobn.errors import ConfigurationError, ShapeError
 from pyrobn.validation import check_int
 
 #: the activations :func:`mlp` knows, by name
@@ -75,3 +80,366 @@ def encoder_decoder(
     encoder = mlp([data_dim + condition_dim, *hidden, encoder_outputs * latent_dim], activation)
     decoder = mlp([latent_dim + condition_dim, *reversed(hidden), data_dim], activation)
     return encoder, decoder
+
+
+# --------------------------------------------------------------------------- causal networks
+#
+# The conditioners of the autoregressive models (notes 2.2.2.1, eq. 15): each maps a
+# sequence of inputs (B, T, C_in), already in the model's order, to per-position
+# parameters (B, T, P) such that output t depends on inputs 0..t-1 only (never on t or
+# later). ``tests/test_autoregressive.py`` checks that property by autograd for each.
+
+
+class MaskedLinear(nn.Linear):
+    """``y = x (W ⊙ M)ᵀ + b``: a linear layer whose weight is multiplied by a fixed 0/1 mask."""
+
+    def __init__(self, in_features: int, out_features: int, mask: torch.Tensor) -> None:
+        super().__init__(in_features, out_features)
+        if tuple(mask.shape) != (out_features, in_features):
+            raise ConfigurationError(
+                f"mask must have shape ({out_features}, {in_features}), got {tuple(mask.shape)}"
+            )
+        self.register_buffer("mask", mask.to(self.weight.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+
+def _check_dropout(dropout: float) -> float:
+    if not 0 <= dropout < 1:
+        raise ConfigurationError(f"dropout must lie in [0, 1), got {dropout}")
+    return float(dropout)
+
+
+def _activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ConfigurationError(
+            f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}"
+        )
+    return ACTIVATIONS[name]()
+
+
+class MADE(nn.Module):
+    """Masked autoencoder for distribution estimation (Germain et al. 2015) over T positions.
+
+    Input position t (1-based degree t) feeds hidden unit k only if the unit's degree
+    m(k) >= t; output position t reads hidden units with m(k) < t. Hidden degrees cycle
+    through 1..T-1, so every path from input s to output t has s < t: output t is a
+    function of inputs 1..t-1. A context c (e.g. a one-hot class, eq. 19) feeds every
+    hidden unit and every output unmasked.
+
+    >>> net = MADE(64, in_features=1, hidden=(256,), out_features=17)
+    >>> net(torch.zeros(2, 64, 1)).shape
+    torch.Size([2, 64, 17])
+    """
+
+    def __init__(
+        self,
+        length: int,
+        in_features: int,
+        hidden: Sequence[int],
+        out_features: int,
+        *,
+        context_dim: int = 0,
+        activation: str = "relu",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.length = check_int(length, "length")
+        self.in_features = check_int(in_features, "in_features")
+        self.out_features = check_int(out_features, "out_features")
+        self.context_dim = check_int(context_dim, "context_dim", low=0)
+        hidden = check_sizes(hidden, "hidden")
+        if not hidden:
+            raise ConfigurationError("MADE needs at least one hidden layer")
+        T = self.length
+        degrees = [torch.arange(1, T + 1).repeat_interleave(self.in_features)]
+        for width in hidden:
+            degrees.append(torch.arange(width) % max(T - 1, 1) + 1)
+        out_degrees = torch.arange(1, T + 1).repeat_interleave(self.out_features)
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(itertools.pairwise(degrees)):
+            layers.append(MaskedLinear(len(a), len(b), (b[:, None] >= a[None, :]).float()))
+            layers.append(_activation(activation))
+            if dropout:
+                layers.append(nn.Dropout(_check_dropout(dropout)))
+            if i == 0 and self.context_dim:
+                self.context_in = nn.Linear(self.context_dim, len(b), bias=False)
+        self.body = nn.ModuleList(layers)
+        self.out = MaskedLinear(
+            len(degrees[-1]), T * self.out_features, (out_degrees[:, None] > degrees[-1]).float()
+        )
+        if self.context_dim:
+            self.context_out = nn.Linear(self.context_dim, T * self.out_features, bias=False)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        h = x.flatten(-2)
+        for i, layer in enumerate(self.body):
+            h = layer(h)
+            if i == 0 and context is not None and self.context_dim:
+                h = h + self.context_in(context)
+        out = self.out(h)
+        if context is not None and self.context_dim:
+            out = out + self.context_out(context)
+        return out.unflatten(-1, (self.length, self.out_features))
+
+
+class CausalConv1d(nn.Conv1d):
+    """A 1-D convolution padded on the left: output t sees inputs t-(k-1)d .. t.
+
+    ``shift=True`` (the first layer) moves the window one step back, so output t sees
+    inputs before t only (strictly causal).
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1, *,
+        shift: bool = False,
+    ) -> None:  # fmt: skip
+        super().__init__(in_channels, out_channels, kernel_size, dilation=dilation)
+        self.shift = bool(shift)
+        self.left = (kernel_size - 1) * dilation + int(self.shift)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(F.pad(x, (self.left, 0)))
+        return y[..., :-1] if self.shift else y
+
+
+class CausalConvNet(nn.Module):
+    """A stack of dilated causal 1-D convolutions (WaveNet-like) with residual connections.
+
+    Layer 0 is strictly causal (:class:`CausalConv1d` with ``shift``); layer i > 0 has
+    dilation 2^(i mod cycle). The receptive field is :attr:`receptive_field` positions
+    back: an order-R Markov chain's window (notes 2.1.3.3), learned by a network. Works
+    on any length T. A context c is added to every layer's input as a learned bias.
+
+    >>> net = CausalConvNet(1, 32, 17, layers=3, kernel_size=3)
+    >>> net(torch.zeros(2, 64, 1)).shape
+    torch.Size([2, 64, 17])
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        channels: int,
+        out_features: int,
+        *,
+        layers: int = 4,
+        kernel_size: int = 3,
+        dilation_cycle: int = 4,
+        context_dim: int = 0,
+        activation: str = "relu",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        check_int(in_features, "in_features")
+        channels = check_int(channels, "channels")
+        check_int(out_features, "out_features")
+        layers = check_int(layers, "layers")
+        kernel_size = check_int(kernel_size, "kernel_size", low=2)
+        dilation_cycle = check_int(dilation_cycle, "dilation_cycle")
+        self.context_dim = check_int(context_dim, "context_dim", low=0)
+        self.first = CausalConv1d(in_features, channels, kernel_size, shift=True)
+        self.dilations = [2 ** (i % dilation_cycle) for i in range(1, layers)]
+        self.convs = nn.ModuleList(
+            CausalConv1d(channels, channels, kernel_size, d) for d in self.dilations
+        )
+        self.act = _activation(activation)
+        self.drop = nn.Dropout(_check_dropout(dropout))
+        self.out = nn.Conv1d(channels, out_features, 1)
+        if self.context_dim:
+            self.context = nn.Linear(self.context_dim, channels, bias=False)
+        self.receptive_field = kernel_size + sum((kernel_size - 1) * d for d in self.dilations)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.first(x.transpose(-1, -2))
+        if context is not None and self.context_dim:
+            h = h + self.context(context).unsqueeze(-1)
+        h = self.act(h)
+        for conv in self.convs:
+            h = h + self.drop(self.act(conv(h)))
+        return self.out(h).transpose(-1, -2)
+
+
+class MaskedConv2d(nn.Conv2d):
+    """A 2-D convolution whose kernel keeps only an allowed part (PixelCNN, raster order).
+
+    ``part``: ``"above"`` rows strictly above the centre; ``"above_and_row"`` those rows
+    plus the centre row (every column); ``"left"`` the centre row, columns strictly left
+    of the centre; ``"left_and_centre"`` columns up to and including the centre.
+    """
+
+    PARTS = ("above", "above_and_row", "left", "left_and_centre")
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, part: str) -> None:
+        if part not in self.PARTS:
+            raise ConfigurationError(f"unknown mask part {part!r}; choose one of {self.PARTS}")
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        c = kernel_size // 2
+        mask = torch.zeros_like(self.weight)
+        if part == "above":
+            mask[:, :, :c, :] = 1
+        elif part == "above_and_row":
+            mask[:, :, : c + 1, :] = 1
+        elif part == "left":
+            mask[:, :, c, :c] = 1
+        else:
+            mask[:, :, c, : c + 1] = 1
+        self.register_buffer("mask", mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.weight * self.mask, self.bias)
+
+
+class PixelCNN(nn.Module):
+    """A PixelCNN without blind spot (van den Oord et al. 2016, vertical + horizontal stacks).
+
+    Images (B, H·W, C_in) in raster order. The vertical stack v(r, c) sees rows above r
+    (its first layer masks the centre row out; later layers may use it, since v already
+    depends on rows < r only); the horizontal stack h(r, c) sees row r left of c and
+    v(r, c). Output (r, c) therefore depends on every pixel before (r, c) in raster
+    order within the receptive field, and on none after it. Residual layers, dropout
+    between them; a context c is added to both stacks' first layer.
+
+    >>> net = PixelCNN((8, 8), 1, 32, 17, layers=3)
+    >>> net(torch.zeros(2, 64, 1)).shape
+    torch.Size([2, 64, 17])
+    """
+
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        in_features: int,
+        channels: int,
+        out_features: int,
+        *,
+        layers: int = 4,
+        kernel_size: int = 3,
+        context_dim: int = 0,
+        activation: str = "relu",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.image_shape = check_sizes(image_shape, "image_shape")
+        if len(self.image_shape) != 2:
+            raise ConfigurationError(f"image_shape must be (H, W), got {self.image_shape}")
+        check_int(in_features, "in_features")
+        channels = check_int(channels, "channels")
+        check_int(out_features, "out_features")
+        layers = check_int(layers, "layers")
+        kernel_size = check_int(kernel_size, "kernel_size", low=2)
+        if kernel_size % 2 == 0:
+            raise ConfigurationError(f"kernel_size must be odd, got {kernel_size}")
+        self.context_dim = check_int(context_dim, "context_dim", low=0)
+        first_k = kernel_size + 2
+        self.v_first = MaskedConv2d(in_features, channels, first_k, "above")
+        self.h_first = MaskedConv2d(in_features, channels, first_k, "left")
+        self.v_convs = nn.ModuleList(
+            MaskedConv2d(channels, channels, kernel_size, "above_and_row")
+            for _ in range(layers - 1)
+        )
+        self.h_convs = nn.ModuleList(
+            MaskedConv2d(channels, channels, kernel_size, "left_and_centre")
+            for _ in range(layers - 1)
+        )
+        self.v_to_h = nn.ModuleList(nn.Conv2d(channels, channels, 1) for _ in range(layers))
+        self.act = _activation(activation)
+        self.drop = nn.Dropout(_check_dropout(dropout))
+        self.out = nn.Conv2d(channels, out_features, 1)
+        if self.context_dim:
+            self.context = nn.Linear(self.context_dim, 2 * channels, bias=False)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        H, W = self.image_shape
+        img = x.transpose(-1, -2).unflatten(-1, (H, W))
+        v, h = self.v_first(img), self.h_first(img)
+        if context is not None and self.context_dim:
+            cv, ch = self.context(context)[..., None, None].chunk(2, dim=-3)
+            v, h = v + cv, h + ch
+        v = self.act(v)
+        h = self.act(h + self.v_to_h[0](v))
+        for v_conv, h_conv, link in zip(self.v_convs, self.h_convs, self.v_to_h[1:]):
+            v = v + self.drop(self.act(v_conv(v)))
+            h = h + self.drop(self.act(h_conv(h) + link(v)))
+        return self.out(h).flatten(-2).transpose(-1, -2)
+
+
+class CausalTransformer(nn.Module):
+    """A small decoder-only transformer: output t attends to inputs 0..t-1 only.
+
+    Inputs are projected to ``d_model``, shifted one step right behind a learned start
+    vector (so position t holds input t-1), given learned position embeddings, and run
+    through ``layers`` pre-norm encoder layers under a causal attention mask. A context
+    c is added to every position. ``max_length`` bounds T.
+
+    >>> net = CausalTransformer(1, 17, d_model=32, heads=2, layers=2, max_length=64)
+    >>> net(torch.zeros(2, 64, 1)).shape
+    torch.Size([2, 64, 17])
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        d_model: int = 64,
+        heads: int = 4,
+        layers: int = 2,
+        max_length: int = 64,
+        context_dim: int = 0,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        check_int(in_features, "in_features")
+        check_int(out_features, "out_features")
+        d_model = check_int(d_model, "d_model")
+        heads = check_int(heads, "heads")
+        if d_model % heads:
+            raise ConfigurationError(f"d_model ({d_model}) must be a multiple of heads ({heads})")
+        self.max_length = check_int(max_length, "max_length")
+        self.context_dim = check_int(context_dim, "context_dim", low=0)
+        self.embed = nn.Linear(in_features, d_model)
+        self.start = nn.Parameter(torch.zeros(d_model))
+        self.position = nn.Parameter(0.02 * torch.randn(self.max_length, d_model))
+        layer = nn.TransformerEncoderLayer(
+            d_model,
+            heads,
+            dim_feedforward=4 * d_model,
+            dropout=_check_dropout(dropout),
+            batch_first=True,
+            norm_first=True,
+        )
+        self.blocks = nn.TransformerEncoder(
+            layer, check_int(layers, "layers"), enable_nested_tensor=False
+        )
+        self.norm = nn.LayerNorm(d_model)
+        self.out = nn.Linear(d_model, out_features)
+        if self.context_dim:
+            self.context = nn.Linear(self.context_dim, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        T = x.shape[-2]
+        if T > self.max_length:
+            raise ShapeError(f"sequences are at most {self.max_length} long here, got {T}")
+        e = self.embed(x)
+        start = self.start.expand(*e.shape[:-2], 1, e.shape[-1])
+        h = torch.cat([start, e[..., :-1, :]], dim=-2) + self.position[:T]
+        if context is not None and self.context_dim:
+            h = h + self.context(context).unsqueeze(-2)
+        mask = nn.Transformer.generate_square_subsequent_mask(T, device=h.device, dtype=h.dtype)
+        h = self.blocks(h, mask=mask, is_causal=True)
+        return self.out(self.norm(h))
+
+
+__all__ = [
+    "ACTIVATIONS",
+    "MADE",
+    "CausalConv1d",
+    "CausalConvNet",
+    "CausalTransformer",
+    "MaskedConv2d",
+    "MaskedLinear",
+    "PixelCNN",
+    "check_sizes",
+    "encoder_decoder",
+    "mlp",
+]

@@ -14,6 +14,7 @@ _EXPORTS = {
     "gaussian_blobs": ".mixture",
     "swiss_roll": ".manifold",
     "digits": ".manifold",
+    "book_digits": ".book_digits",
     "best_direction_spearman": ".manifold",
     "text_corpus": ".text",
     "tagged_corpus": ".tagging",

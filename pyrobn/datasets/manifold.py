@@ -87,23 +87,43 @@ class DigitsSplit(NamedTuple):
 
 
 def digits(
+    split: str = "stratified",
     *,
     binarize: bool = False,
     threshold: float = 0.5,
+    levels: int | None = None,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
-) -> DigitsSplit:
+) -> Any:
     """scikit-learn's bundled 8x8 digits (1797 images, 10 classes), pixels scaled to [0, 1].
 
     Grey levels 0..16 become x = level / 16; ``binarize=True`` gives x = 1[level / 16 >
     threshold] (for a Bernoulli likelihood that is a normalised density). The split is
     fixed: 20 % test, stratified by label, seed 0 (1437 train, 360 test images).
 
+    ``split="book"`` is the generative-modelling benchmark of notes 2.2.2 instead
+    (:func:`pyrobn.datasets.book_digits`): integer pixels in {0, ..., levels - 1}
+    (``levels`` default 17), split by position into 1000 train, 350 validation and 447
+    test images, returned as a :class:`~pyrobn.datasets.book_digits.BookDigits`.
+
     >>> x_train, y_train, x_test, y_test = pyrobn.datasets.digits()
+    >>> book = pyrobn.datasets.digits(split="book", levels=17)
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
+    if split == "book":
+        from pyrobn.datasets.book_digits import RAW_LEVELS, book_digits
+
+        if binarize:
+            raise ConfigurationError(
+                "split='book' gives integer levels: use levels=2, not binarize"
+            )
+        return book_digits(RAW_LEVELS if levels is None else levels, device=device)
+    if split != "stratified":
+        raise ConfigurationError(f"unknown split {split!r}; choose 'stratified' or 'book'")
+    if levels is not None:
+        raise ConfigurationError("levels= applies to split='book' (integer pixels) only")
     check_positive(threshold, "threshold")
     if threshold >= 1:
         raise ConfigurationError(f"threshold must lie in (0, 1), got {threshold}")
