@@ -475,7 +475,14 @@ def _fit(
                 raise stop(TrainingDiverged(step, value))
             if updates_itself:
                 if not _all_finite(params):
-                    raise stop(_bad_update(step))
+                    raise stop(
+                        TrainingDiverged(
+                            step,
+                            math.nan,
+                            f"training diverged at step {step}: its updates made a parameter "
+                            "non-finite; the parameters were restored to their values before it",
+                        )
+                    )
             else:
                 snapshot.take(params)
                 optim(params)

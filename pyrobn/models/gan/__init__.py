@@ -2,5 +2,6 @@
 discriminator as a Pyro classifier q(y | x), the game through ``fit_svi``."""
 
 from pyrobn.models.gan.model import GAN, AdversarialLoss, build_networks
+from pyrobn.models.gan.reference import ReferenceGAN, train_reference
 
-__all__ = ["GAN", "AdversarialLoss", "build_networks"]
+__all__ = ["GAN", "AdversarialLoss", "ReferenceGAN", "build_networks", "train_reference"]

@@ -455,7 +455,7 @@ class AdversarialLoss:
         optim(g_params)
         for p in g_params:
             p.grad = None
-        d_value, g_value = float(d_loss), float(g_loss)
+        d_value, g_value = float(d_loss.detach()), float(g_loss.detach())
         self.d_losses.append(d_value)
         self.g_losses.append(g_value)
         return d_value + g_value
