@@ -101,6 +101,17 @@ _EVAL_BUDGET = 2**22
 _GOLDEN = 0.6180339887498949
 
 
+class _Coefs(NamedTuple):
+    """The schedule at some steps t, each (..., 1): the marginal q(z_t | x) = N(α_t x,
+    σ_t²) and the posterior q(z_{t-1} | z_t, x) = N(a_t x + b_t z_t, σ̃_t²)."""
+
+    alpha: torch.Tensor
+    sigma: torch.Tensor
+    post_x: torch.Tensor
+    post_z: torch.Tensor
+    post_std: torch.Tensor
+
+
 class BoundTerms(NamedTuple):
     """The diffusion bound of each row, term by term, in nats (:meth:`DiffusionModel.bound_terms`).
 
@@ -115,6 +126,21 @@ class BoundTerms(NamedTuple):
     def total(self) -> torch.Tensor:
         """The bound on -log p(x) per row."""
         return self.prior + self.diffusion.sum(-1) + self.decoder
+
+
+class _LevelCategorical(dist.Categorical):
+    """A categorical over the levels from log-probabilities already normalised (by
+    ``log_softmax``: the same distribution as ``Categorical(logits=...)``, without the
+    second normalisation, a logsumexp, that torch's constructor would do)."""
+
+    def __init__(self, log_probs: torch.Tensor) -> None:
+        self.logits = self._param = log_probs
+        self._num_events = log_probs.shape[-1]
+        torch.distributions.Distribution.__init__(self, log_probs.shape[:-1], validate_args=False)
+
+    def expand(self, batch_shape: Any, _instance: Any = None) -> _LevelCategorical:
+        shape = torch.Size(batch_shape)
+        return _LevelCategorical(self.logits.expand(*shape, self._num_events))
 
 
 def _normal(loc: torch.Tensor, scale: torch.Tensor) -> dist.TorchDistribution:
@@ -138,6 +164,8 @@ class DiffusionModel(PyrobnModule):
         dropout: dropout rate in the network's hidden layers (during ``fit`` only).
         n_classes: > 0 for a class-conditional model p(x | y) (eq. 19).
         p_uncond: the probability that training drops the label (classifier-free guidance).
+        guidance: the default guidance weight w of :meth:`sample` (conditional models).
+        sample_steps: the default number of steps of :meth:`sample` (None: all T).
 
     >>> dm = DiffusionModel(64, levels=17, timesteps=100, hidden=(64, 64))
     >>> dm.sample(2, seed=0).shape
@@ -160,6 +188,8 @@ class DiffusionModel(PyrobnModule):
         dropout: float = 0.0,
         n_classes: int = 0,
         p_uncond: float = 0.1,
+        guidance: float = 0.0,
+        sample_steps: int | None = None,
     ) -> None:
         data_dim = check_int(data_dim, "data_dim")
         if levels is not None:
@@ -183,6 +213,9 @@ class DiffusionModel(PyrobnModule):
             raise ConfigurationError("n_classes must be 0 (unconditional) or at least 2")
         if not isinstance(p_uncond, int | float) or not 0 <= p_uncond < 1:
             raise ConfigurationError(f"p_uncond must lie in [0, 1), got {p_uncond!r}")
+        guidance = _check_guidance(guidance, n_classes)
+        if sample_steps is not None:
+            sample_steps = _check_steps(sample_steps, timesteps)
         super().__init__(
             data_dim=data_dim,
             levels=levels,
@@ -195,13 +228,19 @@ class DiffusionModel(PyrobnModule):
             dropout=float(dropout),
             n_classes=n_classes,
             p_uncond=float(p_uncond),
+            guidance=guidance,
+            sample_steps=sample_steps,
         )
         self.data_dim, self.levels, self.timesteps = data_dim, levels, timesteps
+        self.guidance, self.sample_steps = guidance, sample_steps
         self.prediction, self.n_classes, self.p_uncond = prediction, n_classes, float(p_uncond)
         sched = Schedule(betas.tolist(), timesteps)
         # float64 closed forms, rebuilt from the config (not saved): cast where used
         for name, value in sched.as_dict().items():
             self.register_buffer(f"_{name}", value, persistent=False)
+        # the same, one row per step: one gather per use in the hot path
+        columns = [getattr(self, f"_{name}") for name in _Coefs._fields]
+        self.register_buffer("_schedule", torch.stack(columns, -1), persistent=False)
         discrete_data = levels is not None and prediction == "data"
         net = Denoiser(
             data_dim,
@@ -280,6 +319,10 @@ class DiffusionModel(PyrobnModule):
         value = getattr(self, f"_{name}")[t]
         return value.to(dtype).unsqueeze(-1)
 
+    def _coefs(self, t: torch.Tensor | int, dtype: torch.dtype) -> _Coefs:
+        """α_t, σ_t, a_t, b_t, σ̃_t at steps t (one gather), each with a trailing axis of 1."""
+        return _Coefs(*self._schedule[t].to(dtype).unsqueeze(-2).unbind(-1))
+
     def _x_tilde(self, x: torch.Tensor) -> torch.Tensor:
         """x on the chain's scale: the level's value in [-1, 1], or the standardised x."""
         if self.discrete:
@@ -303,12 +346,14 @@ class DiffusionModel(PyrobnModule):
                 labels = torch.where(dropped, torch.full_like(labels, null), labels)
         return F.one_hot(labels, self.n_classes + 1).to(dtype)
 
-    def _level_log_lik(self, z: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
+    def _level_log_lik(self, z: torch.Tensor, k: _Coefs) -> torch.Tensor:
         """-(z - α_t v_l)² / (2 σ_t²) for every level l: shape (..., D, L)."""
-        alpha = self._table("alpha", t, z.dtype).unsqueeze(-1)
-        sigma = self._table("sigma", t, z.dtype).unsqueeze(-1)
         v = self.level_values.to(z.dtype)
-        return -((z.unsqueeze(-1) - alpha * v) ** 2) / (2 * sigma**2)
+        d = z.unsqueeze(-1) - k.alpha.unsqueeze(-1) * v
+        weight = -0.5 / k.sigma.unsqueeze(-1) ** 2
+        if d.requires_grad:
+            return d.square() * weight
+        return d.square_().mul_(weight)  # z comes from the forward chain: no gradient
 
     def _net_out(
         self, z: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None, guidance: float = 0.0
@@ -323,17 +368,21 @@ class DiffusionModel(PyrobnModule):
         return out
 
     def _predict(
-        self, z: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None, guidance: float = 0.0
+        self,
+        z: torch.Tensor,
+        t: torch.Tensor,
+        c: torch.Tensor | None,
+        guidance: float = 0.0,
+        coefs: _Coefs | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x̂(z_t, t) on the chain's scale, and the level logits (or None) of p(x | z_t)."""
         out = self._net_out(z, t, c, guidance)
+        k = self._coefs(t, z.dtype) if coefs is None else coefs
         if self.prediction == "noise":
-            alpha = self._table("alpha", t, z.dtype)
-            sigma = self._table("sigma", t, z.dtype)
-            return (z - sigma * out[..., 0]) / alpha, None
+            return (z - k.sigma * out[..., 0]) / k.alpha, None
         if not self.discrete:
             return out[..., 0], None
-        logits = out + self._level_log_lik(z, t)
+        logits = out + self._level_log_lik(z, k)
         x_hat = torch.softmax(logits, -1) @ self.level_values.to(z.dtype)
         return x_hat, logits
 
@@ -341,25 +390,26 @@ class DiffusionModel(PyrobnModule):
         self, z: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None, guidance: float = 0.0
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and sd of p(z_{t-1} | z_t) = q(z_{t-1} | z_t, x̂(z_t, t)), t >= 2."""
-        x_hat, _ = self._predict(z, t, c, guidance)
-        mean = self._table("post_x", t, z.dtype) * x_hat + self._table("post_z", t, z.dtype) * z
-        return mean, self._table("post_std", t, z.dtype).expand_as(mean)
+        k = self._coefs(t, z.dtype)
+        x_hat, _ = self._predict(z, t, c, guidance, k)
+        mean = k.post_x * x_hat + k.post_z * z
+        return mean, k.post_std.expand_as(mean)
 
     def _forward_posterior(
         self, x_tilde: torch.Tensor, z: torch.Tensor, t: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and sd of q(z_{t-1} | z_t, x), t >= 2."""
-        mean = self._table("post_x", t, z.dtype) * x_tilde + self._table("post_z", t, z.dtype) * z
-        return mean, self._table("post_std", t, z.dtype).expand_as(mean)
+        k = self._coefs(t, z.dtype)
+        mean = k.post_x * x_tilde + k.post_z * z
+        return mean, k.post_std.expand_as(mean)
 
     def _marginal(
         self, x_tilde: torch.Tensor, t: torch.Tensor | int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and sd of q(z_t | x) = N(α_t x, σ_t² I)."""
-        alpha = self._table("alpha", t, x_tilde.dtype)
-        sigma = self._table("sigma", t, x_tilde.dtype)
-        mean = alpha * x_tilde
-        return mean, sigma.expand_as(mean)
+        k = self._coefs(t, x_tilde.dtype)
+        mean = k.alpha * x_tilde
+        return mean, k.sigma.expand_as(mean)
 
     def _decoder(
         self, z1: torch.Tensor, c: torch.Tensor | None, guidance: float = 0.0
@@ -370,12 +420,11 @@ class DiffusionModel(PyrobnModule):
             if self.prediction == "data":
                 _, logits = self._predict(z1, t1, c, guidance)
             else:
-                logits = self.decoder_logits + self._level_log_lik(z1, t1)
-            return dist.Categorical(logits=logits, validate_args=False).to_event(1)
+                logits = self.decoder_logits + self._level_log_lik(z1, self._coefs(1, z1.dtype))
+            return _LevelCategorical(torch.log_softmax(logits, -1)).to_event(1)
         x_hat, _ = self._predict(z1, t1, c, guidance)
-        scale = (self._table("sigma", 1, z1.dtype) / self._table("alpha", 1, z1.dtype)).expand_as(
-            x_hat
-        )
+        k = self._coefs(1, z1.dtype)
+        scale = (k.sigma / k.alpha).expand_as(x_hat)
         return _normal(x_hat, scale)
 
     def _obs(self, xb: torch.Tensor) -> torch.Tensor:
@@ -641,12 +690,7 @@ class DiffusionModel(PyrobnModule):
         T = self.timesteps
         if steps is None:
             return list(range(T, 0, -1))
-        steps = check_int(steps, "steps")
-        if not min(2, T) <= steps <= T:
-            raise ConfigurationError(
-                f"steps must lie in {min(2, T)}..{T} (timesteps = {T}: the sampler starts at "
-                f"t = T and ends at t = 1), got {steps}"
-            )
+        steps = _check_steps(steps, T)
         grid = torch.linspace(1, T, steps, dtype=torch.float64).round().long().unique()
         return sorted(grid.tolist(), reverse=True)
 
@@ -658,7 +702,7 @@ class DiffusionModel(PyrobnModule):
         y: Any = None,
         steps: int | None = None,
         eta: float = 1.0,
-        guidance: float = 0.0,
+        guidance: float | None = None,
         seed: int | None = None,
         return_chain: bool = False,
     ) -> Any:
@@ -674,18 +718,16 @@ class DiffusionModel(PyrobnModule):
         draws z_s from q(z_s | z_t, x̂): with every step (``steps=None``) exactly the
         model's reverse chain; ``eta = 0`` is deterministic but for the last draw from
         p(x | z_1). ``guidance`` w >= 0 (class-conditional models) uses
-        (1 + w) f(z, y) - w f(z, ∅). Draws come from a local generator seeded by ``seed``.
-        With ``return_chain`` also returns the list of (t, z_t) visited.
+        (1 + w) f(z, y) - w f(z, ∅). ``steps`` and ``guidance`` default to the model's
+        ``sample_steps`` and ``guidance``. Draws come from a local generator seeded by
+        ``seed``. With ``return_chain`` also returns the list of (t, z_t) visited.
         """
         n = check_int(n, "n")
         c = self._label(self._check_y(y, n), torch.Size([n]), self.dtype)
         if not (isinstance(eta, int | float) and 0 <= eta <= 1):
             raise ConfigurationError(f"eta must lie in [0, 1], got {eta!r}")
-        if not (isinstance(guidance, int | float) and math.isfinite(guidance) and guidance >= 0):
-            raise ConfigurationError(f"guidance must be a number >= 0, got {guidance!r}")
-        if guidance and self.n_classes == 0:
-            raise ConfigurationError("guidance needs a class-conditional model (n_classes > 0)")
-        times = self._times(steps)
+        guidance = self.guidance if guidance is None else _check_guidance(guidance, self.n_classes)
+        times = self._times(self.sample_steps if steps is None else steps)
         gen = generator(seed, self.device)
         dtype = self.dtype
 
@@ -749,7 +791,7 @@ class DiffusionModel(PyrobnModule):
         steps = self._check_t(t if not isinstance(t, int) or isinstance(t, bool) else [t] * n)
         check_shape(steps, (n,), "t")
         c = self._label(self._check_y(y, n), torch.Size([n]), z.dtype)
-        x_hat, _ = self._predict(z, steps, c, float(guidance))
+        x_hat, _ = self._predict(z, steps, c, _check_guidance(guidance, self.n_classes))
         return self.to_data_scale(x_hat)
 
     def to_data_scale(self, x_tilde: torch.Tensor) -> torch.Tensor:
@@ -813,6 +855,26 @@ class DiffusionModel(PyrobnModule):
             f"DiffusionModel(data_dim={self.data_dim}, {kind}, timesteps={self.timesteps}, "
             f"prediction={self.prediction!r}, n_classes={self.n_classes})"
         )
+
+
+def _check_guidance(guidance: Any, n_classes: int) -> float:
+    if isinstance(guidance, bool) or not isinstance(guidance, int | float):
+        raise ConfigurationError(f"guidance must be a number >= 0, got {guidance!r}")
+    if not (math.isfinite(guidance) and guidance >= 0):
+        raise ConfigurationError(f"guidance must be a number >= 0, got {guidance!r}")
+    if guidance and n_classes == 0:
+        raise ConfigurationError("guidance needs a class-conditional model (n_classes > 0)")
+    return float(guidance)
+
+
+def _check_steps(steps: Any, T: int) -> int:
+    steps = check_int(steps, "steps")
+    if not min(2, T) <= steps <= T:
+        raise ConfigurationError(
+            f"steps must lie in {min(2, T)}..{T} (timesteps = {T}: the sampler starts at "
+            f"t = T and ends at t = 1), got {steps}"
+        )
+    return steps
 
 
 class _ParameterAverage:

@@ -17,7 +17,9 @@ schedule (β_1 ~ 1e-4) keeps its digits.
 
 Schedules: ``"linear"`` (Ho et al. 2020: β from 1e-4 to 0.02 over 1000 steps, both scaled
 by 1000 / T for other T), ``"cosine"`` (Nichol & Dhariwal 2021: ᾱ_t = f(t) / f(0),
-f(t) = cos²((t / T + s) / (1 + s) · π / 2), s = 0.008, β_t capped at 0.999), or the
+f(t) = cos²((t / T + s) / (1 + s) · π / 2), s = 0.008, β_t capped at 0.999),
+``"log_snr"`` (log SNR_t falling linearly from 10 to -10: every step removes the same
+fraction of the signal-to-noise ratio, Kingma et al. 2021's view of the schedule), or the
 β_1..β_T themselves (each in (0, 1), non-decreasing).
 """
 
@@ -36,7 +38,9 @@ from pyrobn.validation import check_int
 __all__ = ["SCHEDULES", "Schedule", "betas_for"]
 
 #: the named schedules
-SCHEDULES = ("linear", "cosine")
+SCHEDULES = ("linear", "cosine", "log_snr")
+#: the end points of the ``"log_snr"`` schedule: log SNR_1 and log SNR_T
+LOG_SNR_RANGE = (10.0, -10.0)
 #: the cap on β_t of the cosine schedule (Nichol & Dhariwal): keeps the last step finite
 MAX_BETA = 0.999
 
@@ -50,6 +54,13 @@ def _cosine(T: int, s: float = 0.008) -> np.ndarray:
     t = np.arange(T + 1, dtype=np.float64) / T
     f = np.cos((t + s) / (1 + s) * math.pi / 2) ** 2
     alpha_bar = f / f[0]
+    return np.minimum(1 - alpha_bar[1:] / alpha_bar[:-1], MAX_BETA)
+
+
+def _log_snr(T: int) -> np.ndarray:
+    hi, lo = LOG_SNR_RANGE
+    log_snr = np.linspace(hi, lo, T)
+    alpha_bar = np.concatenate([[1.0], 1 / (1 + np.exp(-log_snr))])  # sigmoid(log SNR)
     return np.minimum(1 - alpha_bar[1:] / alpha_bar[:-1], MAX_BETA)
 
 
@@ -72,6 +83,8 @@ def betas_for(
             return _linear(T)
         if schedule == "cosine":
             return _cosine(T)
+        if schedule == "log_snr":
+            return _log_snr(T)
         raise ConfigurationError(
             f"unknown schedule {schedule!r}; choose one of {list(SCHEDULES)} or give the betas"
         )
