@@ -73,10 +73,15 @@ def test_named_schedules():
     f = np.cos((t + 0.008) / 1.008 * np.pi / 2) ** 2
     want = np.clip(1 - (f / f[0])[1:] / (f / f[0])[:-1], None, 0.999)
     assert_close(cosine.beta[1:], want, rtol=1e-12)
+    log_snr = Schedule("log_snr", 200)
+    assert_close(log_snr.snr[1:].log(), torch.linspace(10, -10, 200, dtype=torch.float64),
+                 rtol=1e-9, atol=1e-9)  # fmt: skip
     for s in (linear, cosine):
         assert bool((s.beta[2:] >= s.beta[1:-1]).all())
+    for s in (linear, cosine, log_snr):
         snr = s.snr[1:]
         assert bool((snr[1:] < snr[:-1]).all())  # the noise only grows
+    DiffusionModel(4, timesteps=200, schedule="log_snr", hidden=(4,))  # a named exception
 
 
 # ---------------------------------------------------------------------- the ELBO

@@ -234,7 +234,7 @@ class DiffusionModel(PyrobnModule):
         self.data_dim, self.levels, self.timesteps = data_dim, levels, timesteps
         self.guidance, self.sample_steps = guidance, sample_steps
         self.prediction, self.n_classes, self.p_uncond = prediction, n_classes, float(p_uncond)
-        sched = Schedule(betas.tolist(), timesteps)
+        sched = Schedule(schedule if isinstance(schedule, str) else betas.tolist(), timesteps)
         # float64 closed forms, rebuilt from the config (not saved): cast where used
         for name, value in sched.as_dict().items():
             self.register_buffer(f"_{name}", value, persistent=False)

@@ -19,8 +19,10 @@ Schedules: ``"linear"`` (Ho et al. 2020: β from 1e-4 to 0.02 over 1000 steps, b
 by 1000 / T for other T), ``"cosine"`` (Nichol & Dhariwal 2021: ᾱ_t = f(t) / f(0),
 f(t) = cos²((t / T + s) / (1 + s) · π / 2), s = 0.008, β_t capped at 0.999),
 ``"log_snr"`` (log SNR_t falling linearly from 10 to -10: every step removes the same
-fraction of the signal-to-noise ratio, Kingma et al. 2021's view of the schedule), or the
-β_1..β_T themselves (each in (0, 1), non-decreasing).
+fraction of the signal-to-noise ratio, Kingma et al. 2021's view of the schedule; its
+first step, from SNR = ∞ to e^10, is the one larger than the next), or the β_1..β_T
+themselves: each in (0, 1), non-decreasing (the convention of Ho et al.: each step adds
+at least as much noise as the one before; a schedule that breaks it is refused).
 """
 
 from __future__ import annotations
