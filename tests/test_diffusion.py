@@ -132,7 +132,7 @@ def test_subsampled_elbo_is_unbiased_for_the_full_bound(digits):
     loss = TraceMeanField_ELBO()
     draws = []
     with pyrobn.random.seeded(1):
-        for _ in range(300):
+        for _ in range(150):
             draws.append(loss.loss(dm.model, dm.guide, x, None, None, 2) / len(x))
     draws = np.array(draws)
     se = draws.std(ddof=1) / math.sqrt(len(draws))
@@ -231,11 +231,9 @@ def test_gaussian_bound_equals_its_closed_form(prediction):
     se = draws.std(1) / math.sqrt(5000)
     assert bool(((draws.mean(1) - bound).abs() < 4 * se).all()), (draws.mean(1), bound, se)
     assert bool((bound > exact).all())
-    elbo = Trace_ELBO(num_particles=2000, vectorize_particles=False)
     with pyrobn.random.seeded(2):
-        got = TraceMeanField_ELBO(num_particles=400).loss(dm.model, dm.guide, x[:1])
+        got = TraceMeanField_ELBO(num_particles=100).loss(dm.model, dm.guide, x[:1])
     assert got == pytest.approx(bound[0].item(), abs=0.05 * abs(bound[0].item()) + 0.05)
-    del elbo
 
 
 # ---------------------------------------------------------------------- T = 1 is a VAE
