@@ -231,9 +231,11 @@ def test_gaussian_bound_equals_its_closed_form(prediction):
     se = draws.std(1) / math.sqrt(5000)
     assert bool(((draws.mean(1) - bound).abs() < 4 * se).all()), (draws.mean(1), bound, se)
     assert bool((bound > exact).all())
+    loss = TraceMeanField_ELBO()
     with pyrobn.random.seeded(2):
-        got = TraceMeanField_ELBO(num_particles=100).loss(dm.model, dm.guide, x[:1])
-    assert got == pytest.approx(bound[0].item(), abs=0.05 * abs(bound[0].item()) + 0.05)
+        pyro_draws = np.array([loss.loss(dm.model, dm.guide, x[:1]) for _ in range(300)])
+    se = pyro_draws.std(ddof=1) / math.sqrt(len(pyro_draws))
+    assert abs(pyro_draws.mean() - bound[0].item()) < 4 * se, (pyro_draws.mean(), bound[0], se)
 
 
 # ---------------------------------------------------------------------- T = 1 is a VAE
