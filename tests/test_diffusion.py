@@ -101,13 +101,13 @@ CASES = [
     ("batch_size", "time_samples"), [(None, None), (40, None), (None, 3), (40, 3), (40, 50)]
 )
 def test_pyro_elbo_is_the_reference_bound_on_the_same_noise(
-    config, batch_size, time_samples, digits
+    config, batch_size, time_samples, digits, device
 ):
     """Same weights, same seed: Pyro's TraceMeanField_ELBO of the model/guide pair (Gaussian
     KLs) equals the plain-PyTorch bound written in its SNR form, for the whole chain and
-    for subsampled rows and steps, with label dropout on."""
-    x, y = digits[0][:120], digits[1][:120]
-    dm = _small(**config)
+    for subsampled rows and steps, with label dropout on (on every available device)."""
+    x, y = digits[0][:120].to(device), digits[1][:120].to(device)
+    dm = _small(**config).to(device)
     if dm.levels is None:
         x = x.double().float() / 4 + torch.randn(
             x.shape, generator=torch.Generator().manual_seed(1)

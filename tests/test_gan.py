@@ -38,13 +38,14 @@ def _small(**kwargs) -> GAN:
     [{}, {"n_classes": 10, "dropout": 0.3}, {"levels": None}],
     ids=["levels", "conditional-dropout", "continuous"],
 )
-def test_losses_equal_the_plain_pytorch_game_step_for_step(config, digits):
+def test_losses_equal_the_plain_pytorch_game_step_for_step(config, digits, device):
     """Same weights, data and seed: fit's L_D and L_G per step equal the plain-PyTorch
     loop's (two Adam optimisers, BCE with logits), and so do the final weights."""
-    x, y = digits
-    gan = _small(**config)
+    x, y = digits[0].to(device), digits[1].to(device)
+    gan = _small(**config).to(device)
     if gan.levels is None:
-        x = x.float() + torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+        x = x.float() + noise.to(device)
         with torch.no_grad():  # the standardisation fit would set, given to the reference too
             gan.shift.copy_(x.mean(0))
             gan.scale.copy_(x.std(0))
