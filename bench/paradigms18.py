@@ -106,7 +106,7 @@ def _timing_gan(conditional: bool, data: Any, epochs: int, repeats: int) -> ev.E
         ref.train()
         for _ in range(e * per_epoch):
             real, fake, c = ref.batch(x, y, B)
-            d_loss = ref.bce(real, c, 1.0) + ref.bce(fake.detach(), c, 0.0)
+            d_loss = ref.critic_loss(real, fake.detach(), c)
             opt[0].zero_grad()
             d_loss.backward()
             opt[0].step()

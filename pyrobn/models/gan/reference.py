@@ -4,8 +4,8 @@ The same networks (:func:`~.model.build_networks`, the same weights through
 :meth:`ReferenceGAN.like`), the non-saturating losses written with
 ``binary_cross_entropy_with_logits``, one ``torch.optim.Adam`` per player, and the random
 draws in the order of :class:`~.model.AdversarialLoss` (minibatch by ``randperm``, then z,
-then the dequantisation noise; the discriminator's dropout on the real rows, the
-generated rows, then the generated rows again for the generator's loss), so one seed
+then the dequantisation noise; the discriminator's dropout on the real and generated rows
+in one pass, then on the generated rows again for the generator's loss), so one seed
 gives one run. The tests check :meth:`pyrobn.GAN.fit` against :func:`train_reference`
 step by step, and the benchmark times one against the other.
 """
@@ -72,6 +72,18 @@ class ReferenceGAN(nn.Module):
             real = (x[idx] - self.shift) / self.scale
         return real, fake, c
 
+    def critic_loss(self, real: torch.Tensor, fake: torch.Tensor, c: torch.Tensor | None):
+        """L_D: one pass of the discriminator over the real rows, then the generated ones."""
+        logits = self.critic(
+            self._join(torch.cat([real, fake]), None if c is None else torch.cat([c, c]))
+        )
+        logits = logits.squeeze(-1)
+        n = len(real)
+        ones, zeros = torch.ones_like(logits[:n]), torch.zeros_like(logits[n:])
+        return F.binary_cross_entropy_with_logits(
+            logits[:n], ones
+        ) + F.binary_cross_entropy_with_logits(logits[n:], zeros)
+
     def bce(self, x: torch.Tensor, c: torch.Tensor | None, label: float) -> torch.Tensor:
         """-(1/B) Σ log q(y = label | x_i) by ``binary_cross_entropy_with_logits``."""
         logits = self.critic(self._join(x, c)).squeeze(-1)
@@ -100,7 +112,7 @@ def train_reference(
     d_losses, g_losses = [], []
     for _ in range(steps):
         real, fake, c = ref.batch(x, y, batch_size)
-        d_loss = ref.bce(real, c, 1.0) + ref.bce(fake.detach(), c, 0.0)
+        d_loss = ref.critic_loss(real, fake.detach(), c)
         opt_d.zero_grad()
         d_loss.backward()
         opt_d.step()
