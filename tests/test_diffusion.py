@@ -413,3 +413,17 @@ def test_graph_is_the_reverse_markov_chain():
     assert not g.d_separated("x", "z_T", given=["z_1"])  # y -> z_1 <- z_t: a collider
     f = _small().forward_graph()
     assert f.parents("z_1") == ("x",) and f.d_separated("x", "z_T", given=["z_t"])
+
+
+def test_a_deleted_model_releases_its_parameters(digits):
+    import gc
+
+    from pyrobn.infer.params import owned_params
+
+    dm = _small()
+    dm.fit(digits[0][:40], steps=2, seed=0, progress=False)
+    name = dm._pyro_name
+    assert len(owned_params(name)) == len(list(dm.parameters()))
+    del dm
+    gc.collect()
+    assert owned_params(name) == []

@@ -205,3 +205,17 @@ def test_graph_is_figura_10():
     assert g.parents("x") == ("z", "theta")
     assert g.d_separated("z", "y_real", given=["x"])  # the classifier only sees x
     assert pyrobn.GAN is GAN
+
+
+def test_a_deleted_gan_releases_its_parameters(digits):
+    import gc
+
+    from pyrobn.infer.params import owned_params
+
+    gan = _small()
+    gan.fit(digits[0], steps=2, seed=0, progress=False)
+    name = gan._pyro_name
+    assert len(owned_params(name)) == len(list(gan.parameters()))
+    del gan
+    gc.collect()
+    assert owned_params(name) == []
