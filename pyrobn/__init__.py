@@ -37,6 +37,8 @@ _EXPORTS = {
     "AutoregressiveModel": ".models.autoregressive",
     "TextAutoregressiveModel": ".models.autoregressive",
     "NormalizingFlow": ".models.flow",
+    "DiffusionModel": ".models.diffusion",  # notes 2.2.2.4, eq. 16-17
+    "GAN": ".models.gan",  # notes 2.2.2.3
     # MAP and regression (notes 2.3, 2.4.1.3)
     "BayesianLinearRegression": ".models.regression",
 }

@@ -279,7 +279,14 @@ def fit_svi(
         model, guide: a Pyro model and guide of one signature; ``*args``/``**kwargs``
             are passed to both at every step.
         loss: a Pyro ELBO (default ``Trace_ELBO()``; ``TraceEnum_ELBO`` for enumerated
-            discrete sites, ``JitTrace_ELBO`` for speed).
+            discrete sites, ``JitTrace_ELBO`` for speed). A loss object may instead make
+            the step's updates itself: if it has a method ``update(model, guide, optim,
+            *args, **kwargs) -> float`` (the loss before the step), each step calls it in
+            place of ``loss_and_grads`` followed by ``optim(params)`` (an adversarial game
+            updates its two players in turn, :class:`pyrobn.GAN`); the parameters are
+            snapshotted before the call and checked after it, so the divergence guard,
+            checkpoints, progress bar and history apply unchanged. It needs ``loss(model,
+            guide, *args, **kwargs)`` too (the warm-up that creates the parameters).
         optim: a Pyro optimiser (default ``Adam(lr=0.01)``), or
             :class:`pyrobn.infer.optim.FusedAdam` (one multi-tensor step for all parameters).
         steps: the total number of steps; a resumed run continues up to this count.
@@ -364,7 +371,13 @@ def _fit(
 
     context = None
     sharding: Any = contextlib.nullcontext()
+    updates_itself = callable(getattr(loss, "update", None))
     if distributed if distributed is not None else distributed_ops.launched_by_torchrun():
+        if updates_itself:
+            raise ConfigurationError(
+                f"{type(loss).__name__} makes its own updates (loss.update): it cannot be "
+                "trained data-parallel by fit_svi"
+            )
         context = distributed_ops.setup()
         seed = distributed_ops.shared_seed(seed, context)
         sharding = distributed_ops.ShardDataPlate(data_plate, context)
@@ -417,9 +430,14 @@ def _fit(
 
     try:
         for step in bar:
+            if updates_itself:  # the step moves the parameters itself: snapshot them first
+                snapshot.take(params)
             try:
                 with sharding, poutine.trace(param_only=True) as param_capture:
-                    value = loss.loss_and_grads(model, guide, *args, **kwargs)
+                    if updates_itself:
+                        value = loss.update(model, guide, optim, *args, **kwargs)
+                    else:
+                        value = loss.loss_and_grads(model, guide, *args, **kwargs)
             except ValueError as exc:
                 # Pyro's validation rejects NaN/inf distribution parameters before the loss
                 # exists: that is divergence too, unless the parameters were never finite.
@@ -445,8 +463,19 @@ def _fit(
                 # before that update is what ``stop`` restores.
                 _clear_grads(params)
                 raise stop(TrainingDiverged(step, value))
-            snapshot.take(params)
-            optim(params)
+            if updates_itself:
+                if not _all_finite(params):
+                    raise stop(
+                        TrainingDiverged(
+                            step,
+                            math.nan,
+                            f"training diverged at step {step}: its updates made a parameter "
+                            "non-finite; the parameters were restored to their values before it",
+                        )
+                    )
+            else:
+                snapshot.take(params)
+                optim(params)
             _clear_grads(params)
             history.losses.append(value)
             if callback is not None:
