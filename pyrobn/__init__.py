@@ -5,6 +5,7 @@ Exact where exactness is possible, vectorised, and on CUDA when there is one.
 >>> import pyrobn
 >>> net = pyrobn.student_network()
 >>> net.query("x2")            # p(x2) = [0.305, 0.695]
+tensor([0.3050, 0.6950], dtype=torch.float64)
 """
 
 from __future__ import annotations

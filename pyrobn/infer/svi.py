@@ -313,7 +313,21 @@ def fit_svi(
             processes, or a peer that died (after the group's timeout, on every rank).
 
     Example:
-        >>> history = fit_svi(model, guide, data, steps=500, progress=False, seed=0)
+        Maximum likelihood of a Gaussian mean (an empty guide: no latent variables).
+
+        >>> data = torch.tensor([4.8, 5.2, 5.1, 4.9])
+        >>> def model(x):
+        ...     mu = pyro.param("example_mu", torch.tensor(0.0))
+        ...     with pyro.plate("data", len(x)):
+        ...         pyro.sample("obs", dist.Normal(mu, 1.0), obs=x)
+        >>> def guide(x):
+        ...     pass
+        >>> from pyro.optim import Adam
+        >>> history = fit_svi(model, guide, data, steps=300, optim=Adam({"lr": 0.1}),
+        ...                   progress=False, seed=0)
+        >>> f"{pyro.param('example_mu').item():.2f}"     # the sample mean
+        '5.00'
+        >>> del pyro.get_param_store()["example_mu"]
     """
     steps = check_int(steps, "steps", low=0)
     if checkpoint_every is not None:

@@ -10,8 +10,13 @@ naming the file and the line. A round trip (write, read) gives the same variable
 states, parents in the same order, and every probability bit for bit (UAI has no
 names: see :mod:`.uai`).
 
->>> net = read_network("alarm.bif.gz")              # doctest: +SKIP
->>> net.write("alarm.xmlbif")                       # doctest: +SKIP
+>>> import pathlib, tempfile
+>>> folder = pathlib.Path(tempfile.mkdtemp())
+>>> pyrobn.student_network().write(folder / "student.bif.gz")
+>>> net = read_network(folder / "student.bif.gz")
+>>> net.write(folder / "student.xmlbif")
+>>> read_network(folder / "student.xmlbif").variables
+('x1', 'x2', 'x3', 'x4')
 """
 
 from __future__ import annotations
@@ -129,7 +134,11 @@ def read_network(
     Rows that sum to 1 only within ``tolerance`` (rounded tables) are renormalised with
     a :class:`RenormalizedWarning` naming the nodes; beyond it the file is refused.
 
-    >>> net = read_network("asia.bif")          # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "student.uai"
+    >>> pyrobn.student_network().write(path)
+    >>> read_network(path).cardinality("x2")
+    2
     """
     from pyrobn.models.bayesnet.network import DiscreteBayesianNetwork
 
@@ -177,7 +186,8 @@ def bnlearn_path(name: str) -> Path:
     """The path of a bnlearn network (:data:`BNLEARN`) in the copy pgmpy ships: pyrobn
     does not redistribute them (pgmpy is a development and benchmark dependency).
 
-    >>> net = read_network(bnlearn_path("alarm"))      # doctest: +SKIP
+    >>> read_network(bnlearn_path("alarm")).n_parameters     # needs pgmpy (pyrobn[dev])
+    509
     """
     if name not in BNLEARN:
         raise ConfigurationError(f"unknown bnlearn network {name!r}; choose from {BNLEARN}")
