@@ -138,6 +138,12 @@ class PyrobnModule(PyroModule):
         """The model's Bayesian network: nodes (observed, latent, parameters), edges, plates."""
         raise NotImplementedError(f"{type(self).__name__} does not describe its graph yet")
 
+    @property
+    def n_parameters(self) -> int:
+        """Free parameters: the number of trainable scalars (models whose parameters are
+        tables with constraints, such as probability rows, count their free entries)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
     def plot_graph(self, ax: Any = None, **kwargs: Any) -> Any:
         """Draw :meth:`graph` with matplotlib (no graphviz needed); returns the axes."""
         return self.graph().draw(ax=ax, **kwargs)

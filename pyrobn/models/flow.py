@@ -685,7 +685,7 @@ class NormalizingFlow(PyrobnModule):
                       GraphNode("x", "observed", True, label="x = floor(v)")]  # fmt: skip
             edges = [("z", "v"), ("v", "x")]
         else:
-            nodes.append(GraphNode("x", "deterministic", label="x = f(z)"))
+            nodes.append(GraphNode("x", "observed", label="x = f(z)"))  # observed, f fixed
             edges = [("z", "x")]
         if self.n_classes:
             nodes.insert(0, GraphNode("y", "observed", True))

@@ -31,10 +31,11 @@ from typing import Any
 import torch
 
 from pyrobn.errors import ConfigurationError, ShapeError
+from pyrobn.graph import GraphNode, ModelGraph
 from pyrobn.models.autoregressive.model import AutoregressiveModel, check_temperature
 from pyrobn.models.base import PyrobnModule
 from pyrobn.models.markov import BOS, EOS, UNK, Corpus, Tokenizer
-from pyrobn.random import generator
+from pyrobn.random import generator, seeded
 from pyrobn.validation import check_int
 
 
@@ -184,7 +185,8 @@ class TextAutoregressiveModel(PyrobnModule):
             for reserved in (BOS, EOS, UNK):
                 counts.pop(reserved, None)
             kept = sorted(t for t, c in counts.items() if c >= self.min_count)
-            self._build([BOS, EOS, UNK, *kept])
+            with seeded(kwargs.get("seed")):  # the network's initialisation is part of the fit
+                self._build([BOS, EOS, UNK, *kept])
         assert self.ar is not None
         stride = check_int(stride, "stride") if stride is not None else max(1, self.window // 4)
         x = self._windows(self._framed(paragraphs), stride).to(self.ar.device)
@@ -195,6 +197,21 @@ class TextAutoregressiveModel(PyrobnModule):
         self.ar.fit(x, epochs=epochs, steps=steps, x_val=x_val, patience=patience, **kwargs)
         self.fit_result_ = self.ar.fit_result_
         return self
+
+    # ---------------------------------------------------------------- structure
+    def graph(self, max_nodes: int = 5) -> ModelGraph:
+        """Figura 8 over tokens: x_t <- x_{t-W+1} .. x_{t-1} (eq. 15 cut to the window W),
+        drawn over the first ``max_nodes`` tokens; one plate over the N windows.
+
+        >>> TextAutoregressiveModel(window=4).graph(3).edges
+        [('x1', 'x2'), ('x1', 'x3'), ('x2', 'x3')]
+        """
+        k = check_int(max_nodes, "max_nodes")
+        names = [f"x{t + 1}" for t in range(k)]
+        nodes = [GraphNode(name, "observed", True) for name in names]
+        edges = [(names[s], names[t]) for t in range(k) for s in range(t) if t - s < self.window]
+        title = f"text autoregressive model (eq. 15): window of {self.window} tokens"
+        return ModelGraph(nodes, edges, {"data": (names, "N")}, title)
 
     # ---------------------------------------------------------------- likelihood
     @torch.no_grad()
