@@ -141,6 +141,8 @@ def test_independence_arguments_are_checked():
         net.is_independent("x1", 3)
     with pytest.raises(ConfigurationError, match="given must be a variable name"):
         net.is_independent("x1", "x2", given=b"x3")
+    with pytest.raises(ConfigurationError, match="a must be a variable name"):
+        net.is_independent([["x1"]], "x2")
     with pytest.raises(UnknownVariableError, match="x9"):
         net.markov_blanket("x9")
 

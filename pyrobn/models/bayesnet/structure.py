@@ -50,14 +50,17 @@ class StructureMixin:
         empty set, or None, is allowed)."""
         if names is None and empty:
             return set()
-        if isinstance(names, str):
-            out = {names}
-        elif isinstance(names, Iterable) and not isinstance(names, bytes | Mapping):
-            out = set(names)
-        else:
+        try:
+            if isinstance(names, str):
+                out = {names}
+            elif isinstance(names, Iterable) and not isinstance(names, bytes | Mapping):
+                out = set(names)
+            else:
+                raise TypeError
+        except TypeError:  # not iterable, or an item that cannot be a name
             raise ConfigurationError(
                 f"{what} must be a variable name or a collection of names, got {names!r}"
-            )
+            ) from None
         if not out and not empty:
             raise ConfigurationError(f"{what} names no variable")
         for n in out:
