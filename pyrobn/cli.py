@@ -199,28 +199,11 @@ def _check_json_network(data: bytes, name: str) -> None:
 
 
 def _check_query_text(text: str) -> None:
-    """What the text-query parser must refuse: one bar at most, evidence after it, no
-    empty item in a comma list, balanced ``P(...)`` and one ``=`` per assignment."""
-    body = text.strip()
-    opened, closed = body[:2].lower() == "p(", body.endswith(")")
-    if opened != closed or body.count("(") != body.count(")"):
-        raise ConfigurationError(f"query {text!r}: unbalanced parenthesis")
-    if opened:
-        body = body[2:-1]
-    if body.count("|") > 1:
-        raise ConfigurationError(f"query {text!r}: more than one '|'")
-    head, bar, tail = body.partition("|")
-    if bar and not tail.strip():
-        raise ConfigurationError(
-            f"query {text!r}: nothing after '|'; give the evidence as name=value (or drop the bar)"
-        )
-    for part, where in ((head, "before"), (tail, "after")):
-        items = part.split(",")
-        if part.strip() and any(not item.strip() for item in items):
-            raise ConfigurationError(f"query {text!r}: an empty item in the list {where} '|'")
-        for item in items:
-            if item.count("=") > 1:
-                raise ConfigurationError(f"query {text!r}: {item.strip()!r} has more than one '='")
+    """Refuse a malformed query before any file is read. The rules live in one place,
+    the parser (:func:`pyrobn.models.bayesnet.parse_query`); this only runs it early."""
+    from pyrobn.models.bayesnet import parse_query
+
+    parse_query(text)
 
 
 def _table_rows(net: Any, variables: Sequence[str]) -> int:

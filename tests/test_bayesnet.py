@@ -88,7 +88,7 @@ def test_the_notes_four_numbers():
     assert net.query("x2")[1].item() == pytest.approx(0.695, abs=1e-9)  # eq. 3
     assert net.query("x1", evidence={"x2": 0})[1].item() == pytest.approx(
         0.225 / 0.305, abs=1e-9
-    )  # eq. 4-5
+    )  # eq. 5 (Bayes' rule; the notes number no eq. 4)
     assert net.probability({"x2": 1, "x3": 1}) == pytest.approx(0.546, abs=1e-9)  # eq. 6
     assert net.probability({"x3": 1}, evidence={"x2": 1}) == pytest.approx(
         0.546 / 0.695, abs=1e-9

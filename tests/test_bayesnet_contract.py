@@ -81,6 +81,93 @@ def test_d_separation_is_exactly_the_independence_of_the_joint(case):
             assert net.is_independent(x, outside, blanket)
 
 
+def set_dependence(joint: np.ndarray, a: tuple, b: tuple, given: tuple) -> float:
+    """max |p(A, B | C) - p(A | C) p(B | C)| over the joint states of the sets A, B, C."""
+    keep = (*a, *b, *given)
+    p = joint.sum(tuple(i for i in range(joint.ndim) if i not in keep))
+    p = np.transpose(p, [sorted(keep).index(i) for i in keep])
+    size = [int(np.prod([joint.shape[i] for i in s], dtype=int)) for s in (a, b, given)]
+    p = p.reshape(size)
+    pc = p.sum((0, 1), keepdims=True)
+    pa = p.sum(1, keepdims=True) / pc
+    pb = p.sum(0, keepdims=True) / pc
+    return float(np.abs(p / pc - pa * pb).max())
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(generic_networks(), st.data())
+def test_set_independences_blankets_and_pairs_hold_in_the_joint(case, data):
+    """Sets of variables: an implied A ⟂ B | C holds to 1e-12 in the joint table, a
+    non-implied one is measurably violated (generic tables); each Markov blanket screens
+    its node off from all the rest, and every pair of independent_pairs(2) holds."""
+    net, _ = case
+    joint = joint_table(net)
+    names = list(net.variables)
+    n = len(names)
+    for _ in range(4):
+        role = data.draw(st.lists(st.sampled_from("abcn"), min_size=n, max_size=n))
+        if "a" not in role or "b" not in role:
+            continue
+        a, b, c = (tuple(i for i in range(n) if role[i] == r) for r in "abc")
+        gap = set_dependence(joint, a, b, c)
+        pick = [names[i] for i in a], [names[i] for i in b], [names[i] for i in c]
+        if net.is_independent(*pick):
+            assert gap < 1e-12, (pick, gap)
+        else:
+            assert gap > 1e-9, (pick, gap)
+    for x in names:
+        blanket = net.markov_blanket(x)
+        outside = tuple(i for i, m in enumerate(names) if m != x and m not in blanket)
+        if outside:
+            gap = set_dependence(
+                joint, (names.index(x),), outside, tuple(map(names.index, blanket))
+            )
+            assert gap < 1e-12, (x, blanket, gap)
+    for u, v, cond in net.independent_pairs(max_given=2):
+        gap = set_dependence(
+            joint, (names.index(u),), (names.index(v),), tuple(map(names.index, cond))
+        )
+        assert gap < 1e-12, (u, v, cond, gap)
+
+
+def test_independence_arguments_are_checked():
+    net = student_network()
+    assert net.is_independent("x2", "x3", given=None) is net.is_independent("x2", "x3")
+    assert net.is_independent({"x2"}, ("x3",), given=["x1"])
+    assert not net.is_independent(["x1", "x2"], "x2")  # a shared variable: dependent
+    with pytest.raises(ConfigurationError, match="a names no variable"):
+        net.is_independent([], "x1")
+    with pytest.raises(ConfigurationError, match="b must be a variable name"):
+        net.is_independent("x1", 3)
+    with pytest.raises(ConfigurationError, match="given must be a variable name"):
+        net.is_independent("x1", "x2", given=b"x3")
+    with pytest.raises(ConfigurationError, match="a must be a variable name"):
+        net.is_independent([["x1"]], "x2")
+    with pytest.raises(UnknownVariableError, match="x9"):
+        net.markov_blanket("x9")
+
+
+def test_concentration_names_only_nodes_and_takes_no_booleans():
+    data = student_samples(200, seed=1)
+    net = student_network()
+    with pytest.raises(UnknownVariableError, match="concentration is given for 'x9'"):
+        net.fit(data, concentration={"x9": 2.0})
+    with pytest.warns(DeprecationWarning), pytest.raises(UnknownVariableError, match="'x9'"):
+        net.fit(data, prior={"x9": 1.0})
+    for bad in (True, {"x1": False}, np.array([True, True])):
+        with pytest.raises(ConfigurationError, match="boolean"):
+            net.fit(data, concentration=bad)
+    with pytest.warns(DeprecationWarning), pytest.raises(ConfigurationError, match="boolean"):
+        net.fit(data, prior=True)
+    # per node: only x1 gets pseudo-counts, the other tables stay the MLE
+    mle = student_network().fit(data)
+    net.fit(data, concentration={"x1": 3.0})
+    counts = torch.bincount(torch.as_tensor(data["x1"]), minlength=2).double()
+    assert_close(net.table("x1"), (counts + 2) / (counts.sum() + 4), rtol=1e-12, atol=0)
+    for name in ("x2", "x3", "x4"):
+        assert torch.equal(net.table(name), mle.table(name))
+
+
 def test_the_student_network_graph_independences_and_parameters():
     net = student_network()
     graph = net.graph()

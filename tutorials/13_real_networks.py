@@ -20,6 +20,7 @@
 # entries missing.
 
 # %%
+import math
 import time
 
 import matplotlib.pyplot as plt
@@ -46,7 +47,24 @@ print(f"junction tree: {len(jt.cliques)} cliques, treewidth bound {jt.width}, {j
 tut.record("variables", len(net.variables))
 tut.record("free parameters", net.n_parameters)
 tut.record("free parameters of the full joint", float(net.n_parameters_joint), fmt=".3g")
-assert net.n_parameters == 509 and net.n_parameters_joint > 1e16
+free_entries = sum(net.table(v)[..., :-1].numel() for v in net.variables)
+n_edges = len(net.graph().edges)
+tut.check(
+    "ALARM has 37 variables and 46 edges",
+    len(net.variables) == 37 and n_edges == 46,
+    f"{len(net.variables)} variables, {n_edges} edges",
+)
+tut.check(
+    "509 free parameters, (K - 1) per table row",
+    net.n_parameters == 509 == free_entries,
+    f"n_parameters {net.n_parameters}, free table entries {free_entries}",
+)
+joint_size = math.prod(net.cardinality(v) for v in net.variables) - 1
+tut.check(
+    "the full joint table would need over 1e16 parameters",
+    net.n_parameters_joint == joint_size and joint_size > 1e16,
+    f"n_parameters_joint {net.n_parameters_joint:.4g}, Π K_n - 1 = {joint_size:.4g}",
+)
 
 # %% [markdown]
 # ## The DAG
@@ -71,14 +89,29 @@ causes = ["HYPOVOLEMIA", "LVFAILURE", "ANAPHYLAXIS", "INSUFFANESTH", "PULMEMBOLU
 picture = {"BP": "LOW", "CVP": "LOW", "HRBP": "HIGH"}
 posteriors = net.marginals(picture)
 prior = net.marginals({})
+singles = torch.stack([net.query(c, picture) for c in causes])
+tut.check_close(
+    "one calibration gives each cause's exact posterior",
+    torch.stack([posteriors[c] for c in causes]),
+    singles,
+    atol=1e-12,
+)
 for c in causes:
-    single = net.query(c, picture)
-    assert torch.allclose(single, posteriors[c], rtol=0, atol=1e-12)
     print(f"p({c}=TRUE): prior {prior[c][0]:.4f} -> given the picture {posteriors[c][0]:.4f}")
 tut.record("p(LVFAILURE=TRUE | picture)", posteriors["LVFAILURE"][0], fmt=".4f")
 # the picture points to a failing left ventricle (prior 5%), away from hypovolemia
-assert posteriors["LVFAILURE"][0] > 10 * prior["LVFAILURE"][0] > 0.4
-assert posteriors["HYPOVOLEMIA"][0] < prior["HYPOVOLEMIA"][0]
+lv, lv_prior = float(posteriors["LVFAILURE"][0]), float(prior["LVFAILURE"][0])
+hypo, hypo_prior = float(posteriors["HYPOVOLEMIA"][0]), float(prior["HYPOVOLEMIA"][0])
+tut.check(
+    "the picture points to left-ventricular failure",
+    lv > 10 * lv_prior and lv > 0.4,
+    f"p(LVFAILURE=TRUE): prior {lv_prior:.4f} -> {lv:.4f}",
+)
+tut.check(
+    "the picture points away from hypovolemia",
+    hypo < hypo_prior,
+    f"p(HYPOVOLEMIA=TRUE): prior {hypo_prior:.4f} -> {hypo:.4f}",
+)
 
 fig, ax = plt.subplots(figsize=(9, 3.6))
 x = np.arange(len(causes))
@@ -102,9 +135,12 @@ batch = {name: torch.tensor([g[i] for g in grid]) for i, name in enumerate(["BP"
 start = time.perf_counter()
 table = net.query("HYPOVOLEMIA", batch)
 batched_ms = (time.perf_counter() - start) * 1e3
-for row in (0, 13, 26):
-    one = net.query("HYPOVOLEMIA", {k: int(v[row]) for k, v in batch.items()})
-    assert torch.allclose(table[row], one, rtol=0, atol=1e-14)
+one_at_a_time = torch.stack(
+    [net.query("HYPOVOLEMIA", {k: int(v[row]) for k, v in batch.items()}) for row in range(27)]
+)
+tut.check_close(
+    "27 scenarios in one call equal 27 single queries", table, one_at_a_time, atol=1e-14
+)
 print(f"27 scenarios in {batched_ms:.2f} ms")
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
 for hr in states:
@@ -140,7 +176,14 @@ def log_joint(assignment):
 differ = sorted(v for v in mpe if mpe[v] != separate[v])
 print(f"log p(MPE, e) = {log_p:.4f}; per-variable maxima: {log_joint(separate):.4f}")
 print(f"they differ on {differ}")
-assert abs(log_joint(mpe) - log_p) < 1e-9 and log_p >= log_joint(separate)
+tut.check_close(
+    "log p(MPE, e) is the joint at the MPE", log_joint(mpe), log_p, atol=1e-9, rtol=1e-12
+)
+tut.check(
+    "the per-variable maxima are another, less probable assignment",
+    bool(differ) and log_p > log_joint(separate),
+    f"they differ on {differ}; log p {log_p:.4f} vs {log_joint(separate):.4f}",
+)
 tut.record("log p(MPE, e)", log_p, fmt=".4f")
 
 # %% [markdown]
@@ -155,13 +198,26 @@ tut.record("log p(MPE, e)", log_p, fmt=".4f")
 seen = net.query("BP", {"CO": "LOW"})
 done = net.do({"CO": "LOW"})
 forced = done.query("BP")
-by_hand = sum(net.query("TPR")[t] * net.table("BP")[0, t] for t in range(3))
-assert torch.allclose(forced, by_hand, rtol=0, atol=1e-14)
-assert torch.allclose(done.query("TPR"), net.query("TPR"), rtol=0, atol=1e-15)
+low = net.state_names("CO").index("LOW")
+p_tpr, bp_table = net.query("TPR"), net.table("BP")  # BP's parents: CO and TPR
+by_hand = sum(
+    p_tpr[t] * bp_table[tuple({"CO": low, "TPR": t}[p] for p in net.parents("BP"))]
+    for t in range(3)
+)
+tut.check(
+    "do() cuts CO's incoming edges and fixes it",
+    done.parents("CO") == () and float(done.query("CO")[low]) == 1.0,
+    f"parents of CO after do(): {done.parents('CO')}; before: {net.parents('CO')}",
+)
+tut.check_close("p(BP | do(CO)) = Σ_tpr p(tpr) p(BP | CO, tpr)", forced, by_hand, atol=1e-14)
+tut.check_close(
+    "intervening on CO leaves TPR alone", done.query("TPR"), net.query("TPR"), atol=1e-15
+)
 print(f"p(BP | CO=LOW)     = {seen.numpy().round(4)}")
 print(f"p(BP | do(CO=LOW)) = {forced.numpy().round(4)}")
-tut.record("max |p(BP | CO) - p(BP | do(CO))|", (seen - forced).abs().max(), fmt=".4f")
-assert (seen - forced).abs().max() > 1e-3
+gap = float((seen - forced).abs().max())
+tut.record("max |p(BP | CO) - p(BP | do(CO))|", gap, fmt=".4f")
+tut.check("observing CO is not intervening on it", gap > 1e-3, f"max difference {gap:.4f}")
 
 # %% [markdown]
 # ## Learning with missing values
@@ -188,10 +244,30 @@ learned_ll = float(learner.log_prob(test).mean())
 print(f"{N} rows, {complete} complete; EM: {result.n_iter} iterations")
 print(f"held-out log-likelihood per row: true {true_ll:.4f}, learned {learned_ll:.4f}")
 trace = np.array(result.objective)
-assert np.all(np.diff(trace) >= -1e-9 * abs(trace[-1]))  # EM never goes down
+tut.check(
+    "almost no row is complete",
+    complete <= 0.01 * N,
+    f"{complete} of {N} rows complete (expected {N * 0.8**37:.2f})",
+)
+steps = np.diff(trace)
+tut.check(
+    "EM's objective never goes down",
+    bool(np.all(steps >= -1e-9 * abs(trace[-1]))),
+    f"{len(trace)} values, smallest step {steps.min():.3g}",
+)
 tut.record("held-out log-lik per row, true tables", true_ll, fmt=".4f")
 tut.record("held-out log-lik per row, EM", learned_ll, fmt=".4f")
-assert true_ll - learned_ll < (0.6 if tut.smoke else 0.1)
+tut.check(
+    "EM's tables are within 0.6 nats per row of the truth",
+    true_ll - learned_ll < 0.6,
+    f"held-out log-lik per row: true {true_ll:.4f}, EM {learned_ll:.4f}",
+)
+if not tut.smoke:
+    tut.check(
+        "after the full run, within 0.1 nats per row",
+        true_ll - learned_ll < 0.1,
+        f"held-out log-lik per row: true {true_ll:.4f}, EM {learned_ll:.4f}",
+    )
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 axes[0].plot(trace / N, color=PALETTE[0])

@@ -15,6 +15,7 @@ import torch
 from pyrobn.errors import (
     ConfigurationError,
     ShapeError,
+    UnknownVariableError,
     ZeroProbabilityEvidence,
 )
 from pyrobn.infer.em import run_em
@@ -97,7 +98,21 @@ class LearningMixin:
         broadcasting to the table), checked: α >= 1 (the MAP exists and is unique)."""
         name = self.variables[var]
         if isinstance(concentration, Mapping):
+            for key in concentration:  # a misspelt node must not silently mean "no prior"
+                if key not in self._index:
+                    raise UnknownVariableError(
+                        f"concentration is given for {key!r}, which is not a node; the "
+                        f"network's variables are {list(self.variables)}"
+                    )
             concentration = concentration.get(name, FLAT)
+        if isinstance(concentration, bool | np.bool_) or (
+            isinstance(concentration, torch.Tensor | np.ndarray)
+            and concentration.dtype in (torch.bool, np.bool_)
+        ):
+            raise ConfigurationError(
+                f"concentration for {name!r} must be a number >= 1, not a boolean: "
+                f"{concentration!r}"
+            )
         try:
             alpha = torch.as_tensor(concentration, dtype=torch.float64, device=self.device)
         except (TypeError, ValueError, RuntimeError) as exc:
@@ -370,6 +385,8 @@ class LearningMixin:
 
 def _plus_one(prior: Any) -> Any:
     """The concentration of a pseudo-count (the deprecated ``prior=``)."""
+    if isinstance(prior, bool | np.bool_):
+        raise ConfigurationError(f"prior must be a number, not a boolean: {prior!r}")
     if isinstance(prior, torch.Tensor | np.ndarray):
         return prior + 1
     try:

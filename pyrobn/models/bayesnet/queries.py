@@ -118,14 +118,15 @@ class QueriesMixin:
     def query(
         self, variables: str | Sequence[str], evidence: Evidence | None = None
     ) -> torch.Tensor:
-        """The posterior table p(x_Q | e) (eq. 4-5): shape (*cards of Q), or (B, *cards)
-        for batched evidence. One variable gives its marginal, several their joint.
+        """The posterior table p(x_Q | e) (eq. 5; without evidence the marginal, eq. 3):
+        shape (*cards of Q), or (B, *cards) for batched evidence. One variable gives its
+        marginal, several their joint.
 
         Only the tables the query needs take part (barren and d-separated nodes are
         pruned, :mod:`.relevance`), eliminated in a min-fill order compiled once per
         query shape.
 
-        >>> pyrobn.student_network().query("x1", evidence={"x2": 0})   # (eq. 4-5)
+        >>> pyrobn.student_network().query("x1", evidence={"x2": 0})   # (eq. 5)
         tensor([0.2623, 0.7377], dtype=torch.float64)
         """
         names = [variables] if isinstance(variables, str) else list(variables)
@@ -295,7 +296,8 @@ class QueriesMixin:
     def probability(
         self, assignment: Evidence, evidence: Evidence | None = None
     ) -> torch.Tensor | float:
-        """p(assignment | evidence) = p(assignment, evidence) / p(evidence) (eq. 4, 6, 7).
+        """p(assignment | evidence) = p(assignment, evidence) / p(evidence)
+        (eq. 5-7: a joint as in eq. 6, divided by p(evidence) as in eq. 7).
 
         >>> pyrobn.student_network().probability({"x2": 1, "x3": 1})   # (eq. 6)
         0.546

@@ -43,24 +43,48 @@ class StructureMixin:
 
         return plot_dag({n: self.parents(n) for n in self.variables}, ax=ax, **kwargs)
 
-    def _names(self, names: str | Iterable[str], what: str) -> set[str]:
-        out = {names} if isinstance(names, str) else set(names)
+    def _names(
+        self, names: str | Iterable[str] | None, what: str, *, empty: bool = False
+    ) -> set[str]:
+        """A variable or a collection of them as a set of known names (``empty``: the
+        empty set, or None, is allowed)."""
+        if names is None and empty:
+            return set()
+        try:
+            if isinstance(names, str):
+                out = {names}
+            elif isinstance(names, Iterable) and not isinstance(names, bytes | Mapping):
+                out = set(names)
+            else:
+                raise TypeError
+        except TypeError:  # not iterable, or an item that cannot be a name
+            raise ConfigurationError(
+                f"{what} must be a variable name or a collection of names, got {names!r}"
+            ) from None
+        if not out and not empty:
+            raise ConfigurationError(f"{what} names no variable")
         for n in out:
             self._var(n)
         return out
 
     def is_independent(
-        self, a: str | Iterable[str], b: str | Iterable[str], given: str | Iterable[str] = ()
+        self,
+        a: str | Iterable[str],
+        b: str | Iterable[str],
+        given: str | Iterable[str] | None = (),
     ) -> bool:
         """Whether the DAG implies a ⟂ b | given (d-separation, notes 2.1.2): then
         p(a, b | given) = p(a | given) p(b | given) for every choice of the tables.
+        ``a``, ``b`` and ``given`` are names or collections of names (sets of variables:
+        the joint of ``a`` against the joint of ``b``); ``a`` and ``b`` share no variable
+        with ``given``; a variable shared by ``a`` and ``b`` makes them dependent.
 
         >>> net = pyrobn.student_network()
         >>> net.is_independent("x2", "x3", given="x1"), net.is_independent("x2", "x3")
         (True, False)
         """
         sa, sb = self._names(a, "a"), self._names(b, "b")
-        sg = self._names(given, "given")
+        sg = self._names(given, "given", empty=True)
         if (sa | sb) & sg:
             raise ConfigurationError(
                 f"{sorted((sa | sb) & sg)} are both tested and given as the condition"
