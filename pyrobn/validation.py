@@ -30,6 +30,7 @@ __all__ = [
     "check_finite",
     "check_int",
     "check_integers_in_range",
+    "check_labels",
     "check_positive",
     "check_shape",
     "memory_budget",
@@ -254,3 +255,44 @@ def check_distribution(
             f"(tolerance {atol}): {rows[i].tolist()}"
         )
     return probs
+
+
+def check_labels(
+    y: Any,
+    n: int,
+    n_classes: int,
+    name: str = "y",
+    *,
+    owner: str = "model",
+    device: torch.device | str | None = None,
+) -> torch.Tensor | None:
+    """Class labels ``y`` of ``n`` rows for a model with ``n_classes`` classes (eq. 19).
+
+    Returns ``None`` for an unconditional model (``n_classes == 0``, ``y`` must be None),
+    else a long tensor of shape (n,) with values in {0, ..., n_classes - 1}; a single
+    label is repeated for every row. Labels, not one-hot rows: a model one-hot encodes
+    them itself where it needs a context vector. A label where none belongs, a missing
+    label, a wrong shape or an out-of-range value raise :mod:`pyrobn.errors` naming
+    ``name`` (``owner`` names the model in the message).
+
+    >>> check_labels([0, 2, 1], 3, 3).tolist()
+    [0, 2, 1]
+    >>> check_labels(1, 2, 3).tolist()
+    [1, 1]
+    """
+    if n_classes == 0:
+        if y is not None:
+            raise ConfigurationError(
+                f"{name} given, but this {owner} is unconditional (n_classes=0)"
+            )
+        return None
+    if y is None:
+        raise ConfigurationError(
+            f"this {owner} is class-conditional (n_classes={n_classes}): pass {name}"
+        )
+    labels = to_real_tensor(y, name, dtype=torch.float64, device=device)
+    if labels.dim() == 0:
+        labels = labels.expand(n)
+    if labels.dim() != 1 or labels.shape[0] != n:
+        raise ShapeError(f"{name} must be a label or have shape ({n},), got {tuple(labels.shape)}")
+    return check_integers_in_range(labels, 0, n_classes, name).long()

@@ -357,3 +357,50 @@ def test_text_model_bad_input():
         pyrobn.TextAutoregressiveModel(network="made")
     with pytest.raises(ConfigurationError, match="corpus"):
         pyrobn.TextAutoregressiveModel().fit(42)
+
+
+def _label_spy(model, monkeypatch):
+    """Record the ``y`` every call of ``model.nll`` receives."""
+    calls, nll = [], model.nll
+
+    def spy(x, y=None, **kwargs):
+        calls.append(y)
+        return nll(x, y, **kwargs)
+
+    monkeypatch.setattr(model, "nll", spy)
+    return calls
+
+
+def test_conditional_early_stopping_on_the_book_digits_scores_with_the_labels(monkeypatch):
+    # regression: validation used to hand nll a one-hot y (ShapeError) for n_classes > 0
+    data = pyrobn.datasets.book_digits(device="cpu")
+    xv, yv = data.x_val[:40], data.y_val[:40]
+    with pyrobn.random.seeded(0):
+        model = pyrobn.AutoregressiveModel(64, "categorical", 17, hidden=8, layers=1, n_classes=10)
+    calls = _label_spy(model, monkeypatch)
+    model.fit(
+        data.x_train[:64], data.y_train[:64], epochs=2, batch_size=32, x_val=xv, y_val=yv,
+        seed=0, progress=False,
+    )  # fmt: skip
+    monkeypatch.undo()
+    assert len(calls) == len(model.validation_nll_) == 2
+    for y in calls:
+        assert y.dtype == torch.long and torch.equal(y.cpu(), yv)
+    best = min(model.validation_nll_)
+    assert_close(model.nll(xv, yv).mean(), best, rtol=1e-5)  # the best state is kept
+    # the labels move the score 10x past the tolerance above: wrong labels would fail it
+    assert abs(float(model.nll(xv, (yv + 1) % 10).mean()) - best) > 1e-4 * abs(best)
+
+
+def test_validation_labels_are_checked_and_named():
+    data = pyrobn.datasets.book_digits(device="cpu")
+    model = pyrobn.AutoregressiveModel(64, "categorical", 17, hidden=8, layers=1, n_classes=10)
+    x, y, xv = data.x_train[:8], data.y_train[:8], data.x_val[:4]
+    one_hot = torch.nn.functional.one_hot(data.y_val[:4], 10)
+    fit = {"steps": 1, "progress": False}
+    with pytest.raises(ShapeError, match="y_val"):
+        model.fit(x, y, x_val=xv, y_val=one_hot, **fit)
+    with pytest.raises(ConfigurationError, match="y_val"):
+        model.fit(x, y, x_val=xv, **fit)
+    with pytest.raises(OutOfSupportError, match="y_val"):
+        model.fit(x, y, x_val=xv, y_val=[0, 1, 2, 10], **fit)

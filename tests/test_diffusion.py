@@ -427,3 +427,17 @@ def test_a_deleted_model_releases_its_parameters(digits):
     del dm
     gc.collect()
     assert owned_params(name) == []
+
+
+def test_conditional_validation_is_scored_without_dropout_and_with_the_labels(digits):
+    # regression: the validation bound was computed in train mode (dropout on), so the
+    # kept state's bound differed from the recorded best
+    x, y = digits
+    dm = _small(dropout=0.2, n_classes=10)
+    dm.fit(x[:100], y[:100], epochs=2, batch_size=50, x_val=x[200:240], y_val=y[200:240],
+           eval_every=1, seed=0, progress=False)  # fmt: skip
+    assert len(dm.validation_bound_) == 2 and not dm.training
+    best = min(dm.validation_bound_)
+    assert dm.nll(x[200:240], y[200:240], seed=0).mean().item() == pytest.approx(best, rel=1e-6)
+    other = dm.nll(x[200:240], (y[200:240] + 1) % 10, seed=0).mean().item()
+    assert abs(other - best) > 1e-4 * abs(best)  # the labels move the score

@@ -284,3 +284,49 @@ def test_amortized_flow_guide_trains_a_vae():
     assert bool((iwae_bound(log_w) >= log_w.mean(0) - 1e-5).all())  # IWAE >= ELBO per row
     with pytest.raises(ShapeError):
         guide(torch.zeros(3, 5))
+
+
+# ---------------------------------------------------------------- early stopping
+def test_conditional_early_stopping_on_the_book_digits_scores_with_the_labels(monkeypatch):
+    # regression: validation must hand nll the labels (not one-hot rows) for n_classes > 0
+    data = pyrobn.datasets.book_digits(device="cpu")
+    xv, yv = data.x_val[:40], data.y_val[:40]
+    with pyrobn.random.seeded(0):
+        flow = pyrobn.NormalizingFlow(
+            64, levels=17, n_transforms=1, hidden=(8,), bins=4, n_classes=10
+        )
+    calls, nll = [], flow.nll
+
+    def spy(x, y=None, **kwargs):
+        calls.append(y)
+        return nll(x, y, **kwargs)
+
+    monkeypatch.setattr(flow, "nll", spy)
+    flow.fit(
+        data.x_train[:64], data.y_train[:64], epochs=2, batch_size=32, x_val=xv, y_val=yv,
+        val_samples=2, seed=0, progress=False,
+    )  # fmt: skip
+    monkeypatch.undo()
+    assert len(calls) == len(flow.validation_nll_) == 2
+    for y in calls:
+        assert y.dtype == torch.long and torch.equal(y.cpu(), yv)
+    best = min(flow.validation_nll_)
+    # the best state is kept, scored with val_samples draws of u from seed 0
+    assert_close(flow.nll(xv, yv, num_samples=2, seed=0).mean(), best, rtol=1e-5)
+    # the labels move the score 10x past the tolerance above: wrong labels would fail it
+    other = float(flow.nll(xv, (yv + 1) % 10, num_samples=2, seed=0).mean())
+    assert abs(other - best) > 1e-4 * abs(best)
+
+
+def test_validation_labels_are_checked_and_named():
+    data = pyrobn.datasets.book_digits(device="cpu")
+    flow = pyrobn.NormalizingFlow(64, levels=17, n_transforms=1, hidden=(8,), n_classes=10)
+    x, y, xv = data.x_train[:8], data.y_train[:8], data.x_val[:4]
+    one_hot = torch.nn.functional.one_hot(data.y_val[:4], 10)
+    fit = {"steps": 1, "progress": False}
+    with pytest.raises(ShapeError, match="y_val"):
+        flow.fit(x, y, x_val=xv, y_val=one_hot, **fit)
+    with pytest.raises(ConfigurationError, match="y_val"):
+        flow.fit(x, y, x_val=xv, **fit)
+    with pytest.raises(OutOfSupportError, match="y_val"):
+        flow.fit(x, y, x_val=xv, y_val=[0, 1, 2, 10], **fit)

@@ -29,6 +29,7 @@
 # run on this machine, reaches **86.6**.
 
 # %%
+import itertools
 import math
 
 import matplotlib.pyplot as plt
@@ -37,6 +38,7 @@ from pyro.infer import Trace_ELBO
 
 import pyrobn
 from pyrobn.datasets import book_digits, text_corpus
+from pyrobn.errors import ConfigurationError
 from pyrobn.evaluation import bits_per_dim, frechet_distance, train_classifier
 from pyrobn.tutorial import Tutorial
 
@@ -93,8 +95,13 @@ states = torch.cartesian_prod(*[torch.arange(3.0)] * 3)
 total = float(small.nll(states).neg().exp().sum())
 loss = Trace_ELBO().loss(small.model, small.guide, states)
 tut.record("enumerated_total_probability", total, fmt=".6f")
-assert abs(total - 1) < 1e-5
-assert abs(loss - float(small.nll(states).sum())) < 1e-3 * abs(loss)
+tut.check_close("the 27 probabilities of eq. 15 sum to 1", total, 1.0, atol=1e-5)
+tut.check_close(
+    "the SVI loss with the empty guide is -log p(x)",
+    loss,
+    float(small.nll(states).sum()),
+    rtol=1e-5,
+)
 
 # %% [markdown]
 # ## Training on the book's digits
@@ -118,8 +125,18 @@ tut.record("arm_epochs", len(arm.validation_nll_))
 tut.record("arm_test_nll_nats", test_nll, fmt=".2f")
 tut.record("arm_test_bits_per_dim", bits_per_dim(test_nll, 64), fmt=".3f")
 tut.record("book_arm_test_nll_nats", BOOK_ARM)
+tut.check_close(
+    "early stopping keeps the state of the best validation NLL",
+    arm.nll(x_val).mean(),
+    min(arm.validation_nll_),
+    rtol=1e-5,
+)
 if not tut.smoke:
-    assert test_nll < BOOK_ARM, "the ARM should beat the book's 86.6 nats/image"
+    tut.check(
+        "the ARM beats the book's 86.6 nats/image on the test split",
+        test_nll < BOOK_ARM,
+        f"test NLL {test_nll:.2f} vs book {BOOK_ARM}",
+    )
 
 # %% [markdown]
 # ## Temperature (notes 2.2.2)
@@ -128,18 +145,30 @@ if not tut.smoke:
 # p_T(x_t | x_<t) ∝ p(x_t | x_<t)^{1/T}, before its draw. T < 1 concentrates on the
 # likeliest grey level (clean, similar strokes), T > 1 flattens every conditional
 # (noise). Ancestral sampling takes 64 sequential network passes; the PixelCNN runs on
-# the rows up to the current pixel only.
+# the rows up to the current pixel only. The model's NLL of the draws measures it: the
+# lower T, the likelier the images drawn.
 
 # %%
 temperatures = [0.5, 0.8, 1.0, 1.3]
+draw_nll = {}
 fig, axes = plt.subplots(len(temperatures), 8, figsize=(8, 4.4))
 for row, T in enumerate(temperatures):
-    draws = arm.sample(8, temperature=T, seed=row)
+    draws = arm.sample(32, temperature=T, seed=row)
+    draw_nll[T] = float(arm.nll(draws).mean())
     for col in range(8):
         axes[row, col].imshow(draws[col].reshape(8, 8), cmap="gray_r", vmin=0, vmax=16)
         axes[row, col].axis("off")
     axes[row, 0].set_title(f"T = {T}", fontsize=8, loc="left")
 tut.save(fig, "samples_temperature")
+tut.record("nll_of_draws_by_temperature", draw_nll)
+shown = ", ".join(f"T = {T}: {v:.1f}" for T, v in draw_nll.items())
+tut.check("T = 0.5 draws likelier digits than T = 1.3", draw_nll[0.5] < draw_nll[1.3], shown)
+if not tut.smoke:  # after one smoke epoch neighbouring temperatures differ by ~1 s.e.
+    tut.check(
+        "the NLL of the draws rises with T at every step",
+        all(draw_nll[a] < draw_nll[b] for a, b in itertools.pairwise(temperatures)),
+        shown,
+    )
 
 # %% [markdown]
 # ## Completion: the rest of a digit given its top half
@@ -163,7 +192,22 @@ for i in range(6):
 for j, name in enumerate(["test digit", "observed", "completion 1", "2", "3"]):
     axes[0, j].set_title(name, fontsize=8)
 tut.save(fig, "completion")
-assert all(torch.equal(f[:, :32], originals[:, :32].float()) for f in fills)
+kept = sum(torch.equal(f[:, :32], originals[:, :32].float()) for f in fills)
+tut.check(
+    "completion keeps the observed top half", kept == len(fills), f"{kept}/{len(fills)} draws"
+)
+bottom_first = torch.zeros(6, 64, dtype=torch.bool)
+bottom_first[:, 32:] = True
+try:
+    arm.complete(originals, bottom_first, seed=0)
+    refusal = ""
+except ConfigurationError as error:
+    refusal = str(error)
+tut.check(
+    "a mask whose observed pixels do not come first in the order is refused",
+    bool(refusal),
+    refusal or "completed without error",
+)
 
 # %% [markdown]
 # ## Class-conditional generation (eq. 19)
@@ -216,6 +260,12 @@ tut.record("classifier_test_accuracy", clf.test_accuracy, fmt=".3f")
 tut.record("conditional_class_accuracy", accuracy, fmt=".3f")
 cond_nll = float(carm.nll(x_test, data.y_test[: len(x_test)]).mean())
 tut.record("conditional_test_nll_nats", cond_nll, fmt=".2f")
+tut.check_close(
+    "the conditional ARM's early stopping scores validation digits with their labels",
+    carm.nll(x_val, y_val).mean(),
+    min(carm.validation_nll_),
+    rtol=1e-5,
+)
 tut.record("fd_unconditional_samples", fd_free, fmt=".2f")
 tut.record("fd_conditional_samples", fd_cond, fmt=".2f")
 fig, axes = plt.subplots(10, 6, figsize=(4.2, 7))
@@ -227,7 +277,11 @@ for digit in range(10):
     axes[digit, 0].set_title(f"y = {digit}", fontsize=7, loc="left")
 tut.save(fig, "conditional_samples")
 if not tut.smoke:
-    assert accuracy > 0.8
+    tut.check(
+        "over 80% of the conditional samples are read as the class asked for",
+        accuracy > 0.8,
+        f"accuracy {accuracy:.3f}",
+    )
 
 # %% [markdown]
 # ## The same model on text, against the n-gram chains of 2.1.3.3
@@ -235,8 +289,8 @@ if not tut.smoke:
 # p(x_t | x_{t-k}..x_{t-1}), estimated by counting each context. Past order 3 the
 # counts run out: most contexts of the held-out text were never seen, and add-α smoothing
 # makes their rows uniform. A neural ARM with a window of W characters shares strength
-# across contexts instead: here dilated causal convolutions (receptive field above 60
-# characters) on the same characters (`TextAutoregressiveModel` uses the Markov chain's
+# across contexts instead: here dilated causal convolutions (a receptive field of 60
+# previous characters) on the same characters (`TextAutoregressiveModel` uses the Markov chain's
 # tokenizer and vocabulary), trained by the same `fit_svi`. Both are scored by
 # held-out perplexity exp(−(1/N) Σ log p(x_t | x_<t)), each paragraph's `</s>` counted.
 
@@ -247,7 +301,8 @@ if tut.smoke:
 orders = [1, 2, 3, 4, 5] if not tut.smoke else [1, 2]
 markov = {}
 for k in orders:
-    mc = pyrobn.MarkovChain(order=k, alpha=0.05, unknown="unk", min_count=2).fit(train_text)
+    mc = pyrobn.MarkovChain(order=k, concentration=0.05, unknown="unk", min_count=2)
+    mc.fit(train_text)
     markov[k] = mc.perplexity(held_out)
     tut.record(f"markov_order{k}_perplexity", markov[k], fmt=".3f")
 split = int(0.9 * len(train_text))
@@ -279,7 +334,21 @@ ax.set(xlabel="order k", ylabel="held-out perplexity", title="course notes, char
 ax.legend()
 tut.save(fig, "text_perplexity")
 if not tut.smoke:
-    assert neural < markov[best_k], "the neural ARM should beat the best n-gram"
+    tut.check(
+        "past order 3 the counts run out: held-out perplexity rises with the order",
+        markov[3] < markov[4] < markov[5],
+        ", ".join(f"order {k}: {markov[k]:.3f}" for k in (3, 4, 5)),
+    )
+    tut.check(
+        "the causal convolutions see 60 previous characters",
+        lm.receptive_field >= 60,
+        f"receptive field {lm.receptive_field}",
+    )
+    tut.check(
+        "the neural ARM beats the best n-gram chain on held-out text",
+        neural < markov[best_k],
+        f"perplexity {neural:.3f} vs order {best_k}: {markov[best_k]:.3f}",
+    )
 
 # %% [markdown]
 # ### Generated text at several temperatures
@@ -292,6 +361,11 @@ for T in (0.5, 0.8, 1.0):
     text = lm.generate("la red ", n=tut.steps(200, 30), temperature=T, seed=1)
     lines.append((f"T = {T}", text))
     tut.record(f"generated_T{T}", text)
+tut.check(
+    "every generation continues the prompt",
+    all(text.startswith("la red ") for _, text in lines),
+    " | ".join(repr(text[:12]) for _, text in lines),
+)
 fig, ax = plt.subplots(figsize=(10, 3.2))
 ax.axis("off")
 for i, (name, text) in enumerate(lines):

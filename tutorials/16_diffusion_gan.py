@@ -58,7 +58,11 @@ axes[1].set_title("model: reverse chain (eq. 17)")
 gan_graph.draw(ax=axes[2])
 axes[2].set_title("GAN (Figura 10)")
 tut.save(fig, "dags")
-assert dm.graph().d_separated("x", "z_T", given=["z_1", "theta"])  # a Markov chain
+tut.check(
+    "the reverse chain is a Markov chain: x and z_T are d-separated given z_1 (and θ)",
+    dm.graph().d_separated("x", "z_T", given=["z_1", "theta"]),
+    "Bayes-ball on the model's graph",
+)
 
 # %% [markdown]
 # ## 2. The forward chain destroys a digit
@@ -82,7 +86,20 @@ tut.save(fig, "forward_chain")
 snr = (dm._alpha**2 / dm._sigma**2)[1:]
 tut.record("snr_at_t1", float(snr[0]), fmt=".3g")
 tut.record("snr_at_T", float(snr[-1]), fmt=".3g")
-assert bool((snr[1:] < snr[:-1]).all())
+tut.check_close(
+    "σ_t² = 1 - α_t² at every step", (dm._alpha**2 + dm._sigma**2)[1:], torch.ones(T), atol=1e-12
+)
+tut.check(
+    "the SNR falls at every step",
+    bool((snr[1:] < snr[:-1]).all()),
+    f"SNR_1 = {float(snr[0]):.3g}, SNR_T = {float(snr[-1]):.3g}",
+)
+tut.check_close(
+    "log SNR falls by the same amount at every step, from 10 to -10",
+    snr.log(),
+    torch.linspace(10, -10, T, dtype=torch.float64),
+    atol=1e-9,
+)
 
 # %% [markdown]
 # ## 3. Training the reverse chain on the diffusion bound
@@ -97,17 +114,34 @@ assert bool((snr[1:] < snr[:-1]).all())
 # keeping the parameters of the best validation bound.
 
 # %%
-dm.fit(x_train, epochs=tut.steps(60, 3), batch_size=128, time_samples=4,
-       x_val=data.x_val[: tut.steps(350, 40)], eval_every=tut.steps(10, 1),
-       seed=0, progress=False)  # fmt: skip
+x_val = data.x_val[: tut.steps(350, 40)]
+dm.fit(x_train, epochs=tut.steps(60, 3), batch_size=128, time_samples=4, x_val=x_val,
+       eval_every=tut.steps(10, 1), seed=0, progress=False)  # fmt: skip
 terms = dm.bound_terms(x_test, seed=0)
 bound = terms.total
 tut.record("test_bound_nats_per_image", float(bound.mean()), fmt=".2f")
 tut.record("validation_curve", [round(v, 2) for v in dm.validation_bound_])
-assert bool((terms.diffusion >= 0).all()) and bool((terms.prior >= 0).all())
-assert torch.allclose(bound, dm.nll(x_test, seed=0))
-if not tut.smoke:
-    assert float(bound.mean()) < 120  # issue 18: a valid bound below 120 nats/image
+tut.check_close(
+    "fit keeps the parameters of the best validation bound",
+    dm.nll(x_val, seed=0).mean(),
+    min(dm.validation_bound_),
+    rtol=1e-5,
+)
+tut.check(
+    "every KL term of the bound is >= 0 (prior and diffusion terms)",
+    bool((terms.diffusion >= 0).all()) and bool((terms.prior >= 0).all()),
+    f"min diffusion term {float(terms.diffusion.min()):.3g}, "
+    f"min prior term {float(terms.prior.min()):.3g}",
+)
+tut.check_close(
+    "nll is the bound, term by term summed", bound, dm.nll(x_test, seed=0), rtol=1e-5, atol=1e-8
+)
+if not tut.smoke:  # issue 18: a valid bound below 120 nats/image
+    tut.check(
+        "the test bound is below 120 nats/image",
+        float(bound.mean()) < 120,
+        f"{float(bound.mean()):.2f} nats/image",
+    )
 
 # %% [markdown]
 # ## 4. The bound, term by term
@@ -134,6 +168,11 @@ tut.save(fig, "bound_terms")
 fifth = max(1, (T - 1) // 5)
 tut.record("nats_in_first_fifth_of_steps", float(per_step[:fifth].sum()), fmt=".1f")
 tut.record("nats_in_last_fifth_of_steps", float(per_step[-fifth:].sum()), fmt=".2f")
+tut.check(
+    "the last fifth of the steps, nearly pure noise, costs little: under 1 nat",
+    float(per_step[-fifth:].sum()) < 1.0,
+    f"{float(per_step[-fifth:].sum()):.3f} of {float(per_step.sum()):.1f} nats",
+)
 
 # %% [markdown]
 # ## 5. The reverse chain rebuilds a digit
@@ -153,7 +192,11 @@ fig, ax = plt.subplots(figsize=(9, 4.5))
 steps_shown = ", ".join(str(t) for t, _ in shown)
 image_grid(estimates.clamp(0, 1), ax, title=f"x̂(z_t, t) for t = {steps_shown}, then x")
 tut.save(fig, "reverse_chain")
-assert samples.dtype == torch.long and int(samples.max()) <= 16
+tut.check(
+    "the samples are grey levels: integers in 0..16",
+    samples.dtype == torch.long and int(samples.min()) >= 0 and int(samples.max()) <= 16,
+    f"dtype {samples.dtype}, range {int(samples.min())}..{int(samples.max())}",
+)
 
 # %% [markdown]
 # ## 6. The GAN's game on the swiss roll
@@ -180,7 +223,11 @@ precision = float((distance.min(0).values < 0.5).double().mean())
 tut.record("swiss_roll_coverage", coverage, fmt=".3f")
 tut.record("swiss_roll_precision", precision, fmt=".3f")
 if not tut.smoke:
-    assert coverage > 0.6 and precision > 0.6
+    tut.check(
+        "the GAN covers the roll: coverage and precision above 0.6",
+        coverage > 0.6 and precision > 0.6,
+        f"coverage {coverage:.3f}, precision {precision:.3f}",
+    )
 
 d_loss = np.array(gan.losses_["discriminator"])
 g_loss = np.array(gan.losses_["generator"])
@@ -241,4 +288,8 @@ for ax, (name, model) in zip(axes, [("diffusion, w = 2", cdm), ("conditional GAN
     image_grid(draws.reshape(10, 6, 64), ax, title=name, row_labels=[str(c) for c in range(10)])
 tut.save(fig, "class_samples")
 if not tut.smoke:
-    assert min(accuracy.values()) >= 0.95
+    tut.check(
+        "at least 95% of both models' conditional samples are read as the class asked for",
+        min(accuracy.values()) >= 0.95,
+        ", ".join(f"{name}: {value:.3f}" for name, value in accuracy.items()),
+    )

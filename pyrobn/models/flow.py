@@ -46,18 +46,23 @@ import torch
 import torch.nn.functional as F
 from pyro.distributions import constraints
 from pyro.infer import Trace_ELBO
-from tqdm.auto import tqdm
 
 from pyrobn.device import to_tensor
 from pyrobn.errors import ConfigurationError, OutOfSupportError, ShapeError
 from pyrobn.graph import GraphNode, ModelGraph
+from pyrobn.infer.early_stopping import fit_svi_validated
 from pyrobn.infer.optim import FusedAdam
 from pyrobn.infer.result import FitResult
-from pyrobn.infer.svi import History, fit_svi
 from pyrobn.models.base import PyrobnModule
 from pyrobn.nn import check_sizes
 from pyrobn.random import generator
-from pyrobn.validation import check_finite, check_int, check_integers_in_range, check_positive
+from pyrobn.validation import (
+    check_finite,
+    check_int,
+    check_integers_in_range,
+    check_labels,
+    check_positive,
+)
 
 #: the layer families, by name: (zuko flow, passes) — passes=2 is coupling
 TRANSFORMS = (
@@ -330,22 +335,13 @@ class NormalizingFlow(PyrobnModule):
             check_finite(x, name)
         return x
 
+    def _labels(self, y: Any, n: int, name: str = "y") -> torch.Tensor | None:
+        """``y`` as n long labels (None for an unconditional flow), checked."""
+        return check_labels(y, n, self.n_classes, name, owner="flow", device=self.device)
+
     def _context(self, y: Any, n: int, name: str = "y") -> torch.Tensor | None:
-        if self.n_classes == 0:
-            if y is not None:
-                raise ConfigurationError(f"{name} given, but this flow is unconditional")
-            return None
-        if y is None:
-            raise ConfigurationError(
-                f"this flow is class-conditional (n_classes={self.n_classes}): pass {name}"
-            )
-        y = to_tensor(y, device_=self.device)
-        if y.dim() == 0:
-            y = y.expand(n)
-        if y.dim() != 1 or y.shape[0] != n:
-            raise ShapeError(f"{name} must be a label or have shape ({n},), got {tuple(y.shape)}")
-        check_integers_in_range(y, 0, self.n_classes, name)
-        return _one_hot(y, self.n_classes, self.dtype)
+        """The one-hot context of the labels ``y`` (eq. 19), None if unconditional."""
+        return _one_hot(self._labels(y, n, name), self.n_classes, self.dtype)
 
     # ------------------------------------------------------------------ densities
     def distribution(self, y: Any = None, n: int = 1) -> FlowDistribution:
@@ -479,8 +475,7 @@ class NormalizingFlow(PyrobnModule):
         ``validation_nll_``)."""
         x = self._check_x(x)
         n = x.shape[0]
-        context = self._context(y, n)
-        y_t = None if context is None else context.argmax(-1)
+        y_t = self._labels(y, n)
         if batch_size is not None:
             batch_size = check_int(batch_size, "batch_size")
         check_positive(lr, "lr")
@@ -498,81 +493,34 @@ class NormalizingFlow(PyrobnModule):
                 self.shift.copy_(x.mean(0))
                 self.scale.copy_(x.std(0).clamp_min(1e-6) if n > 1 else torch.ones_like(self.scale))
                 self.standardized.fill_(True)
-        val = None
+        validation_nll, chunk = None, total
         if x_val is not None:
             xv = self._check_x(x_val, "x_val")
-            val = (xv, self._context(y_val, xv.shape[0], "y_val"))
+            yv = self._labels(y_val, xv.shape[0], "y_val")
+            k = check_int(val_samples, "val_samples")
+            chunk = per_epoch * check_int(eval_every, "eval_every")
+
+            def validation_nll() -> float:
+                return float(self.nll(xv, yv, num_samples=k, seed=0).mean())
+
         elif patience is not None:
             raise ConfigurationError("patience= needs x_val= (early stopping on validation data)")
         optim = optim if optim is not None else FusedAdam(lr=lr)
-        args = (x, y_t, None if batch >= n else batch)
-        self.validation_nll_: list[float] = []
         self._sync_param_store()
         started = time.perf_counter()
         with self._fitting(seed):
             self.train()
             try:
-                if val is None:
-                    history = fit_svi(
-                        self.model, self.guide, *args, loss=Trace_ELBO(), optim=optim,
-                        steps=total, progress=progress, description=type(self).__name__,
-                        **svi_kwargs,
-                    )  # fmt: skip
-                else:
-                    history = self._fit_early_stopping(
-                        args, optim, total, per_epoch * check_int(eval_every, "eval_every"),
-                        val, patience, progress, val_samples, svi_kwargs,
-                    )  # fmt: skip
+                history, self.validation_nll_ = fit_svi_validated(
+                    self, self.model, self.guide, x, y_t, None if batch >= n else batch,
+                    optim=optim, steps=total, chunk=chunk, validation_nll=validation_nll,
+                    patience=patience, loss=Trace_ELBO(), progress=progress,
+                    description=type(self).__name__, **svi_kwargs,
+                )  # fmt: skip
             finally:
                 self.eval()
         name = "elbo" if self.levels else "log_likelihood"
         return self._set_result(FitResult.from_history(history, objective_name=name), started)
-
-    def _fit_early_stopping(
-        self,
-        args: tuple[Any, ...],
-        optim: Any,
-        total: int,
-        chunk: int,
-        val: tuple[torch.Tensor, torch.Tensor | None],
-        patience: int | None,
-        progress: bool,
-        val_samples: int,
-        svi_kwargs: dict[str, Any],
-    ) -> History:
-        if patience is not None:
-            patience = check_int(patience, "patience")
-        history = History()
-        best, best_state, waited, done = math.inf, None, 0, 0
-        bar = tqdm(total=total, disable=not progress, desc=type(self).__name__, dynamic_ncols=True)
-        while done < total:
-            steps = min(chunk, total - done)
-            part = fit_svi(
-                self.model, self.guide, *args, loss=Trace_ELBO(), optim=optim, steps=steps,
-                progress=False, **svi_kwargs,
-            )  # fmt: skip
-            history.losses.extend(part.losses)
-            history.wall_time += part.wall_time
-            done += steps
-            self.eval()
-            y_val = None if val[1] is None else val[1].argmax(-1)
-            score = float(self.nll(val[0], y_val, num_samples=val_samples, seed=0).mean())
-            self.train()
-            self.validation_nll_.append(score)
-            bar.update(steps)
-            bar.set_postfix(val_nll=f"{score:.2f}", refresh=False)
-            if score < best:
-                best, waited = score, 0
-                best_state = {k: v.detach().clone() for k, v in self.state_dict().items()}
-            else:
-                waited += 1
-                if patience is not None and waited >= patience:
-                    break
-        bar.close()
-        history.steps = len(history.losses)
-        if best_state is not None:
-            self.load_state_dict(best_state)
-        return history
 
     # ------------------------------------------------------------------ queries
     def log_prob(self, x: Any, y: Any = None) -> torch.Tensor:
@@ -637,12 +585,12 @@ class NormalizingFlow(PyrobnModule):
         from pyrobn.models.autoregressive.model import check_temperature
 
         temperature = check_temperature(temperature)
-        context = self._context(y, n)
+        labels = self._labels(y, n)
         gen = generator(seed, self.device)
         z = temperature * torch.randn(
             n, self.data_dim, generator=gen, dtype=self.dtype, device=self.device
         )
-        return self.decode(z, y=None if context is None else context.argmax(-1))
+        return self.decode(z, y=labels)
 
     @torch.no_grad()
     def decode(self, z: Any, *, y: Any = None, discretize: bool = True) -> torch.Tensor:

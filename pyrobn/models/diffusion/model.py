@@ -618,6 +618,7 @@ class DiffusionModel(PyrobnModule):
                 done += len(part.losses)
                 if validation is None:
                     break
+                self.eval()  # the bound of the model itself: no dropout while scoring
                 with average.swapped() if average is not None else contextlib.nullcontext():
                     score = float(self.nll(*validation, seed=0).mean())
                     if best is None or score < best[0]:
