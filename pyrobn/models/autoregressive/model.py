@@ -42,6 +42,7 @@ from pyrobn.models.autoregressive.conditionals import (
     make_conditional,
 )
 from pyrobn.models.base import PyrobnModule
+from pyrobn.models.neural import minibatch_schedule, standardize_once
 from pyrobn.nn import MADE, CausalConvNet, CausalTransformer, PixelCNN
 from pyrobn.random import generator
 from pyrobn.validation import (
@@ -448,23 +449,10 @@ class AutoregressiveModel(PyrobnModule):
         x = self._check_x(x)
         n = x.shape[0]
         y_t = self._labels(y, n)
-        if batch_size is not None:
-            batch_size = check_int(batch_size, "batch_size")
         check_positive(lr, "lr")
-        batch = n if batch_size is None or batch_size >= n else batch_size
-        per_epoch = math.ceil(n / batch)
-        if (steps is None) == (epochs is None):
-            raise ConfigurationError("give exactly one of steps= and epochs=")
-        total = (
-            check_int(steps, "steps")
-            if steps is not None
-            else check_int(epochs, "epochs") * per_epoch
-        )
-        if not self.conditional.discrete and not bool(self.standardized):
-            with torch.no_grad():
-                self.shift.copy_(x.mean(0))
-                self.scale.copy_(x.std(0).clamp_min(1e-6) if n > 1 else torch.ones_like(self.scale))
-                self.standardized.fill_(True)
+        batch, per_epoch, total = minibatch_schedule(n, steps, epochs, batch_size)
+        if not self.conditional.discrete:
+            standardize_once(x, self.shift, self.scale, self.standardized)
         validation_nll, chunk = None, total
         if x_val is not None:
             xv = self._check_x(x_val, "x_val")

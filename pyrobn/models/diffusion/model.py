@@ -80,6 +80,7 @@ from pyrobn.infer.svi import History, fit_svi
 from pyrobn.models.base import PyrobnModule
 from pyrobn.models.diffusion.network import Denoiser
 from pyrobn.models.diffusion.schedule import Schedule, betas_for
+from pyrobn.models.neural import minibatch_schedule, standardize_once
 from pyrobn.nn import ACTIVATIONS, check_sizes
 from pyrobn.random import generator
 from pyrobn.validation import (
@@ -561,19 +562,9 @@ class DiffusionModel(PyrobnModule):
         x = self._check_x(x)
         n = x.shape[0]
         y_t = self._check_y(y, n)
-        if batch_size is not None:
-            batch_size = check_int(batch_size, "batch_size")
         time_samples = check_int(time_samples, "time_samples")
         check_positive(lr, "lr")
-        batch = n if batch_size is None or batch_size >= n else batch_size
-        per_epoch = math.ceil(n / batch)
-        if (steps is None) == (epochs is None):
-            raise ConfigurationError("give exactly one of steps= and epochs=")
-        total = (
-            check_int(steps, "steps")
-            if steps is not None
-            else check_int(epochs, "epochs") * per_epoch
-        )
+        batch, per_epoch, total = minibatch_schedule(n, steps, epochs, batch_size)
         if ema is not None and not (isinstance(ema, int | float) and 0 < ema < 1):
             raise ConfigurationError(f"ema must lie in (0, 1), got {ema!r}")
         validation = None
@@ -581,11 +572,8 @@ class DiffusionModel(PyrobnModule):
             xv = self._check_x(x_val, "x_val")
             validation = (xv, self._check_y(y_val, xv.shape[0], "y_val"))
             eval_chunk = check_int(eval_every, "eval_every") * per_epoch
-        if not self.discrete and not bool(self.standardized):
-            with torch.no_grad():
-                self.shift.copy_(x.mean(0))
-                self.scale.copy_(x.std(0).clamp_min(1e-6) if n > 1 else torch.ones_like(self.scale))
-                self.standardized.fill_(True)
+        if not self.discrete:
+            standardize_once(x, self.shift, self.scale, self.standardized)
         loss = loss if loss is not None else TraceMeanField_ELBO()
         optim = optim if optim is not None else FusedAdam(lr=lr)
         args = (x, y_t, None if batch >= n else batch, time_samples)

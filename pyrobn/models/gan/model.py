@@ -30,7 +30,6 @@ Osindero 2014), the real rows' labels to both players.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +44,7 @@ from pyrobn.infer.optim import FusedAdam
 from pyrobn.infer.result import FitResult
 from pyrobn.infer.svi import fit_svi
 from pyrobn.models.base import PyrobnModule
+from pyrobn.models.neural import minibatch_schedule, standardize_once
 from pyrobn.nn import check_sizes
 from pyrobn.random import generator
 from pyrobn.validation import (
@@ -300,22 +300,10 @@ class GAN(PyrobnModule):
         x = self._check_x(x)
         n = x.shape[0]
         y_t = self._check_y(y, n)
-        batch_size = check_int(batch_size, "batch_size")
         check_positive(lr, "lr")
-        batch = min(batch_size, n)
-        per_epoch = math.ceil(n / batch)
-        if (steps is None) == (epochs is None):
-            raise ConfigurationError("give exactly one of steps= and epochs=")
-        total = (
-            check_int(steps, "steps")
-            if steps is not None
-            else check_int(epochs, "epochs") * per_epoch
-        )
-        if not self.discrete and not bool(self.standardized):
-            with torch.no_grad():
-                self.shift.copy_(x.mean(0))
-                self.scale.copy_(x.std(0).clamp_min(1e-6) if n > 1 else torch.ones_like(self.scale))
-                self.standardized.fill_(True)
+        batch, _, total = minibatch_schedule(n, steps, epochs, check_int(batch_size, "batch_size"))
+        if not self.discrete:
+            standardize_once(x, self.shift, self.scale, self.standardized)
         game = AdversarialLoss(self)
         self._sync_param_store()
         optim = optim if optim is not None else FusedAdam(lr=lr, betas=tuple(betas))
