@@ -21,6 +21,8 @@
 # which whether the student studied (x1) is never observed.
 
 # %%
+import itertools
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -77,11 +79,29 @@ answers = {
 }
 for question, (hand, lib) in answers.items():
     print(f"{question:16s} by hand {hand:.10f}   library {lib:.10f}")
-    assert abs(hand - lib) < 1e-12
+    tut.check_close(f"{question}: the library equals the hand computation", lib, hand, atol=1e-12)
 tut.record("p(x2=1)", answers["p(x2=1)"][1], fmt=".6f")
 tut.record("p(x1=1|x2=0)", answers["p(x1=1 | x2=0)"][1], fmt=".7f")
 tut.record("p(x2=1,x3=1)", answers["p(x2=1, x3=1)"][1], fmt=".6f")
 tut.record("p(x3=1|x2=1)", answers["p(x3=1 | x2=1)"][1], fmt=".7f")
+# the notes' numbers: 0.695 (eq. 3), 0.25 x 0.90 / 0.305 ≈ 0.74 (eq. 4), 0.546 (eq. 6) and
+# 0.546 / 0.695 ≈ 0.79 (eq. 7)
+tut.check_close("p(x2=1) = 0.695 (eq. 3)", answers["p(x2=1)"][1], 0.695, atol=1e-12)
+tut.check_close(
+    "p(x1=1 | x2=0) = 0.25 x 0.90 / 0.305 (eq. 4)",
+    answers["p(x1=1 | x2=0)"][1],
+    0.25 * 0.90 / 0.305,
+    atol=1e-12,
+)
+tut.check_close("p(x1=1 | x2=0) ≈ 0.74", answers["p(x1=1 | x2=0)"][1], 0.74, atol=0.005)
+tut.check_close("p(x2=1, x3=1) = 0.546 (eq. 6)", answers["p(x2=1, x3=1)"][1], 0.546, atol=1e-12)
+tut.check_close(
+    "p(x3=1 | x2=1) = 0.546 / 0.695 (eq. 7)",
+    answers["p(x3=1 | x2=1)"][1],
+    0.546 / 0.695,
+    atol=1e-12,
+)
+tut.check_close("p(x3=1 | x2=1) ≈ 0.79", answers["p(x3=1 | x2=1)"][1], 0.79, atol=0.005)
 
 # %% [markdown]
 # Note p(x2=1, x3=1) = 0.546 ≠ p(x2=1) p(x3=1): x2 and x3 are only independent
@@ -92,6 +112,58 @@ tut.record("p(x3=1|x2=1)", answers["p(x3=1 | x2=1)"][1], fmt=".7f")
 p_x3 = net.query("x3")[1].item()
 print(f"p(x2=1) p(x3=1) = {answers['p(x2=1)'][1] * p_x3:.4f}  vs  p(x2=1, x3=1) = 0.546")
 print(f"p(x3=1) = {p_x3:.4f}  vs  p(x3=1 | x2=1) = {answers['p(x3=1 | x2=1)'][1]:.4f}")
+product = answers["p(x2=1)"][1] * p_x3
+tut.check(
+    "p(x2=1, x3=1) differs from p(x2=1) p(x3=1): x2, x3 are dependent",
+    abs(answers["p(x2=1, x3=1)"][1] - product) > 0.01,
+    f"{answers['p(x2=1, x3=1)'][1]:.4f} vs {product:.4f}",
+)
+tut.check(
+    "knowing the theory was right raises p(x3=1)",
+    answers["p(x3=1 | x2=1)"][1] > p_x3 + 0.01,
+    f"p(x3=1 | x2=1) = {answers['p(x3=1 | x2=1)'][1]:.4f} vs p(x3=1) = {p_x3:.4f}",
+)
+
+# %% [markdown]
+# ## The independences of the factorisation, and what they save (eq. 1–2)
+# The notes read two conditional independences off eq. 1: x2 ⟂ x3 | x1 (knowing whether
+# the student studied, the theory says nothing more about the practice) and
+# x1 ⟂ x4 | x2, x3 (knowing both answers, studying says nothing more about passing).
+# The DAG implies them (d-separation, `is_independent`), and the joint table satisfies
+# them: p(x2, x3 | x1) = p(x2 | x1) p(x3 | x1) and
+# p(x1, x4 | x2, x3) = p(x1 | x2, x3) p(x4 | x2, x3) in every cell. They shrink the tables:
+# p(x4 | x1, x2, x3) would need 2·2·2 = 8 rows, p(x4 | x2, x3) needs 4, and the network
+# needs 1 + 2 + 2 + 4 = 9 free numbers against 2⁴ − 1 = 15 for the full joint table.
+
+# %%
+joint = net.query(["x1", "x2", "x3", "x4"])  # joint[x1, x2, x3, x4]
+p123 = joint.sum(3)
+p23_given_1 = p123 / p123.sum((1, 2), keepdim=True)
+split = p23_given_1.sum(2, keepdim=True) * p23_given_1.sum(1, keepdim=True)
+tut.check("the DAG implies x2 ⟂ x3 | x1", net.is_independent("x2", "x3", given="x1"))
+tut.check("but not x2 ⟂ x3", not net.is_independent("x2", "x3"))
+tut.check_close(
+    "p(x2, x3 | x1) = p(x2 | x1) p(x3 | x1) in every cell", p23_given_1, split, atol=1e-12
+)
+p14_given_23 = joint / joint.sum((0, 3), keepdim=True)
+split = p14_given_23.sum(3, keepdim=True) * p14_given_23.sum(0, keepdim=True)
+tut.check("the DAG implies x1 ⟂ x4 | x2, x3", net.is_independent("x1", "x4", given=["x2", "x3"]))
+tut.check("but not x1 ⟂ x4 given x2 alone", not net.is_independent("x1", "x4", given="x2"))
+tut.check_close(
+    "p(x1, x4 | x2, x3) = p(x1 | x2, x3) p(x4 | x2, x3) in every cell",
+    p14_given_23,
+    split,
+    atol=1e-12,
+)
+rows_x4 = net.table("x4").numel() // net.cardinality("x4")
+tut.record("rows of p(x4 | x2, x3)", rows_x4)
+tut.check("p(x4 | x2, x3) has 4 rows, not the 8 of p(x4 | x1, x2, x3)", rows_x4 == 4 < 2**3)
+tut.record("free parameters: network vs joint table", [net.n_parameters, net.n_parameters_joint])
+tut.check(
+    "the network needs 9 free numbers, the joint table 15",
+    net.n_parameters == 1 + 2 + 2 + 4 and net.n_parameters_joint == 2**4 - 1,
+    f"{net.n_parameters} vs {net.n_parameters_joint}",
+)
 
 # %% [markdown]
 # ## Bayes' rule (eq. 5)
@@ -101,7 +173,9 @@ print(f"p(x3=1) = {p_x3:.4f}  vs  p(x3=1 | x2=1) = {answers['p(x3=1 | x2=1)'][1]
 # %%
 bayes = net.table("x2")[1, 0].item() * net.table("x1")[1].item() / net.query("x2")[0].item()
 print(f"Bayes' rule: {bayes:.10f}   posterior query: {answers['p(x1=1 | x2=0)'][1]:.10f}")
-assert abs(bayes - answers["p(x1=1 | x2=0)"][1]) < 1e-12
+tut.check_close(
+    "Bayes' rule gives the posterior query (eq. 5)", bayes, answers["p(x1=1 | x2=0)"][1], atol=1e-12
+)
 
 # %% [markdown]
 # Batched evidence answers many questions in one contraction, and the most probable
@@ -111,6 +185,12 @@ assert abs(bayes - answers["p(x1=1 | x2=0)"][1]) < 1e-12
 print("p(x1 = 1 | x4 = 0, 1):", net.query("x1", evidence={"x4": torch.tensor([0, 1])})[:, 1])
 print("MPE given x4 = 1:", net.mpe({"x4": 1}))
 print("MPE given x4 = 0:", net.mpe({"x4": 0}))
+mpe_pass = net.mpe({"x4": 1})
+tut.check(
+    "the MPE of a pass: studied, theory and practice right",
+    mpe_pass == {"x1": 1, "x2": 1, "x3": 1},
+    str(mpe_pass),
+)
 
 # %% [markdown]
 # ## The DAG (Figura 1)
@@ -144,6 +224,11 @@ for ax, draws, evidence, title in (
     freq = np.array([draws[v].float().mean().item() for v in names])
     exact = np.array([net.query(v, evidence=evidence)[1].item() for v in names])
     se = np.sqrt(exact * (1 - exact) / n)
+    tut.check(
+        f"sample frequencies of {title} within 4 standard errors",
+        bool((np.abs(freq - exact) < 4 * se).all()),
+        f"max |freq - exact| / se = {float((np.abs(freq - exact) / se).max()):.2f}",
+    )
     ax.bar(names, freq, color=PALETTE[0], alpha=0.7, yerr=4 * se, capsize=4, label="samples")
     ax.plot(names, exact, "o", color=PALETTE[1], label="exact")
     ax.set_title(f"{title}, {n} draws")
@@ -154,6 +239,7 @@ worst = max(
     abs(prior_draws[v].float().mean().item() - net.query(v)[1].item()) for v in net.variables
 )
 tut.record("largest sample-frequency error (prior)", worst, fmt=".4f")
+tut.check("posterior draws all have the evidence x4 = 0", bool((posterior_draws["x4"] == 0).all()))
 
 # %% [markdown]
 # ## Learning the tables with x1 hidden (eq. 28–31 and EM)
@@ -182,6 +268,21 @@ exact_obs = net.query(["x2", "x3", "x4"]).flatten()
 learned_obs = learner.query(["x2", "x3", "x4"]).flatten()
 tut.record(
     "max |p(x2,x3,x4) learned - true|", (exact_obs - learned_obs).abs().max().item(), fmt=".4f"
+)
+tut.check(
+    "EM never lowers the log-likelihood",
+    all(b >= a - 1e-9 * abs(a) for h in result.restarts for a, b in itertools.pairwise(h)),
+)
+tut.check(  # maximum likelihood: at least the true tables' likelihood, up to EM's tolerance
+    "the learned tables fit the data at least as well as the true ones",
+    gap < 1e-6,
+    f"relative gap {gap:.2e}",
+)
+se_obs = (exact_obs * (1 - exact_obs) / K).sqrt()
+tut.check(
+    "learned p(x2, x3, x4) within 4 standard errors of the true one",
+    bool(((exact_obs - learned_obs).abs() < 4 * se_obs).all()),
+    f"max |diff| / se = {float(((exact_obs - learned_obs).abs() / se_obs).max()):.2f}",
 )
 
 # %%

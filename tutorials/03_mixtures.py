@@ -53,7 +53,8 @@ fig, ax = plt.subplots(figsize=(4, 3.5))
 pyrobn.GaussianMixture(2).plot_graph(ax=ax)
 tut.save(fig, "figura2_dag")
 dag = pyrobn.GaussianMixture(2).graph()
-assert dag.d_separated("x", "weights", given=["z"]) and not dag.d_separated("x", "weights")
+tut.check("given z, x is independent of the weights", dag.d_separated("x", "weights", given=["z"]))
+tut.check("without z, x depends on the weights", not dag.d_separated("x", "weights"))
 
 # %% [markdown]
 # ## Figura 17: the data, drawn by ancestral sampling (z first, then x | z)
@@ -103,15 +104,17 @@ def exact_maximiser(data: torch.Tensor) -> float:
 
 
 gm = notes_model(0.5)
-assert abs(float(gm.weights[1]) - 0.6225) < 1e-4  # the notes' starting point
+tut.check_close(  # the notes' starting point, to its four decimals
+    "r starts at sigmoid(0.5) = 0.6225", gm.weights[1], 0.6225, atol=5e-5
+)
 gm.fit(x, steps=500, lr=1.0, optimizer="sgd", init="keep")
 r_star = exact_maximiser(x)
 r_learned = float(gm.weights[1])
 tut.record("r_learned_sgd_lr1", r_learned, fmt=".4f")
 tut.record("r_exact_maximiser", r_star, fmt=".6f")
 tut.record("abs_error_r", abs(r_learned - r_star), fmt=".2e")
-assert abs(r_learned - r_star) < 1e-10  # the learned r is the exact maximiser
-assert round(r_star, 4) == 0.8108
+tut.check_close("SGD at rate 1 reaches the exact maximiser r*", r_learned, r_star, atol=1e-10)
+tut.check_close("r* = 0.8108 on pyrobn's seeded sample", r_star, 0.8108, atol=5e-5)
 
 # %% [markdown]
 # ## Why the notes print 0.7847 and pyrobn 0.8108
@@ -138,10 +141,23 @@ tut.record("r_hat_mean_over_samples", r_hats.mean(), fmt=".4f")
 tut.record("r_hat_sd_over_samples", r_hats.std(ddof=1), fmt=".4f")
 tut.record("r_hat_sd_fisher", sd_theory, fmt=".4f")
 for label, value in (("notes_0.7847", 0.7847), ("pyrobn_0.8108", r_star)):
-    tut.record(f"z_score_{label}", (value - P["r"]) / sd_theory, fmt=".2f")
-    assert abs(value - P["r"]) < 3 * sd_theory  # within three standard deviations of r
-assert abs(r_hats.mean() - P["r"]) < 4 * sd_theory / math.sqrt(n_samples)
-assert 0.7 < r_hats.std(ddof=1) / sd_theory < 1.3
+    z = (value - P["r"]) / sd_theory
+    tut.record(f"z_score_{label}", z, fmt=".2f")
+    tut.check(
+        f"{label.replace('_', ' ')} is within 3 standard deviations of r = 0.8",
+        abs(z) < 3,
+        f"z = {z:.2f}",
+    )
+tut.check(
+    "r-hat is unbiased: its mean is within 4 standard errors of 0.8",
+    abs(r_hats.mean() - P["r"]) < 4 * sd_theory / math.sqrt(n_samples),
+    f"mean {r_hats.mean():.4f}, standard error {sd_theory / math.sqrt(n_samples):.4f}",
+)
+tut.check(
+    "the spread of r-hat is the Fisher one, within 30%",
+    0.7 < r_hats.std(ddof=1) / sd_theory < 1.3,
+    f"sd {r_hats.std(ddof=1):.4f} vs 1/sqrt(N I(r)) = {sd_theory:.4f}",
+)
 fig, ax = plt.subplots(figsize=(7, 4))
 ax.hist(r_hats, bins=30, density=True, alpha=0.5, label=f"r̂ en {n_samples} muestras de 1000")
 grid_r = np.linspace(0.72, 0.88, 300)
@@ -192,10 +208,20 @@ fig.tight_layout()
 tut.save(fig, "figura18_lr_sweep")
 tut.record("final_r_by_lr", final_r)
 # small rates crawl, moderate ones converge, large ones oscillate (the notes' reading)
-assert final_r[0.1] < 0.78 and abs(final_r[10] - r_star) < 1e-6
+tut.check(
+    "rate 0.1 crawls: r is still below 0.78 after 100 steps",
+    final_r[0.1] < 0.78,
+    f"r = {final_r[0.1]:.4f}",
+)
+tut.check_close("rate 10 converges to r*", final_r[10], r_star, atol=1e-6)
 amplitude = max(paths[30][-20:]) - min(paths[30][-20:])
+amplitude10 = max(paths[10][-20:]) - min(paths[10][-20:])
 tut.record("oscillation_amplitude_lr30", amplitude, fmt=".3f")
-assert amplitude > 0.1 > max(paths[10][-20:]) - min(paths[10][-20:])
+tut.check(
+    "rate 30 still oscillates over the last 20 steps, rate 10 does not",
+    amplitude > 0.1 > amplitude10,
+    f"amplitude {amplitude:.3f} at rate 30, {amplitude10:.2e} at rate 10",
+)
 
 # %% [markdown]
 # ## Responsibilities p(z | x)
@@ -208,7 +234,18 @@ assert amplitude > 0.1 > max(paths[10][-20:]) - min(paths[10][-20:])
 resp = gm.predict_proba(grid)
 far = gm.predict_proba(torch.tensor([-12.0, -1.0, 12.0], dtype=torch.float64))[:, 1]
 tut.record("p_z1_given_x_at_-12_-1_12", far)
-assert far[0] > 0.5 and far[2] > 0.5 and far[1] < 0.5  # the wide component owns both tails
+tut.check(
+    "the wide component owns both tails",
+    bool(far[0] > 0.5 and far[2] > 0.5 and far[1] < 0.5),
+    f"p(z = 1 | x = -12, -1, 12) = {[round(float(v), 4) for v in far]}",
+)
+tut.check_close(
+    "p(z = 1 | x) is Bayes' rule r N(x | 3, 4) / p(x)",
+    resp[:, 1],
+    (r_learned * torch.distributions.Normal(grid.new_tensor(3.0), 2.0).log_prob(grid).exp())
+    / gm.log_prob(grid).exp(),
+    atol=1e-10,
+)
 fig, ax = plt.subplots(figsize=(8, 4))
 ax.plot(grid, resp[:, 1], label="p(z = 1 | x)")
 ax.plot(grid, resp[:, 0], label="p(z = 0 | x)")
@@ -236,10 +273,23 @@ tut.record("heldout_loglik_em", full_em.score(x_test), fmt=".5f")
 tut.record("heldout_loglik_svi", full_svi.score(x_test), fmt=".5f")
 tut.record("heldout_loglik_sklearn", heldout_sk, fmt=".5f")
 tut.record("em_iterations", full_em.fit_result_.n_iter)
-assert full_em.fit_result_.converged
-assert abs(full_em.score(x_test) - heldout_sk) < 0.01 * abs(heldout_sk)
+tut.check("EM converged", full_em.fit_result_.converged, f"{full_em.fit_result_.n_iter} iterations")
+tut.check(
+    "EM matches scikit-learn on held-out data, within 1%",
+    abs(full_em.score(x_test) - heldout_sk) < 0.01 * abs(heldout_sk),
+    f"{full_em.score(x_test):.5f} vs {heldout_sk:.5f}",
+)
+tut.check(
+    "SVI does not beat EM's maximum on the training data",
+    full_svi.score(x) <= full_em.score(x) + 1e-6,
+    f"{full_svi.score(x):.5f} vs {full_em.score(x):.5f}",
+)
 if not tut.smoke:  # 60 SVI steps are not enough to reach the maximum
-    assert abs(full_svi.score(x) - full_em.score(x)) < 1e-3
+    tut.check(
+        "SVI reaches EM's maximum",
+        abs(full_svi.score(x) - full_em.score(x)) < 1e-3,
+        f"{full_svi.score(x):.5f} vs {full_em.score(x):.5f}",
+    )
 tut.record("full_em_weights", full_em.weights.detach())
 tut.record("full_em_means", full_em.means.detach().ravel())
 tut.record("full_em_scales", full_em.covariances.detach().ravel().sqrt())

@@ -22,6 +22,8 @@
 # and `fit` maximises the marginal likelihood Σ_y p(x, y) of those rows.
 
 # %%
+import itertools
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pyro
@@ -54,7 +56,17 @@ ref = GaussianNB().fit(X, y)
 diff = np.abs(nb.predict_proba(X).cpu().numpy() - ref.predict_proba(X)).max()
 tut.record("iris_max_abs_diff_vs_sklearn", float(diff), fmt=".2e")
 tut.record("iris_train_accuracy", nb.score(X, y), fmt=".3f")
-assert diff < 1e-9 and abs(nb.score(X, y) - ref.score(X, y)) < 1e-12
+tut.check(
+    "Gaussian NB: the same posteriors as scikit-learn's GaussianNB",
+    diff < 1e-9,
+    f"max |p(y | x) difference| = {diff:.2e}",
+)
+tut.check_close(
+    "Gaussian NB: the same training accuracy as scikit-learn",
+    nb.score(X, y),
+    ref.score(X, y),
+    atol=1e-12,
+)
 
 # %% [markdown]
 # ## Figura 3: the DAG, its independences and its size
@@ -67,9 +79,14 @@ fig, ax = plt.subplots(figsize=(5, 3))
 nb.plot_graph(ax=ax)
 tut.save(fig, "figura3_dag")
 dag = nb.graph()
-assert dag.d_separated("x1", "x2", given=["y"]) and not dag.d_separated("x1", "x2")
+tut.check("the features are independent given y", dag.d_separated("x1", "x2", given=["y"]))
+tut.check("but not without y", not dag.d_separated("x1", "x2"))
 tut.record("iris_n_parameters", nb.n_parameters)  # 2 + 4 features x 3 classes x (mean, var)
-assert nb.n_parameters == 2 + 4 * 3 * 2
+tut.check(
+    "iris: 2 + 4 features x 3 classes x (mean, variance) = 26 parameters",
+    nb.n_parameters == 2 + 4 * 3 * 2,
+    f"n_parameters = {nb.n_parameters}",
+)
 
 # two features, to draw the decision regions argmax_c p(c | x)
 X2 = X[:, 2:4]
@@ -103,13 +120,26 @@ ref = BernoulliNB(alpha=1.0, binarize=4.0).fit(Xd[train], yd[train])
 diff = np.abs(bern.predict_proba(Xd[test]).cpu().numpy() - ref.predict_proba(Xd[test])).max()
 tut.record("digits_bernoulli_max_abs_diff_vs_sklearn", float(diff), fmt=".2e")
 tut.record("digits_bernoulli_test_accuracy", bern.score(Xd[test], yd[test]), fmt=".3f")
-assert diff < 1e-9
+tut.check(
+    "Bernoulli NB: the same posteriors as scikit-learn's BernoulliNB",
+    diff < 1e-9,
+    f"max |p(y | x) difference| = {diff:.2e}",
+)
 cat = pyrobn.NaiveBayes("categorical", alpha=1.0, n_categories=17).fit(Xd[train], yd[train])
 tut.record("digits_categorical_test_accuracy", cat.score(Xd[test], yd[test]), fmt=".3f")
 # 64 pixels with 17 levels: the factorisation needs 10 x 64 x 16 + 9 numbers, the joint table
 # 10 x 17^64 - 1 (about 10^79)
 tut.record("digits_categorical_n_parameters", cat.n_parameters)
-assert cat.n_parameters == 10 * 64 * 16 + 9 and cat.n_parameters_joint > 10**79
+tut.check(
+    "digits: the factorisation needs 10 x 64 x 16 + 9 numbers",
+    cat.n_parameters == 10 * 64 * 16 + 9,
+    f"n_parameters = {cat.n_parameters}",
+)
+tut.check(
+    "the joint table needs 10 x 17^64 - 1 (about 10^79)",
+    cat.n_parameters_joint == 10 * 17**64 - 1 and 10**79 < cat.n_parameters_joint < 10**80,
+    f"n_parameters_joint = {cat.n_parameters_joint:.3e}",
+)
 
 fig, axes = plt.subplots(1, 10, figsize=(10, 1.4))
 for c, ax in enumerate(axes):
@@ -172,7 +202,11 @@ k5 = fractions.index(0.05)
 tut.record("synthetic_5pct_supervised_accuracy", sup_acc[k5].mean(), fmt=".3f")
 tut.record("synthetic_5pct_semi_supervised_accuracy", semi_acc[k5].mean(), fmt=".3f")
 tut.record("synthetic_all_labels_accuracy", oracle, fmt=".3f")
-assert semi_acc[k5].mean() > sup_acc[k5].mean() + 0.05  # the unlabelled rows help
+tut.check(
+    "5% of the labels: semi-supervised beats supervised by 5 points",
+    semi_acc[k5].mean() > sup_acc[k5].mean() + 0.05,
+    f"test accuracy {semi_acc[k5].mean():.3f} vs {sup_acc[k5].mean():.3f}",
+)
 
 # the same on a real dataset: digits with Bernoulli features, 5% of the labels
 partial = hide(torch.as_tensor(yd[train]), 0.05, seed=7)
@@ -183,7 +217,12 @@ semi_digits = pyrobn.NaiveBayes("bernoulli", binarize=4.0, n_classes=10).fit(Xd[
 tut.record("digits_5pct_supervised_accuracy", sup_digits.score(Xd[test], yd[test]), fmt=".3f")
 tut.record("digits_5pct_semi_supervised_accuracy", semi_digits.score(Xd[test], yd[test]),
            fmt=".3f")  # fmt: skip
-assert semi_digits.score(Xd[test], yd[test]) > sup_digits.score(Xd[test], yd[test])
+tut.check(
+    "digits, 5% of the labels: semi-supervised beats supervised",
+    semi_digits.score(Xd[test], yd[test]) > sup_digits.score(Xd[test], yd[test]),
+    f"test accuracy {semi_digits.score(Xd[test], yd[test]):.3f} "
+    f"vs {sup_digits.score(Xd[test], yd[test]):.3f}",
+)
 
 fig, ax = plt.subplots(figsize=(6, 4))
 ax.errorbar(
@@ -217,12 +256,36 @@ pyro.clear_param_store()
 elbo = -TraceEnum_ELBO(max_plate_nesting=1).loss(em.model, em.guide, Xm, ym_missing)
 tut.record("elbo_at_em_solution", elbo, fmt=".6f")
 tut.record("log_joint_at_em_solution", float(em.log_joint(Xm, ym_missing)), fmt=".6f")
-assert abs(elbo - float(em.log_joint(Xm, ym_missing))) < 1e-8 * abs(elbo)  # one objective
-assert em.fit_result_.method == "em" and em.fit_result_.converged
+tut.check_close(
+    "the ELBO of TraceEnum_ELBO is the EM objective",
+    elbo,
+    em.log_joint(Xm, ym_missing),
+    rtol=1e-8,
+)
+tut.check(
+    "fit used EM and converged",
+    em.fit_result_.method == "em" and em.fit_result_.converged,
+    f"method {em.fit_result_.method}, converged {em.fit_result_.converged}",
+)
+tut.check(
+    "EM never lowers the objective",
+    all(b >= a - 1e-9 * abs(a) for a, b in itertools.pairwise(em.fit_result_.objective)),
+)
 svi = pyrobn.NaiveBayes(n_classes=3, var_smoothing=0.0)
 svi.fit(Xm, ym_missing, method="svi", steps=tut.steps(full=600, smoke=40), lr=0.05)
 tut.record("svi_final_log_joint", float(svi.log_joint(Xm, ym_missing)), fmt=".6f")
-assert float(svi.log_joint(Xm, ym_missing)) <= em.fit_result_.final_objective + 1e-6
+tut.check(
+    "SVI does not climb above EM's maximum",
+    float(svi.log_joint(Xm, ym_missing)) <= em.fit_result_.final_objective + 1e-6,
+    f"SVI {float(svi.log_joint(Xm, ym_missing)):.6f} vs EM {em.fit_result_.final_objective:.6f}",
+)
+if not tut.smoke:  # 40 smoke steps of Adam stop short
+    svi_objective = float(svi.log_joint(Xm, ym_missing))
+    tut.check(
+        "SVI reaches EM's maximum",
+        em.fit_result_.final_objective - svi_objective < 1e-4,
+        f"SVI {svi_objective:.6f} vs EM {em.fit_result_.final_objective:.6f}",
+    )
 
 fig, ax = plt.subplots(figsize=(6, 4))
 ax.plot(svi.fit_result_.objective, label="SVI (TraceEnum_ELBO, Adam)")

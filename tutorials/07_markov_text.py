@@ -34,6 +34,7 @@ import math
 
 import matplotlib.pyplot as plt
 import numpy as np
+from scipy.optimize import minimize_scalar
 
 import pyrobn
 from pyrobn.datasets import text_corpus
@@ -66,8 +67,12 @@ for ax, k in zip(axes, (1, 2)):
     chain.plot_graph(ax=ax, title=f"order {k}: p(x_t | x_(t-{k})..x_(t-1))")  # time left to right
     chain_graph = chain.graph()  # the graph drawn: x_1 .. x_4, skip edges as arcs
     independent = chain_graph.d_separated("x_4", "x_1", [f"x_{t}" for t in range(4 - k, 4)])
-    assert independent, f"order {k}: x_4 is independent of x_1 given its {k} predecessors"
-    assert k == 1 or not chain_graph.d_separated("x_4", "x_1", ["x_3"])
+    tut.check(f"order {k}: x_4 is independent of x_1 given its {k} predecessors", independent)
+    if k == 2:
+        tut.check(
+            "order 2: one predecessor does not cut x_4 from x_1",
+            not chain_graph.d_separated("x_4", "x_1", ["x_3"]),
+        )
     tut.record(f"order{k}_x4_independent_of_x1_given_parents", independent)
 fig.suptitle("Figura 4: Markov chains of order 1 and 2 (x observed, discrete)")
 tut.save(fig, "dag")
@@ -94,9 +99,22 @@ ax.set(xlabel="next character j", ylabel="current character i",
 fig.colorbar(im, ax=ax, shrink=0.8)
 tut.save(fig, "transition_matrix")
 tut.record("p_after_q_of_u", float(P[bigram.index["q"], bigram.index["u"]]), fmt=".3f")
-assert int(P[bigram.index["q"]].argmax()) == bigram.index["u"], "in Spanish, q is followed by u"
-assert tut.numbers["p_after_q_of_u"] > 0.85  # 0.896 on the full text, 0.959 in smoke mode
-assert abs(float(P.sum(-1).max()) - 1) < 1e-12, "every row of P is a distribution"
+after_q = bigram.vocab[int(P[bigram.index["q"]].argmax())]
+tut.check("in Spanish, q is followed by u", after_q == "u", f"most likely after q: {after_q!r}")
+tut.check(  # 0.896 on the full text, 0.959 in smoke mode
+    "p(u | q) > 0.85", tut.numbers["p_after_q_of_u"] > 0.85, f"{tut.numbers['p_after_q_of_u']:.3f}"
+)
+tut.check_close("every row of P is a distribution", P.sum(-1), np.ones(len(P)), atol=1e-12)
+# add-α by hand: count "qu" and "q" in the (lower-cased) text; q and u are frequent
+# characters, so neither is mapped to the unknown token
+n_qu = sum(p.lower().count("qu") for p in train)
+n_q = sum(p.lower().count("q") for p in train)
+tut.check_close(
+    "p(u | q) = (N(q, u) + α) / (N(q) + α |V|)",
+    P[bigram.index["q"], bigram.index["u"]],
+    (n_qu + alpha) / (n_q + alpha * bigram.n_outcomes),
+    rtol=1e-12,
+)
 
 # %% [markdown]
 # ## Order vs held-out perplexity
@@ -138,15 +156,46 @@ for k in (0, 1, 2):
 # the claims above, checked: more context predicts held-out characters better (up to the
 # order where contexts become sparse), training perplexity keeps falling (overfitting),
 # and the free parameters grow as |V|^k
-assert test_ppl[0] > test_ppl[1] > test_ppl[2], "orders 0 < 1 < 2 on held-out characters"
-assert all(a > b for a, b in itertools.pairwise(train_ppl)), "training perplexity falls"
-assert all(models[a].n_parameters < models[b].n_parameters for a, b in itertools.pairwise(orders))
-if tut.smoke:  # on 200 paragraphs the word bigram already loses to the unigram
-    assert word_ppl[2] > word_ppl[1], "with little text, the word trigram loses"
+shown = ", ".join(f"{p:.2f}" for p in test_ppl)
+tut.check(
+    "held-out characters: order 2 beats 1 beats 0",
+    test_ppl[0] > test_ppl[1] > test_ppl[2],
+    f"held-out perplexity by order: {shown}",
+)
+tut.check(
+    "training perplexity keeps falling with the order",
+    all(a > b for a, b in itertools.pairwise(train_ppl)),
+    "training perplexity by order: " + ", ".join(f"{p:.2f}" for p in train_ppl),
+)
+tut.check(
+    "the free parameters grow with the order",
+    all(models[a].n_parameters < models[b].n_parameters for a, b in itertools.pairwise(orders)),
+    str([models[k].n_parameters for k in orders]),
+)
+m_tokens = models[1].n_outcomes - 1
+tut.check(
+    "order k needs M (1 + M + ... + M^k) free parameters",
+    all(
+        models[k].n_parameters == m_tokens * sum(m_tokens**j for j in range(k + 1)) for k in orders
+    ),
+    f"M = {m_tokens} token types",
+)
+word_shown = f"word perplexity by order 0, 1, 2: {', '.join(f'{p:.1f}' for p in word_ppl)}"
+if tut.smoke:  # on 200 paragraphs of words the bigram loses to the unigram, the trigram more
+    tut.check("with little text, the word trigram loses", word_ppl[2] > word_ppl[1], word_shown)
+    tut.check(
+        "with little text, even the word bigram loses to the unigram",
+        word_ppl[1] > word_ppl[0],
+        word_shown,
+    )
 else:
-    assert int(np.argmin(test_ppl)) == 3, "characters: order 3 predicts held-out text best"
-    assert word_ppl[0] > 4 * word_ppl[1], "the word bigram divides the perplexity by four"
-    assert word_ppl[2] > 0.95 * word_ppl[1], "the word trigram gains almost nothing"
+    tut.check(
+        "characters: order 3 predicts held-out text best", int(np.argmin(test_ppl)) == 3, shown
+    )
+    tut.check(
+        "the word bigram divides the perplexity by four", word_ppl[0] > 4 * word_ppl[1], word_shown
+    )
+    tut.check("the word trigram gains almost nothing", word_ppl[2] > 0.95 * word_ppl[1], word_shown)
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 4))
 axes[0].plot(orders, train_ppl, "o-", label="train")
@@ -162,7 +211,9 @@ tut.save(fig, "perplexity_vs_order")
 # ## Smoothing: α trades seen against unseen n-grams
 # α → 0 is the maximum-likelihood estimate N(h, w)/N(h), which gives probability 0 (and
 # infinite perplexity) to any n-gram the training text lacks; large α flattens every row
-# towards uniform. The best α shrinks as the counts per context grow.
+# towards uniform. The best α shrinks as the training text grows (more counts per context):
+# the bigram's best α on a quarter of the text is larger than on all of it (a bounded 1-D
+# search over log α).
 
 # %%
 alphas = np.logspace(-4, 1, 11 if not tut.smoke else 4)
@@ -178,11 +229,35 @@ for k, values in smooth.items():
     best = int(np.argmin(values))
     tut.record(f"char_order{k}_best_alpha", float(alphas[best]), fmt=".1e")
     tut.record(f"char_order{k}_best_held_out_perplexity", values[best], fmt=".2f")
-    assert 0 < best < len(alphas) - 1, f"order {k}: the best α is neither ~0 (MLE) nor flat"
+    tut.check(
+        f"order {k}: the best α is neither ~0 (MLE) nor flat",
+        0 < best < len(alphas) - 1,
+        f"best α {alphas[best]:.1e} in [{alphas[0]:.0e}, {alphas[-1]:.0e}]",
+    )
 ax.set(xscale="log", yscale="log", xlabel="α", ylabel="held-out perplexity",
        title="add-α smoothing")  # fmt: skip
 ax.legend()
 tut.save(fig, "smoothing")
+
+
+def best_bigram_alpha(texts: list[str]) -> float:
+    """argmin over α in [1e-4, 10] of the held-out perplexity of the bigram fitted on texts."""
+
+    def perplexity(log_alpha: float) -> float:
+        mc = pyrobn.MarkovChain(order=1, concentration=10**log_alpha, unknown="unk", min_count=2)
+        return mc.fit(texts).perplexity(held_out)
+
+    found = minimize_scalar(perplexity, bounds=(-4, 1), method="bounded", options={"xatol": 0.01})
+    return float(10**found.x)
+
+
+alpha_quarter, alpha_all = best_bigram_alpha(train[: len(train) // 4]), best_bigram_alpha(train)
+tut.record("bigram_best_alpha_quarter_vs_all_text", [alpha_quarter, alpha_all])
+tut.check(
+    "the bigram's best α shrinks as the text grows",
+    alpha_all < alpha_quarter,
+    f"best α {alpha_quarter:.3f} on a quarter of the text, {alpha_all:.3f} on all of it",
+)
 
 # %% [markdown]
 # ## Generated text: ancestral sampling (notes 2.1.2)
@@ -204,7 +279,11 @@ cold = models[orders[-1]].generate("la ", n=160, temperature=0.5, seed=1)
 print(f"order {orders[-1]}, T = 0.5: {cold!r}")
 for k, text in samples.items():
     tut.record(f"sample_order{k}", text)
-    assert text.startswith("la ") and text == models[k].generate("la ", 160, 1.0, seed=1)
+    tut.check(f"order {k}: the sample continues the prompt 'la '", text.startswith("la "))
+    tut.check(
+        f"order {k}: the same seed gives the same text",
+        text == models[k].generate("la ", 160, 1.0, seed=1),
+    )
 
 fig, ax = plt.subplots(figsize=(10, 0.9 * (len(samples) + 1) + 0.5))
 ax.axis("off")

@@ -62,10 +62,25 @@ hmm_graph = tagger.graph()  # z_t above x_t, time left to right
 fig, ax = plt.subplots(figsize=(6, 3))
 tagger.plot_graph(ax=ax, title="Figura 5: the HMM (z latent, x observed; discrete)")
 tut.save(fig, "dag")
-assert hmm_graph.d_separated("x_1", "x_4", ["z_2"])
-assert not hmm_graph.d_separated("x_1", "x_4", ["x_2", "x_3"])  # words alone do not cut it
+others = [n for n in hmm_graph.names if n not in ("x_2", "z_2")]
+tut.check(
+    "given its tag z_2, the word x_2 is independent of every other word and tag",
+    hmm_graph.d_separated("x_2", others, ["z_2"]),
+)
+tut.check(
+    "past and future words are independent given one tag between them",
+    hmm_graph.d_separated("x_1", "x_4", ["z_2"]),
+)
+tut.check(  # words alone do not cut it
+    "the words in between do not make them independent",
+    not hmm_graph.d_separated("x_1", "x_4", ["x_2", "x_3"]),
+)
 n_free = pyrobn.HiddenMarkovModel(n_tags, "categorical", n_symbols=n_words).n_parameters
-assert n_free == (n_tags - 1) + n_tags * (n_tags - 1) + n_tags * (n_words - 1)
+tut.check(
+    "the HMM needs (K - 1) + K(K - 1) + K(V - 1) free parameters",
+    n_free == (n_tags - 1) + n_tags * (n_tags - 1) + n_tags * (n_words - 1),
+    f"{n_free} with K = {n_tags} tags, V = {n_words} words",
+)
 tut.record("free_parameters", n_free)
 tut.record("log10_joint_table_10_words", 10 * math.log10(n_words), fmt=".1f")
 
@@ -90,9 +105,25 @@ pair_counts.index_put_(
 )
 most_frequent_tag = pair_counts.argmax(1)
 tut.record("most_frequent_tag_accuracy", accuracy(most_frequent_tag[corpus.test_x]), fmt=".4f")
-assert supervised.fit_result_.method == "counts"
-assert tut.numbers["viterbi_accuracy_supervised"] > tut.numbers["most_frequent_tag_accuracy"], (
-    "the Viterbi path beats the per-word baseline"
+tut.check(
+    "with the tags observed, fit counts",
+    supervised.fit_result_.method == "counts",
+    f"method {supervised.fit_result_.method}",
+)
+# the emission table's MAP: counts plus α − 1 = 0.1 pseudo-counts, normalised per tag
+counts = pair_counts.double().T
+emission_map = (counts + 0.1) / (counts.sum(1, keepdim=True) + 0.1 * n_words)
+tut.check_close(
+    "the learned emission table is the counts plus α - 1, normalised",
+    supervised.emission_probs.cpu(),
+    emission_map,
+    atol=1e-12,
+)
+tut.check(
+    "the Viterbi path beats the per-word baseline",
+    tut.numbers["viterbi_accuracy_supervised"] > tut.numbers["most_frequent_tag_accuracy"],
+    f"{tut.numbers['viterbi_accuracy_supervised']:.4f} vs "
+    f"{tut.numbers['most_frequent_tag_accuracy']:.4f}",
 )
 
 # %%
@@ -108,7 +139,9 @@ tut.save(fig, "transitions")
 # %% [markdown]
 # ## Posterior marginals (forward–backward) of one held-out sentence
 #
-# $p(z_t | x)$ shows where the model hesitates: ambiguous words get mass on several tags.
+# $p(z_t | x)$ shows where the model hesitates: ambiguous words get mass on several tags
+# (on average, the words seen with several tags in training are far less certain than
+# the others).
 
 # %%
 i = max(
@@ -119,7 +152,21 @@ i = max(
 )
 n = int(corpus.test_lengths[i])
 gamma = supervised.predict_proba(corpus.test_x[i, :n])  # = posterior_marginals
-assert float((gamma.sum(-1) - 1).abs().max()) < 1e-12
+tut.check_close(
+    "each posterior marginal p(z_t | x) sums to 1", gamma.sum(-1).cpu(), torch.ones(n), atol=1e-12
+)
+# ambiguous: seen with several tags in training; doubt: 1 - the largest p(z_t | x)
+n_tags_seen = (pair_counts[corpus.test_x[i, :n]] > 0).sum(-1).cpu()
+doubt = 1 - gamma.max(-1).values.cpu()
+doubt_ambiguous = float(doubt[n_tags_seen > 1].mean())
+doubt_plain = float(doubt[n_tags_seen == 1].mean())
+tut.record("mean_doubt_ambiguous_vs_other_words", [doubt_ambiguous, doubt_plain])
+tut.check(
+    "the model hesitates more on ambiguous words",
+    doubt_ambiguous > 2 * doubt_plain,
+    f"mean 1 - max_k p(z_t = k | x): {doubt_ambiguous:.3f} on words seen with several tags, "
+    f"{doubt_plain:.3f} on the others",
+)
 fig, ax = plt.subplots(figsize=(max(4, 0.6 * n), 4))
 ax.imshow(gamma.T.cpu(), cmap="magma", vmin=0, vmax=1)
 ax.set_xticks(range(n), corpus.test_words[i], rotation=60)
@@ -161,12 +208,22 @@ tut.record(
     fmt=".4f",
 )
 trace = semi.fit_result_.objective
-assert all(b >= a - 1e-6 * abs(a) for a, b in itertools.pairwise(trace)), "EM never goes down"
-gain = tut.numbers["viterbi_accuracy_5pct_semi_supervised"]
-assert gain > tut.numbers["viterbi_accuracy_5pct_supervised_only"], (
-    "EM on the untagged sentences improves on the 5% tagged ones alone"
+tut.check(
+    "EM never lowers the objective",
+    all(b >= a - 1e-6 * abs(a) for a, b in itertools.pairwise(trace)),
+    f"{len(trace)} iterations, {trace[0]:.2f} -> {trace[-1]:.2f}",
 )
-assert gain > tut.numbers["viterbi_accuracy_supervised"] - 0.01, "close to fully supervised"
+gain = tut.numbers["viterbi_accuracy_5pct_semi_supervised"]
+tut.check(
+    "EM on the untagged sentences improves on the 5% tagged ones alone",
+    gain > tut.numbers["viterbi_accuracy_5pct_supervised_only"],
+    f"{gain:.4f} vs {tut.numbers['viterbi_accuracy_5pct_supervised_only']:.4f}",
+)
+tut.check(
+    "semi-supervised comes within 1 point of fully supervised",
+    gain > tut.numbers["viterbi_accuracy_supervised"] - 0.01,
+    f"{gain:.4f} vs {tut.numbers['viterbi_accuracy_supervised']:.4f}",
+)
 
 unsupervised = pyrobn.HiddenMarkovModel(n_tags, "categorical", n_symbols=n_words, seed=1)
 unsupervised.fit(corpus.train_x, lengths=corpus.train_lengths, max_iter=tut.steps(200, 10))
