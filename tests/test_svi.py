@@ -292,3 +292,20 @@ def test_a_crafted_checkpoint_is_refused_without_running_it(tmp_path):
     torch.save(state, tmp_path / "short.pt")
     with pytest.raises(CheckpointError, match="history"):
         load_checkpoint(tmp_path / "short.pt")
+
+
+def test_a_pair_without_parameters_runs_and_records_its_loss():
+    """A model and guide with no free parameter (all observed, fixed tables): each step
+    evaluates the loss, -log p(data), and changes nothing."""
+    data = torch.tensor([0.5, -1.0, 2.0])
+
+    def model(x):
+        with pyro.plate("data", len(x)):
+            pyro.sample("obs", dist.Normal(0.0, 1.0), obs=x)
+
+    def guide(x):
+        pass
+
+    history = fit_svi(model, guide, data, steps=3, progress=False, seed=0)
+    expected = -float(dist.Normal(0.0, 1.0).log_prob(data).sum())
+    assert history.losses == pytest.approx([expected] * 3, rel=1e-6)

@@ -58,7 +58,7 @@ p3 = net.table("x3").cpu().numpy()  # p(x3 | x1)
 
 # eq. 3: p(x2=1) = Σ_x1 p(x1) p(x2=1 | x1)
 by_hand_x2 = p1[0] * p2[0, 1] + p1[1] * p2[1, 1]
-# eq. 4: p(x1=1 | x2=0) = p(x1=1) p(x2=0 | x1=1) / p(x2=0)
+# eq. 5: p(x1=1 | x2=0) = p(x1=1) p(x2=0 | x1=1) / p(x2=0)
 by_hand_x1_given_x2 = p1[1] * p2[1, 0] / (1 - by_hand_x2)
 # eq. 6: p(x2=1, x3=1) = Σ_x1 p(x1) p(x2=1 | x1) p(x3=1 | x1)
 by_hand_x2x3 = p1[0] * p2[0, 1] * p3[0, 1] + p1[1] * p2[1, 1] * p3[1, 1]
@@ -84,11 +84,11 @@ tut.record("p(x2=1)", answers["p(x2=1)"][1], fmt=".6f")
 tut.record("p(x1=1|x2=0)", answers["p(x1=1 | x2=0)"][1], fmt=".7f")
 tut.record("p(x2=1,x3=1)", answers["p(x2=1, x3=1)"][1], fmt=".6f")
 tut.record("p(x3=1|x2=1)", answers["p(x3=1 | x2=1)"][1], fmt=".7f")
-# the notes' numbers: 0.695 (eq. 3), 0.25 x 0.90 / 0.305 ≈ 0.74 (eq. 4), 0.546 (eq. 6) and
+# the notes' numbers: 0.695 (eq. 3), 0.25 x 0.90 / 0.305 ≈ 0.74 (eq. 5), 0.546 (eq. 6) and
 # 0.546 / 0.695 ≈ 0.79 (eq. 7)
 tut.check_close("p(x2=1) = 0.695 (eq. 3)", answers["p(x2=1)"][1], 0.695, atol=1e-12)
 tut.check_close(
-    "p(x1=1 | x2=0) = 0.25 x 0.90 / 0.305 (eq. 4)",
+    "p(x1=1 | x2=0) = 0.25 x 0.90 / 0.305 (eq. 5)",
     answers["p(x1=1 | x2=0)"][1],
     0.25 * 0.90 / 0.305,
     atol=1e-12,

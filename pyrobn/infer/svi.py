@@ -103,6 +103,8 @@ class _Snapshot:
     def take(self, params: list[torch.Tensor]) -> None:
         same = len(params) == len(self.params) and all(a is b for a, b in zip(params, self.params))
         with torch.no_grad():
+            if same and not params:  # nothing to train (a pair without free parameters)
+                return
             if same:
                 torch._foreach_copy_(self.buffers, [p.detach() for p in params])
             else:
