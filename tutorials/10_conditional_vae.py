@@ -147,7 +147,8 @@ tut.save(fig, "style_transfer")
 # A plain VAE's latent space clusters by digit (tutorial 09); given the label, the
 # conditional VAE's latent means of different classes overlap: $z$ codes style only. A
 # 10-nearest-neighbour classifier that reads the digit from the test digits' latent means
-# is close to chance (0.14 in the full run, for 10 classes).
+# is close to chance (0.14 in the full run, for 10 classes), where on a plain VAE's 2-D
+# latent means, trained the same way, it reads 0.79.
 
 # %%
 cvae2 = pyrobn.ConditionalVAE(64, n_classes=10, latent_dim=2, hidden=(256, 128)).to(device)
