@@ -334,6 +334,7 @@ def test_latent_codes_and_labels(data):
     expect_error("ConditionalVAE.reconstruct(y)", lambda: cvae.reconstruct(x, y))
     expect_error("ConditionalVAE.decode(y)", lambda: cvae.decode(torch.zeros(8, L), y))
     expect_error("ConditionalVAE.sample(y)", lambda: cvae.sample(8, y=y))
+    expect_error("ConditionalVAE.nll(y)", lambda: cvae.nll(x, y, num_samples=2))
     lam = data.draw(
         st.one_of(
             st.sampled_from([math.nan, math.inf, -math.inf]),
@@ -344,6 +345,28 @@ def test_latent_codes_and_labels(data):
         )
     )
     expect_error("VAE.shift(lam)", lambda: vae.shift(x, torch.zeros(L), lam))
+
+
+@SETTINGS
+@given(
+    y=st.one_of(
+        st.integers(-3, 10**6),
+        st.just([0] * 8),
+        st.just(torch.zeros(8, dtype=torch.long)),
+        st.text(max_size=3),
+        st.floats(allow_nan=True),
+        st.booleans(),
+    )
+)
+def test_harness_protocol_labels(y):
+    """The harness protocol's y: the VAE has no label (any y is refused, naming it); the
+    conditional VAE needs one (None is refused)."""
+    m = _models()
+    vae, x = m["categorical"], m["x"]
+    expect_error("VAE.sample(y=)", lambda: vae.sample(8, y=y))
+    expect_error("VAE.nll(y)", lambda: vae.nll(x, y, num_samples=2))
+    expect_error("ConditionalVAE.sample(y=None)", lambda: m["cvae"].sample(8, y=None))
+    expect_error("ConditionalVAE.nll(y=None)", lambda: m["cvae"].nll(x, num_samples=2))
 
 
 # ----------------------------------------------------------------------------- options
@@ -407,6 +430,12 @@ def test_estimates_and_samples(which, data):
             lambda: cvae.log_likelihood(m["x"], y, num_samples=value),
         )
         expect_error("estimator_spread(num_samples=)", lambda: estimator_spread(vae, x, [value]))
+        expect_error("VAE.nll(num_samples=)", lambda: vae.nll(x, num_samples=value))
+        expect_error(
+            "ConditionalVAE.nll(num_samples=)", lambda: cvae.nll(m["x"], y, num_samples=value)
+        )
+        vae.nll_samples = value
+        expect_error("VAE.nll(nll_samples)", lambda: vae.nll(x))
     elif which == "seed":
         value = data.draw(not_a_seed())
         expect_error("VAE.elbo(seed=)", lambda: vae.elbo(x, seed=value))

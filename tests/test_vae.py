@@ -204,6 +204,91 @@ def test_samples_follow_the_marginal(device):
     torch.testing.assert_close(means, vae.decode(z))
 
 
+# ---------------------------------------------------------------------- the harness protocol
+
+
+def test_both_vaes_implement_the_harness_protocol():
+    """pyrobn.evaluation's protocol: nll_kind "bound", n_classes, nll = -log_likelihood
+    (same seed, same K; K defaults to nll_samples), nll_score reads it as a bound."""
+    import pyrobn.evaluation as ev
+
+    x = (pyrobn.datasets.digits(device="cpu").x_test[:12] * 16).round()
+    y = torch.arange(12) % 10
+    with seeded(0):
+        vae = pyrobn.VAE(64, latent_dim=2, hidden=(16,), likelihood="categorical", levels=17)
+        cvae = pyrobn.ConditionalVAE(
+            64, n_classes=10, latent_dim=2, hidden=(16,), likelihood="categorical", levels=17
+        )
+    for model, classes, args in [(vae, 0, ()), (cvae, 10, (y,))]:
+        assert isinstance(model, ev.GenerativeModel)
+        assert model.nll_kind == "bound" and model.n_classes == classes
+        nll = model.nll(x, *args, seed=3, num_samples=7)
+        assert nll.shape == (12,)
+        assert_close(nll, -model.log_likelihood(x, *args, num_samples=7, seed=3), atol=0)
+        model.nll_samples = 5  # the default K, as the harness calls it
+        assert_close(
+            model.nll(x, *args, seed=3), -model.log_likelihood(x, *args, num_samples=5, seed=3)
+        )
+        score = ev.nll_score(model, x, *args, seed=3)
+        assert score.kind == "bound" and score.n == 12
+        assert_close(score.nats, float(model.nll(x, *args, seed=3).double().mean()), atol=1e-9)
+    assert pyrobn.VAE(4, hidden=(8,)).nll_samples == 1000
+    # samples on the data's scale: levels 0..16, of the requested labels' shape
+    labels = torch.tensor([3, 1, 4, 1, 5])
+    draws = cvae.sample(5, y=labels, seed=0)
+    assert draws.shape == (5, 64) and draws.dtype == torch.long
+    assert 0 <= int(draws.min()) and int(draws.max()) <= 16
+    assert cvae.sample(3, y=7, seed=0).shape == (3, 64)
+    assert vae.sample(4, y=None, seed=0).shape == (4, 64)
+    # one label per row: the same rows scored under another label differ
+    assert not torch.equal(cvae.nll(x, 0, seed=3), cvae.nll(x, 1, seed=3))
+
+
+def test_nll_is_an_upper_bound_on_the_negative_log_likelihood_in_expectation(device):
+    """The linear-Gaussian VAE, whose -log p(x) is exact. With q the exact posterior, nll
+    is -log p(x) for every draw. With q shifted off it, the mean of nll - (-log p(x)) over
+    100 repeats of 40 rows is the KL for K = 1 (nll = -ELBO), positive and smaller for
+    K = 10 and 100: an upper bound in expectation that tightens with K (Burda et al.
+    2016). Seeds 0-4: K = 1 within 1.1 s.e. of the KL; the K = 10 gap 8.8-13.2 s.e. above
+    0 (bound 3); K = 100 0.006-0.010 nats, 3.4-5.0 s.e. above 0 (bound: not 3 below)."""
+    vae, marginal, var_post = _linear_gaussian_vae(device)
+    with seeded(0):
+        x = marginal.sample((40,))
+    exact, x = -marginal.log_prob(x), x.to(device)
+    assert_close(vae.nll(x, seed=0).cpu(), exact, atol=1e-9)
+    vae, marginal, var_post = _linear_gaussian_vae(device, shift=0.25)
+    kl = float((0.25**2 / (2 * var_post)).sum())
+    assert_close(vae.nll(x, seed=1, num_samples=1), -vae.elbo(x, seed=1), atol=0)
+    repeats = 100
+    gaps, errors = [], []
+    for k in (1, 10, 100):
+        draws = vae.nll(x.repeat(repeats, 1), seed=2, num_samples=k).cpu()
+        per_repeat = (draws - exact.repeat(repeats)).reshape(repeats, 40).mean(1)
+        gaps.append(float(per_repeat.mean()))
+        errors.append(float(per_repeat.std()) / math.sqrt(repeats))
+    assert abs(gaps[0] - kl) <= 4 * errors[0], (gaps, kl)
+    assert gaps[0] > gaps[1] > gaps[2], gaps
+    assert gaps[1] > 3 * errors[1] and gaps[2] > -3 * errors[2] and gaps[2] < 0.03, gaps
+
+
+def test_the_harness_scores_a_vae_end_to_end():
+    """pyrobn.evaluation.evaluate runs on a VAE: a bound, a Fréchet distance, a rate."""
+    import pyrobn.evaluation as ev
+
+    data = pyrobn.datasets.digits(split="book", levels=17, device="cpu")
+    with seeded(0):
+        vae = pyrobn.VAE(64, latent_dim=2, hidden=(16,), likelihood="categorical", levels=17)
+    vae.fit(data.x_train[:100], steps=3, jit=False, seed=0, progress=False)
+    clf = ev.train_classifier(
+        data.x_train[:100], data.y_train[:100], data.x_val[:50], data.y_val[:50],
+        levels=17, epochs=1,
+    )  # fmt: skip
+    vae.nll_samples = 10
+    row = ev.evaluate("VAE", vae, data.x_test[:40], clf, n_samples=40, speed_samples=20)
+    assert row.nll_kind == "bound" and row.nll > 0 and math.isnan(row.class_accuracy)
+    assert math.isfinite(row.fd) and row.samples_per_second > 0
+
+
 # ---------------------------------------------------------------------- what training gives
 
 
@@ -444,6 +529,18 @@ def test_bad_labels_are_refused():
         cvae.sample(2, y=torch.tensor([0.5, 1.0]))
     with pytest.raises(ConfigurationError, match="n_classes"):
         pyrobn.ConditionalVAE(64, n_classes=1)
+    with pytest.raises(ConfigurationError, match="pass y"):
+        cvae.sample(2)
+    with pytest.raises(ConfigurationError, match="pass y"):
+        cvae.nll(x)
+    vae = pyrobn.VAE(64, latent_dim=2, hidden=(8,))
+    with pytest.raises(ConfigurationError, match="y given, but the VAE is unconditional"):
+        vae.sample(2, y=0)
+    with pytest.raises(ConfigurationError, match="y given, but the VAE is unconditional"):
+        vae.nll(x.round(), torch.zeros(5, dtype=torch.long))
+    vae.nll_samples = 0
+    with pytest.raises(ConfigurationError, match="nll_samples"):
+        vae.nll(x.round())
 
 
 def test_diverging_training_stops_and_keeps_the_last_good_parameters(digits_cpu):

@@ -26,6 +26,7 @@
 
 # %%
 import copy
+import itertools
 import math
 
 import matplotlib.pyplot as plt
@@ -36,6 +37,7 @@ from sklearn.manifold import Isomap
 from sklearn.neighbors import KNeighborsRegressor
 
 import pyrobn
+import pyrobn.evaluation
 from pyrobn.plots.latent import image_grid, latent_scatter, loss_curves
 from pyrobn.tutorial import Tutorial
 
@@ -77,11 +79,39 @@ fig, axes = plt.subplots(1, 2, figsize=(6, 2.8))
 dag_vae.graph().draw(ax=axes[0], title="generation: p(z) p(x | z)")
 dag_vae.graph(inference=True).draw(ax=axes[1], title="inference: q(z | x)")
 tut.save(fig, "dag")
-assert dag_vae.graph().parents("x") == ("z", "theta")
-assert dag_vae.graph(inference=True).parents("z") == ("x", "phi")
+generation, inference = dag_vae.graph(), dag_vae.graph(inference=True)
+tut.check("generation: z -> x <- θ", generation.parents("x") == ("z", "theta"))
+tut.check("inference: x -> z <- φ", inference.parents("z") == ("x", "phi"))
+tut.check(
+    "z and x share the plate of the N rows",
+    {"z", "x"} <= set(generation.plates["data"][0]),
+    f"{generation.plates}",
+)
 tut.record("decoder_parameters_categorical_64x17", dag_vae.n_parameters)
 tut.record("encoder_parameters_categorical_64x17", dag_vae.n_inference_parameters)
 tut.record("full_joint_table_log10_entries", round(64 * math.log10(17), 1))
+
+
+def mlp_parameters(sizes):
+    """Weights and biases of Linear layers through ``sizes``: Σ (a + 1) b."""
+    return sum((a + 1) * b for a, b in itertools.pairwise(sizes))
+
+
+# the decoder 8 -> 128 -> 256 -> 64·17 logits; the encoder 64 -> 256 -> 128 -> 2·8 (μ, log σ²)
+tut.check(
+    "n_parameters counts the decoder's weights and biases",
+    dag_vae.n_parameters == mlp_parameters([8, 128, 256, 64 * 17]),
+    f"{dag_vae.n_parameters}",
+)
+tut.check(
+    "n_inference_parameters counts the encoder's",
+    dag_vae.n_inference_parameters == mlp_parameters([64, 256, 128, 16]),
+    f"{dag_vae.n_inference_parameters}",
+)
+tut.check(
+    "the full joint table has about 6·10^78 entries", round((17**64 - 1) / 10**78) == 6,
+    f"17^64 - 1 = {(17**64 - 1) / 10**78:.2f}e78",
+)  # fmt: skip
 
 # %% [markdown]
 # ## 1. The manifold hypothesis on the swiss roll
@@ -169,8 +199,23 @@ for i, (start, z_test) in enumerate(roll_latents.items()):
     )
 tut.save(fig, "swiss_roll_latent")
 if not tut.smoke:  # the claims above, at full size (tests/test_vae.py checks them too)
-    assert roll_rho["isomap"] >= 0.9 > roll_rho["random"], roll_rho
-    assert roll_elbo["isomap"] > roll_elbo["random"], roll_elbo
+    tut.check(
+        "swiss roll: the Isomap start orders the points (|ρ| >= 0.9), the random start not",
+        roll_rho["isomap"] >= 0.9 > roll_rho["random"],
+        f"{roll_rho}",
+    )
+    tut.check(
+        "swiss roll: the ELBO prefers the Isomap start's chart",
+        roll_elbo["isomap"] > roll_elbo["random"],
+        f"{roll_elbo}",
+    )
+    tut.check(
+        "swiss roll: the random start's curved chart still holds t and the height",
+        tut.numbers["swiss_roll_random_start_knn_r2_t"] >= 0.75
+        and tut.numbers["swiss_roll_random_start_knn_r2_height"] >= 0.95,
+        f"10-NN R^2 {tut.numbers['swiss_roll_random_start_knn_r2_t']:.3f} (t), "
+        f"{tut.numbers['swiss_roll_random_start_knn_r2_height']:.3f} (height)",
+    )
 
 # %% [markdown]
 # ## 2. A VAE on the digits
@@ -218,9 +263,22 @@ for name, model in [("latent2", vae), ("latent2_meanfield", vae_mf), ("latent8",
     tut.record(f"test_elbo_{name}", elbo, fmt=".3f")
     honest[name] = tut.record(f"test_log_likelihood_{name}", log_lik, fmt=".3f")
     # the same K draws: log mean w >= mean log w (Jensen), so the estimate tops the ELBO
-    assert log_lik >= elbo, (name, log_lik, elbo)
-if not tut.smoke:
-    assert honest["latent8"] > honest["latent2"], honest  # more latent room, better log p(x)
+    tut.check(
+        f"{name}: the importance-weighted estimate tops the ELBO",
+        log_lik >= elbo,
+        f"{log_lik:.3f} >= {elbo:.3f}",
+    )
+# the harness protocol (pyrobn.evaluation): nll is minus the same estimate, a bound
+tut.check_close(
+    "VAE.nll is minus log_likelihood (same K, same seed)",
+    vae8.nll(x_test, seed=0, num_samples=K).mean(), -honest["latent8"], atol=1e-4, rtol=1e-6,
+)  # fmt: skip
+if not tut.smoke:  # more latent room, better log p(x)
+    tut.check(
+        "the 8-D latent VAE has the higher log p(x)",
+        honest["latent8"] > honest["latent2"],
+        f"{honest}",
+    )
 
 # %% [markdown]
 # ### Why the encoder: the plain Monte Carlo estimate of eq. 20
@@ -253,9 +311,16 @@ for ax, ylabel in zip(axes, ["mean estimate of log p(x) (nats)", "sd over 10 rep
 axes[1].set_yscale("log")
 tut.save(fig, "estimators")
 if not tut.smoke:  # a trained decoder: the prior's estimate is lower and noisier at every K
-    for k in range(len(sizes)):
-        assert spread.mean["prior"][k] < spread.mean["posterior"][k], spread
-        assert spread.sd["prior"][k] > spread.sd["posterior"][k], spread
+    tut.check(
+        "eq. 20 from the prior: lower than importance sampling at every K",
+        all(p < q for p, q in zip(spread.mean["prior"], spread.mean["posterior"])),
+        f"prior {np.round(spread.mean['prior'], 2)}, posterior "
+        f"{np.round(spread.mean['posterior'], 2)}",
+    )
+    tut.check(
+        "eq. 20 from the prior: noisier than importance sampling at every K",
+        all(p > q for p, q in zip(spread.sd["prior"], spread.sd["posterior"])),
+    )
 
 # %% [markdown]
 # ## 4. The latent space
@@ -319,7 +384,14 @@ image_grid(slerp_rows, axes[2], title="latent, slerp (means)")
 image_grid(drawn_rows, axes[3], title="latent, linear, the notes' draws (sample=True)")
 tut.save(fig, "interpolation")
 # the means' path starts and ends at the reconstructions of x0 and x1
-assert torch.allclose(linear_rows[:, 0], vae8.reconstruct(x0), atol=1e-6)
+tut.check_close(
+    "the latent path starts at the reconstruction of x0", linear_rows[:, 0], vae8.reconstruct(x0),
+    atol=1e-6,
+)  # fmt: skip
+tut.check_close(
+    "the latent path ends at the reconstruction of x1", linear_rows[:, -1], vae8.reconstruct(x1),
+    atol=1e-6,
+)  # fmt: skip
 
 row_index, col_index = torch.meshgrid(
     torch.arange(8.0, device=device), torch.arange(8.0, device=device), indexing="ij"
@@ -349,7 +421,7 @@ lean_drawn = vae8.attribute_vector(x_right, x_left, sample=True, seed=0)
 cosine = torch.nn.functional.cosine_similarity(lean, lean_drawn, dim=0).item()
 tut.record("attribute_vector_cosine_draws_vs_means", cosine, fmt=".3f")
 if not tut.smoke:  # a trained encoder: one direction, up to the draws' noise
-    assert cosine > 0.8, cosine
+    tut.check("eq. 21 from draws and from means: one direction", cosine > 0.8, f"{cosine:.3f}")
 lams = torch.linspace(-3, 3, 7)
 shifted = vae8.shift(x_test[:50], lean, lams)  # (7 values of λ, 50 digits, 64)
 fig, ax = plt.subplots(figsize=(5, 4))
@@ -358,7 +430,11 @@ tut.save(fig, "attributes")
 slant_by_lambda = [round(v, 3) for v in slant(shifted).mean(-1).tolist()]
 tut.record("mean_slant_of_shifted_test_digits_by_lambda", slant_by_lambda)
 if not tut.smoke:
-    assert slant_by_lambda == sorted(slant_by_lambda), slant_by_lambda  # monotone in λ
+    tut.check(
+        "the mean slant rises monotonically with λ",
+        slant_by_lambda == sorted(slant_by_lambda),
+        f"{slant_by_lambda}",
+    )
 
 # %% [markdown]
 # ## 6. AE against VAE (lecture: "Diferencia conceptual entre AE y VAE")
@@ -371,7 +447,11 @@ if not tut.smoke:
 # %%
 ae = pyrobn.Autoencoder(64, latent_dim=2, hidden=(256, 128), sigmoid_output=True).to(device)
 ae.fit(x_train, steps=steps, lr=2e-3, seed=0, progress=False)
-tut.record("ae_test_mse", ae.mse(x_test), fmt=".4f")
+ae_mse = tut.record("ae_test_mse", ae.mse(x_test), fmt=".4f")
+tut.check_close(
+    "the AE's mse is the lecture's mean of (x - f(h(x)))²",
+    ae_mse, ((ae.reconstruct(x_test) - x_test) ** 2).mean(), rtol=1e-5,
+)  # fmt: skip
 tut.record("vae_test_mse", ((vae.reconstruct(x_test) - x_test) ** 2).mean().item(), fmt=".4f")
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
 latent_scatter(ae.encode(x_test), y_test, axes[0], discrete=True, label="digit", title="AE codes")
@@ -439,16 +519,32 @@ book_vae.fit(
 )
 book_vae.load_state_dict(best["state"])
 book_elbo = -book_vae.elbo(book_test, num_samples=10, seed=2).mean().item()
-book_iw = -book_vae.log_likelihood(book_test, num_samples=tut.steps(1000, 50), seed=3).mean().item()
+# the harness's figure (pyrobn.evaluation): minus the importance-weighted estimate, a bound
+book_vae.nll_samples = tut.steps(1000, 50)
+book_score = pyrobn.evaluation.nll_score(book_vae, book_test, seed=3)
+book_iw = book_score.nats
+tut.check("the harness reads the VAE's NLL as an upper bound", book_score.kind == "bound")
 tut.record("book_best_epoch", best["epoch"])
 tut.record("book_test_neg_elbo_nats", book_elbo, fmt=".2f")
 tut.record("book_test_iw_nll_nats", book_iw, fmt=".2f")
 tut.record("book_test_iw_nll_bits_per_dim", book_iw / (64 * math.log(2)), fmt=".4f")
 tut.record("book_reference_vae_neg_elbo", 96.4)
-assert book_iw <= book_elbo, (book_iw, book_elbo)  # importance sampling tightens the bound
+tut.check(
+    "importance sampling tightens the bound: IW NLL <= -ELBO",
+    book_iw <= book_elbo,
+    f"{book_iw:.2f} <= {book_elbo:.2f}",
+)
 if not tut.smoke:
-    assert book_elbo < independent_nll - 5, (book_elbo, independent_nll)
-    assert book_elbo < 98.0, book_elbo  # the book's 96.4 within the spread over seeds
+    tut.check(
+        "the categorical VAE beats independent pixels by more than 5 nats",
+        book_elbo < independent_nll - 5,
+        f"-ELBO {book_elbo:.2f} vs {independent_nll:.2f}",
+    )
+    tut.check(
+        "the book's 96.4 within the spread over seeds: -ELBO < 98",
+        book_elbo < 98.0,
+        f"{book_elbo:.2f}",
+    )
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), gridspec_kw={"width_ratios": [1, 1.6]})
 axes[0].plot(np.arange(1, len(best["curve"]) + 1), best["curve"], lw=1)

@@ -107,6 +107,11 @@ class ConditionalVAE(GaussianLatentModel):
     def _check_y(self, y: Any, n: int | None = None, name: str = "y") -> torch.Tensor:
         """Labels as a long tensor of shape (n,) in {0, ..., n_classes - 1}; an int is
         repeated n times."""
+        if y is None:
+            raise ConfigurationError(
+                f"the conditional VAE is class-conditional (n_classes={self.n_classes}): "
+                f"pass {name}, a label or one label per row"
+            )
         if _is_boolean(y):
             raise ConfigurationError(f"{name} must hold integer labels, got booleans")
         if isinstance(y, numbers.Integral):
@@ -190,9 +195,11 @@ class ConditionalVAE(GaussianLatentModel):
         return self.decode(self.encode(x, y), y)
 
     def sample(
-        self, n: int, y: Any, *, seed: int | None = None, mean: bool = False
+        self, n: int, y: Any = None, *, seed: int | None = None, mean: bool = False
     ) -> torch.Tensor:
-        """z ~ N(0, I), x ~ pθ(x | z, y): n samples of class y (an int, or n labels)."""
+        """z ~ N(0, I), x ~ pθ(x | z, y): n samples of class y (an int, or n labels);
+        shape (n, D). ``y`` is required (None raises :class:`ConfigurationError`); its
+        default exists for the harness protocol's ``sample(n, *, y=None, seed=None)``."""
         check_int(n, "n")
         c = self._one_hot(self._check_y(y, n), self.dtype)
         return self._sample(c, n, seed, bool(mean))
@@ -217,3 +224,20 @@ class ConditionalVAE(GaussianLatentModel):
         shape (n,)."""
         x, c = self._condition(x, y)
         return self._evaluate(x, c, num_samples, seed, "logsumexp", proposal)
+
+    def nll(
+        self, x: Any, y: Any = None, *, seed: int | None = None, num_samples: int | None = None
+    ) -> torch.Tensor:
+        """-log p̂(x | y) per row in nats, shape (n,): minus :meth:`log_likelihood` (the
+        harness protocol, ``nll_kind = "bound"``; see :meth:`pyrobn.VAE.nll`).
+
+        An **upper bound on -log pθ(x | y) in expectation** (Jensen), tightening as the
+        K = ``num_samples`` importance draws from qφ(z | x, y) grow; K defaults to
+        ``self.nll_samples`` (1000). ``y`` (one label, or one per row) is required.
+
+        >>> cvae = pyrobn.ConditionalVAE(4, n_classes=2, hidden=(8,))
+        >>> cvae.nll(torch.ones(3, 4), 1, seed=0, num_samples=10).shape
+        torch.Size([3])
+        """
+        k = self._nll_num_samples(num_samples)
+        return -self.log_likelihood(x, y, num_samples=k, seed=seed)

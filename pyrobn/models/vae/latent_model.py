@@ -58,10 +58,20 @@ def _chunks(n: int, per_row: int) -> Iterator[slice]:
 
 
 class GaussianLatentModel(AutoencodingModel):
-    """The VAE of the lecture with an optional one-hot condition c (eq. 19)."""
+    """The VAE of the lecture with an optional one-hot condition c (eq. 19).
+
+    Both VAEs implement the benchmark harness protocol (:mod:`pyrobn.evaluation`):
+    ``nll_kind = "bound"``, ``nll`` (minus the importance-weighted estimate with
+    ``nll_samples`` draws), ``sample(n, y=...)`` and ``n_classes`` (0 for the plain VAE).
+    """
 
     n_classes: int
     likelihood: Likelihood
+    #: what ``nll`` is (harness protocol): an upper bound on -log pθ(x) in expectation
+    nll_kind = "bound"
+    #: K, the importance samples of ``nll`` per row unless ``num_samples=`` is given
+    #: (the default of ``log_likelihood``; set it on an instance to change the harness's)
+    nll_samples: int = 1000
 
     def _init_vae(
         self,
@@ -181,6 +191,13 @@ class GaussianLatentModel(AutoencodingModel):
                     dist.Normal(loc, scale, validate_args=False), 1, validate_args=False
                 ),
             )
+
+    # -- the harness protocol (pyrobn.evaluation) -----------------------------------------
+    def _nll_num_samples(self, num_samples: int | None) -> int:
+        """``num_samples``, or the instance's ``nll_samples`` when None."""
+        if num_samples is None:
+            return check_int(self.nll_samples, "nll_samples")
+        return check_int(num_samples, "num_samples")
 
     # -- evaluation -----------------------------------------------------------------------
     def _log_weights(

@@ -14,6 +14,7 @@ import torch
 from pyro.infer import ELBO
 from pyro.optim import PyroOptim
 
+from pyrobn.errors import ConfigurationError
 from pyrobn.graph import ModelGraph
 from pyrobn.models.vae.latent import ChartStart, LatentTools
 from pyrobn.validation import check_int
@@ -168,12 +169,23 @@ class VAE(ChartStart, LatentTools):
         """decode(encode(x)): the mean of pθ(x | z = μφ(x))."""
         return self.decode(self.encode(x))
 
-    def sample(self, n: int, *, seed: int | None = None, mean: bool = False) -> torch.Tensor:
+    def _no_label(self, y: Any, name: str = "y") -> None:
+        if y is not None:
+            raise ConfigurationError(
+                f"{name} given, but the VAE is unconditional (n_classes=0): it cannot "
+                "generate or score a chosen class (use pyrobn.ConditionalVAE)"
+            )
+
+    def sample(
+        self, n: int, *, y: Any = None, seed: int | None = None, mean: bool = False
+    ) -> torch.Tensor:
         """Ancestral samples (chapter 2.1): z ~ N(0, I), then x ~ pθ(x | z); shape (n, D).
 
         ``mean=True`` returns E[x | z] instead of a draw (the usual "generated image").
-        Categorical draws are integer levels (dtype long).
+        Categorical draws are integer levels (dtype long). ``y`` exists for the harness
+        protocol (:mod:`pyrobn.evaluation`) and must be None: the VAE has no label.
         """
+        self._no_label(y)
         check_int(n, "n")
         return self._sample(None, n, seed, bool(mean))
 
@@ -205,3 +217,24 @@ class VAE(ChartStart, LatentTools):
         """
         x = self._check_x(x, matrix=True)
         return self._evaluate(x, None, num_samples, seed, "logsumexp", proposal)
+
+    def nll(
+        self, x: Any, y: Any = None, *, seed: int | None = None, num_samples: int | None = None
+    ) -> torch.Tensor:
+        """-log p̂(x) per row in nats, shape (n,): minus :meth:`log_likelihood` with the
+        posterior proposal (the harness protocol, ``nll_kind = "bound"``).
+
+        -log p̂(x) = -logsumexp_k [log pθ(x, z_k) - log qφ(z_k | x)] + log K, z_k ~ qφ(z | x).
+        E[log p̂(x)] <= log pθ(x) (Jensen), so the value is an **upper bound on -log pθ(x)
+        in expectation** (one draw may fall below it), tightening as K grows (Burda et al.
+        2016); with K = 1 it is -ELBO. K = ``num_samples``, by default ``self.nll_samples``
+        (1000). ``y`` must be None (the VAE is unconditional). The same ``seed`` gives the
+        same draws as ``log_likelihood(x, num_samples=K, seed=seed)``.
+
+        >>> vae = pyrobn.VAE(4, hidden=(8,))
+        >>> vae.nll(torch.ones(3, 4), seed=0, num_samples=10).shape
+        torch.Size([3])
+        """
+        self._no_label(y)
+        k = self._nll_num_samples(num_samples)
+        return -self.log_likelihood(x, num_samples=k, seed=seed)
