@@ -310,9 +310,16 @@ def samples_per_second(
     model: Any, n: int = 500, *, repeats: int = 3, seed: int = 0, **kwargs: Any
 ) -> float:
     """n / (median seconds of ``model.sample(n, seed=..., **kwargs)``) over ``repeats`` runs
-    (after one warm-up run)."""
+    (after one warm-up run of at most 8 draws; per-draw labels ``y`` are cut to match)."""
     n = check_int(n, "n")
-    model.sample(min(n, 8), seed=seed, **kwargs)
+    warm = min(n, 8)
+    warm_kwargs = dict(kwargs)
+    y = kwargs.get("y")
+    if isinstance(y, torch.Tensor) and y.dim() > 0:
+        if y.shape[0] != n:
+            raise ShapeError(f"y must hold one label per draw ({n}), got shape {tuple(y.shape)}")
+        warm_kwargs["y"] = y[:warm]
+    model.sample(warm, seed=seed, **warm_kwargs)
     times = []
     for r in range(check_int(repeats, "repeats")):
         start = time.perf_counter()

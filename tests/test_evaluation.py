@@ -220,6 +220,21 @@ def test_samples_per_second_times_the_sampler(monkeypatch):
     assert samples_per_second(Sampler(), 50, repeats=3) == pytest.approx(100.0)
 
 
+def test_samples_per_second_gives_each_draw_its_label():
+    """Per-draw labels: the warm-up's few draws get as many labels (a conditional model
+    refuses a label vector of another length)."""
+
+    class Conditional:
+        def sample(self, n, *, y=None, seed=None):
+            assert y is not None and y.shape == (n,), (n, y.shape)
+            return torch.zeros(n, 2)
+
+    labels = torch.arange(20) % 10
+    assert samples_per_second(Conditional(), 20, repeats=2, y=labels) > 0
+    with pytest.raises(ShapeError):
+        samples_per_second(Conditional(), 20, repeats=2, y=labels[:5])
+
+
 def test_plain_torch_trainer_fits_and_compare_epoch_times_takes_medians(monkeypatch):
     x = torch.linspace(-1, 1, 64)[:, None]
     y = 3 * x + 1

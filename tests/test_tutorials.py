@@ -19,13 +19,6 @@ from pyrobn.tutorial import Tutorial
 
 TUTORIALS = list_tutorials()
 
-#: tutorials that do not check their claims with ``tut.check`` yet (issue 19): each area
-#: removes its own as it adds the checks; a listed tutorial that checks claims fails below.
-WITHOUT_CHECKS_YET = {
-    "09_vae",
-    "10_conditional_vae",
-}
-
 
 def promised_figures(path: Path) -> list[str]:
     """The literal ``figures=[...]`` of the tutorial's ``Tutorial(...)`` call."""
@@ -67,14 +60,7 @@ def test_tutorial_smoke(path: Path, tour):
     checks = summary.get("checks", [])
     failed = [f"{c['name']}: {c['message']}" for c in checks if not c["ok"]]
     assert not failed, f"{path.name}: claims that did not hold in smoke mode: {failed}"
-    if path.stem in WITHOUT_CHECKS_YET:
-        assert not checks, f"{path.name} checks its claims: remove it from WITHOUT_CHECKS_YET"
-    else:
-        assert checks, f"{path.name} checks none of the claims it prints (tut.check)"
-
-
-def test_the_list_of_unchecked_tutorials_names_tutorials():
-    assert WITHOUT_CHECKS_YET <= {t.stem for t in TUTORIALS}
+    assert checks, f"{path.name} checks none of the claims it prints (tut.check)"
 
 
 class _PageParser(HTMLParser):
