@@ -195,7 +195,7 @@ def bnlearn_path(name: str) -> Path:
         import pgmpy
     except ImportError as exc:
         raise ConfigurationError(
-            f"the bnlearn networks come with pgmpy (pip install pgmpy, or pyrobn[dev]): "
+            f"the bnlearn networks come with pgmpy (pip install 'pyrobn[networks]' or pgmpy): "
             f"{name!r} is not available"
         ) from exc
     path = Path(pgmpy.__file__).parent / "utils" / "example_models" / f"{name}.bif.gz"
