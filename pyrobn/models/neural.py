@@ -9,14 +9,20 @@ training arguments and standardise their data in one way.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
 from pyrobn.errors import ConfigurationError
-from pyrobn.validation import check_int
+from pyrobn.validation import (
+    check_finite,
+    check_int,
+    check_integers_in_range,
+    check_shape,
+    to_real_tensor,
+)
 
-__all__ = ["Schedule", "minibatch_schedule", "standardize_once"]
+__all__ = ["LevelData", "Schedule", "minibatch_schedule", "standardize_once"]
 
 
 class Schedule(NamedTuple):
@@ -64,3 +70,53 @@ def standardize_once(
     shift.copy_(x.mean(0))
     scale.copy_(x.std(0).clamp_min(1e-6) if x.shape[0] > 1 else torch.ones_like(scale))
     standardized.fill_(True)
+
+
+class LevelData:
+    """The data boundary of a model of rows x in R^D or on ``levels`` integer levels, with
+    an optional class label (eq. 19): needs ``data_dim``, ``levels``, ``n_classes`` and a
+    ``device`` (the diffusion model and the GAN)."""
+
+    data_dim: int
+    levels: int | None
+    n_classes: int
+    device: torch.device
+
+    @property
+    def discrete(self) -> bool:
+        """Whether x lives on integer levels (a categorical decoder)."""
+        return self.levels is not None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype  # type: ignore[attr-defined]
+
+    def _check_x(self, x: Any, name: str = "x") -> torch.Tensor:
+        """x as (n, D): integer levels (long) for discrete data, finite floats otherwise."""
+        if self.discrete:
+            x = to_real_tensor(x, name, dtype=torch.float64, device=self.device)
+            check_shape(x, (None, self.data_dim), name)
+            check_integers_in_range(x, 0, self.levels, name)  # type: ignore[arg-type]
+            return x.long()
+        x = to_real_tensor(x, name, dtype=self.dtype, device=self.device)
+        check_shape(x, (None, self.data_dim), name)
+        return check_finite(x, name)
+
+    def _check_y(self, y: Any, n: int, name: str = "y") -> torch.Tensor | None:
+        """Labels (n,) in 0..n_classes-1 (an int is one label for every row); None for an
+        unconditional model, which refuses labels."""
+        if self.n_classes == 0:
+            if y is not None:
+                raise ConfigurationError(
+                    f"{name} given, but this model is unconditional (n_classes=0)"
+                )
+            return None
+        if y is None:
+            raise ConfigurationError(
+                f"this model is class-conditional (n_classes={self.n_classes}): pass {name}"
+            )
+        if isinstance(y, int) and not isinstance(y, bool):
+            y = torch.full((n,), y)
+        y = to_real_tensor(y, name, dtype=torch.float64, device=self.device)
+        check_shape(y, (n,), name)
+        return check_integers_in_range(y, 0, self.n_classes, name).long()

@@ -80,7 +80,7 @@ from pyrobn.infer.svi import History, fit_svi
 from pyrobn.models.base import PyrobnModule
 from pyrobn.models.diffusion.network import Denoiser
 from pyrobn.models.diffusion.schedule import Schedule, betas_for
-from pyrobn.models.neural import minibatch_schedule, standardize_once
+from pyrobn.models.neural import LevelData, minibatch_schedule, standardize_once
 from pyrobn.nn import ACTIVATIONS, check_sizes
 from pyrobn.random import generator
 from pyrobn.validation import (
@@ -148,7 +148,7 @@ def _normal(loc: torch.Tensor, scale: torch.Tensor) -> dist.TorchDistribution:
     return dist.Normal(loc, scale, validate_args=False).to_event(1)
 
 
-class DiffusionModel(PyrobnModule):
+class DiffusionModel(LevelData, PyrobnModule):
     """A diffusion model (notes 2.2.2.4): forward chain as guide, reverse chain as model.
 
     Args:
@@ -275,44 +275,8 @@ class DiffusionModel(PyrobnModule):
         """``"bound"``: :meth:`nll` is the diffusion bound, an upper bound on -log p(x)."""
         return "bound"
 
-    @property
-    def discrete(self) -> bool:
-        """Whether x lives on integer levels (a categorical decoder)."""
-        return self.levels is not None
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
-
     # ------------------------------------------------------------------ boundary checks
-    def _check_x(self, x: Any, name: str = "x") -> torch.Tensor:
-        """x as (n, D): integer levels (long) for discrete data, floats otherwise."""
-        if self.discrete:
-            x = to_real_tensor(x, name, dtype=torch.float64, device=self.device)
-            check_shape(x, (None, self.data_dim), name)
-            check_integers_in_range(x, 0, self.levels, name)  # type: ignore[arg-type]
-            return x.long()
-        x = to_real_tensor(x, name, dtype=self.dtype, device=self.device)
-        check_shape(x, (None, self.data_dim), name)
-        return check_finite(x, name)
-
-    def _check_y(self, y: Any, n: int, name: str = "y") -> torch.Tensor | None:
-        if self.n_classes == 0:
-            if y is not None:
-                raise ConfigurationError(
-                    f"{name} given, but this model is unconditional (n_classes=0)"
-                )
-            return None
-        if y is None:
-            raise ConfigurationError(
-                f"this model is class-conditional (n_classes={self.n_classes}): pass {name}"
-            )
-        if isinstance(y, int) and not isinstance(y, bool):
-            y = torch.full((n,), y)
-        y = to_real_tensor(y, name, dtype=torch.float64, device=self.device)
-        check_shape(y, (n,), name)
-        return check_integers_in_range(y, 0, self.n_classes, name).long()
-
+    # (x and y: LevelData)
     def _check_t(self, t: Any, name: str = "t", low: int = 1) -> torch.Tensor:
         t = to_real_tensor(t, name, dtype=torch.float64, device=self.device)
         check_integers_in_range(t, low, self.timesteps + 1, name)

@@ -44,13 +44,12 @@ from pyrobn.infer.optim import FusedAdam
 from pyrobn.infer.result import FitResult
 from pyrobn.infer.svi import fit_svi
 from pyrobn.models.base import PyrobnModule
-from pyrobn.models.neural import minibatch_schedule, standardize_once
+from pyrobn.models.neural import LevelData, minibatch_schedule, standardize_once
 from pyrobn.nn import check_sizes
 from pyrobn.random import generator
 from pyrobn.validation import (
     check_finite,
     check_int,
-    check_integers_in_range,
     check_positive,
     check_shape,
     to_real_tensor,
@@ -96,7 +95,7 @@ def build_networks(
     return gen, nn.Sequential(*layers)
 
 
-class GAN(PyrobnModule):
+class GAN(LevelData, PyrobnModule):
     """A GAN (notes 2.2.2.3): generator p(x | z) as the Pyro model, discriminator q(y | x).
 
     Args:
@@ -156,42 +155,6 @@ class GAN(PyrobnModule):
     # ------------------------------------------------------------------ harness protocol
     #: a GAN has no likelihood (the benchmark scores its samples only)
     nll_kind = "none"
-
-    @property
-    def discrete(self) -> bool:
-        return self.levels is not None
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
-
-    # ------------------------------------------------------------------ boundary checks
-    def _check_x(self, x: Any, name: str = "x") -> torch.Tensor:
-        if self.discrete:
-            x = to_real_tensor(x, name, dtype=torch.float64, device=self.device)
-            check_shape(x, (None, self.data_dim), name)
-            check_integers_in_range(x, 0, self.levels, name)  # type: ignore[arg-type]
-            return x.long()
-        x = to_real_tensor(x, name, dtype=self.dtype, device=self.device)
-        check_shape(x, (None, self.data_dim), name)
-        return check_finite(x, name)
-
-    def _check_y(self, y: Any, n: int, name: str = "y") -> torch.Tensor | None:
-        if self.n_classes == 0:
-            if y is not None:
-                raise ConfigurationError(
-                    f"{name} given, but this model is unconditional (n_classes=0)"
-                )
-            return None
-        if y is None:
-            raise ConfigurationError(
-                f"this model is class-conditional (n_classes={self.n_classes}): pass {name}"
-            )
-        if isinstance(y, int) and not isinstance(y, bool):
-            y = torch.full((n,), y)
-        y = to_real_tensor(y, name, dtype=torch.float64, device=self.device)
-        check_shape(y, (n,), name)
-        return check_integers_in_range(y, 0, self.n_classes, name).long()
 
     # ------------------------------------------------------------------ pieces
     def _one_hot(self, y: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
