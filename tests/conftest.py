@@ -2,7 +2,11 @@
 test (no library call) leaves torch's thread count changed.
 
 The suite runs in a random order (pytest-randomly; the seed is printed at the top; replay an
-order with ``pytest --randomly-seed=N``, or turn it off with ``-p no:randomly``)."""
+order with ``pytest --randomly-seed=N``, or turn it off with ``-p no:randomly``).
+
+Hypothesis draws the same examples on every run (profile ``"ci"``: derandomized), so that a
+run's outcome does not depend on the run; ``HYPOTHESIS_PROFILE=explore`` draws new examples
+on each run (run it when you touch input checks, and keep what it finds as a test)."""
 
 from __future__ import annotations
 
@@ -15,8 +19,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pyro
 import pytest
 import torch
+from hypothesis import settings
 
 import pyrobn
+
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, max_examples=500, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 torch.set_num_threads(1)
 DEVICES = [str(d) for d in pyrobn.available_devices()]

@@ -123,8 +123,11 @@ class AutoencodingModel(PyrobnModule):
         return x
 
     def _check_x(self, x: Any, name: str = "x", *, matrix: bool = False) -> torch.Tensor:
-        """``x`` as a tensor on the model's device and dtype, shape (n, D) or (..., D)."""
-        x = to_real_tensor(x, name, dtype=self.dtype, device=self.device)
+        """``x`` as a tensor on the model's device and dtype, shape (n, D) or (..., D).
+
+        The support is checked in float64, before the cast to the model's dtype (a value
+        such as 1e-48 is not a level, though float32 would round it to 0)."""
+        x = to_real_tensor(x, name, dtype=torch.float64, device=self.device)
         if matrix:
             if x.dim() != 2 or x.shape[1] != self.data_dim:
                 raise ShapeError(
@@ -138,8 +141,8 @@ class AutoencodingModel(PyrobnModule):
             )
         if x.numel() == 0:
             raise ShapeError(f"{name} is empty (shape {tuple(x.shape)})")
-        check_finite(x, name)
-        return self._check_support(x, name)
+        self._check_support(check_finite(x, name), name)
+        return check_finite(x.to(self.dtype), name)  # finite in float64, and after the cast
 
     def _check_z(self, z: Any, name: str = "z") -> torch.Tensor:
         z = to_real_tensor(z, name, dtype=self.dtype, device=self.device)
