@@ -222,7 +222,7 @@ class Normal(_Continuous):
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         loc, log_s = params.unbind(-1)
         log_s = log_s.clamp(min=_MIN_LOG_SCALE)
-        return -0.5 * ((x - loc) * torch.exp(-log_s)) ** 2 - log_s - 0.5 * math.log(2 * math.pi)
+        return torch.distributions.Normal(loc, torch.exp(log_s), validate_args=False).log_prob(x)
 
     def sample(
         self, params: torch.Tensor, temperature: float, generator: torch.Generator | None
