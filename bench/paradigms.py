@@ -34,6 +34,7 @@ import torch.nn.functional as F
 import pyrobn
 from pyrobn.evaluation import (
     BenchmarkRow,
+    bits_per_dim,
     compare_epoch_times,
     evaluate,
     format_table,
@@ -221,6 +222,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             )
             if isinstance(model, pyrobn.NormalizingFlow):
                 row.nll = float(model.nll(data.x_test, num_samples=args.iw, seed=seed).mean())
+                row.bits_per_dim = bits_per_dim(row.nll, data.x_test.shape[1])  # the same bound
             row.extra = {"epochs": n_epochs, "best_val": min(model.validation_nll_)}
             print(
                 f"seed {seed} {name}: test NLL {row.nll:.2f} ({row.nll_kind}), FD {row.fd:.2f},"
