@@ -109,9 +109,25 @@ def setup(timeout_s: float | None = None) -> DistributedContext:
     return DistributedContext(torch_dist.get_rank(), torch_dist.get_world_size(), device)
 
 
+#: how long a rank waits, on the way out, for its peers to reach the exit too
+_LEAVE_TIMEOUT_S = 10.0
+
+
 def _leave_group() -> None:
-    if torch_dist.is_initialized():
-        torch_dist.destroy_process_group()
+    """Leave the group together: a rank that tears down its connections while a peer still
+    holds them can abort that peer (gloo: "terminate called without an active exception",
+    seen once in CI). A dead peer only delays the exit by ``_LEAVE_TIMEOUT_S``."""
+    if not torch_dist.is_initialized():
+        return
+    try:
+        timeout = datetime.timedelta(seconds=_LEAVE_TIMEOUT_S)
+        if torch_dist.get_backend() == "gloo":
+            torch_dist.monitored_barrier(timeout=timeout)
+        else:
+            torch_dist.barrier()
+    except Exception:  # a peer died or stalled: leave anyway, the error was reported
+        pass
+    torch_dist.destroy_process_group()
 
 
 def _collective_failed(context: DistributedContext, what: str, exc: Exception) -> DistributedError:
