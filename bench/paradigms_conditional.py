@@ -17,7 +17,7 @@ import pyrobn
 import pyrobn.evaluation as ev
 
 sys.path.insert(0, str(Path(__file__).parent))
-from paradigms import ar_model, flow_model  # noqa: E402  (the benchmark's configurations)
+from paradigms import ar_model, flow_model  # the benchmark's configurations
 
 
 def main() -> None:
