@@ -10,52 +10,30 @@ clear pyrobn errors is written to ``$PYROBN_BAD_INPUT_REPORT`` when that is set.
 from __future__ import annotations
 
 import math
-import os
-from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from bad_input import BadInputTally, not_positive_int
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pyrobn
-from pyrobn.errors import PyrobnError
 from pyrobn.models.vae import estimator_spread
 
-TRIED: Counter = Counter()
-CLEAR: Counter = Counter()
+TALLY = BadInputTally()
+expect_error = TALLY.expect_error
 SETTINGS = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 D, L, K = 6, 2, 3  # data_dim, latent_dim, classes of the models below
 
 
-def expect_error(entry: str, call: Callable[[], Any]) -> None:
-    """``call()`` must raise a :class:`PyrobnError`; anything else fails the test."""
-    TRIED[entry] += 1
-    try:
-        result = call()
-    except PyrobnError:
-        CLEAR[entry] += 1
-        return
-    except Exception as exc:  # a raw exception: the finding this file exists for
-        raise AssertionError(f"{entry}: raw {type(exc).__name__}: {exc}") from exc
-    raise AssertionError(f"{entry}: accepted a bad input and returned {result!r}")
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _report():
     yield
-    path = os.environ.get("PYROBN_BAD_INPUT_REPORT")
-    if path:
-        lines = ["| entry point | inputs tried | clear pyrobn error |", "| --- | --- | --- |"]
-        lines += [f"| `{e}` | {TRIED[e]} | {CLEAR[e]} |" for e in sorted(TRIED)]
-        lines.append(f"| total | {sum(TRIED.values())} | {sum(CLEAR.values())} |")
-        with open(path, "a") as f:
-            f.write("\n".join(lines) + "\n")
+    TALLY.report()
 
 
 # ----------------------------------------------------------------------------- models
@@ -77,18 +55,6 @@ def _models() -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- strategies
-def not_positive_int():
-    """Values that are not an integer >= 1."""
-    return st.one_of(
-        st.integers(max_value=0),
-        st.floats(allow_nan=True, allow_infinity=True),
-        st.booleans(),
-        st.text(max_size=3),
-        st.none(),
-        st.complex_numbers(max_magnitude=10),
-        st.just([2]),
-        st.just(np.float64(2.0)),
-    )
 
 
 def not_a_seed():
