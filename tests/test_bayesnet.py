@@ -642,3 +642,84 @@ def test_do_cuts_the_incoming_edges_on_a_confounded_example():
         net.do({"w": 0})
     with pytest.raises(ShapeError, match="one state per variable"):
         net.do({"x": [0, 1]})
+
+
+def test_heavy_route_rescales_messages_where_a_linear_product_underflows(monkeypatch):
+    """The einsum route (forced with HEAVY_COST = 0) on a hidden chain of 200 nodes, each
+    with an observed child of probability about 1e-3: p(e) is far below float64's
+    range, so the plain linear product is 0; messages rescaled as they form give the
+    log-space posterior without falling back to it, and impossible evidence still
+    raises (decided in log space)."""
+    import pyrobn.models.bayesnet.queries as queries
+
+    monkeypatch.setattr(queries, "HEAVY_COST", 0.0)
+    n = 200
+    cpts = {"c0": CPT([0.5, 0.5])}
+    for i in range(n):
+        if i:
+            cpts[f"c{i}"] = CPT([[0.9, 0.1], [0.2, 0.8]], parents=[f"c{i - 1}"])
+        cpts[f"o{i}"] = CPT([[1 - 1e-3, 1e-3], [1 - 3e-3, 3e-3]], parents=[f"c{i}"])
+    cpts["end"] = CPT([[1.0, 0.0], [1.0, 0.0]], parents=[f"c{n - 1}"])
+    net = DiscreteBayesianNetwork(cpts, device="cpu")
+    seen = {f"o{i}": 1 for i in range(n)}
+    calls = []
+    for method in ("scaled_marginal", "log_marginal"):
+        original = getattr(net._engine, method)
+        monkeypatch.setattr(
+            net._engine,
+            method,
+            lambda *a, _m=method, _f=original, **k: calls.append(_m) or _f(*a, **k),
+        )
+    posterior = net.query("c0", evidence=seen)
+    assert calls == ["scaled_marginal"] and not net._linear_ok  # no log-space fallback
+    assert net.log_evidence(seen) < -1000  # p(e) itself underflows float64
+    net.use_compiled = False
+    torch.testing.assert_close(net.query("c0", evidence=seen), posterior, rtol=1e-12, atol=0)
+    net.use_compiled = True
+    calls.clear()
+    with pytest.raises(ZeroProbabilityEvidence):
+        net.query("c0", evidence={**seen, "end": 1})
+    assert "log_marginal" in calls  # a vanished row: log space decides
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(networks_with_zeros(max_nodes=6), st.integers(2, 40))
+def test_repeated_evidence_rows_are_answered_once_and_errors_name_the_callers_rows(case, rows):
+    """Batched queries and marginals with few distinct rows (each distinct row answered
+    once, then scattered back) equal row-by-row answers; a row of probability zero is
+    named by its index in the caller's batch."""
+    net, rng = case
+    query, evidence = split(net, rng, max_query=1)
+    if not evidence:
+        return
+    distinct = {v: rng.integers(0, net.cardinality(v), size=2) for v in evidence}
+    pick = rng.integers(0, 2, size=rows)
+    batch = {v: torch.as_tensor(c[pick]) for v, c in distinct.items()}
+    row_p = [
+        restrict(brute_joint(net), net, {v: int(c[b]) for v, c in batch.items()}).sum()
+        for b in range(rows)
+    ]
+    impossible = [b for b in range(rows) if row_p[b] == 0]
+    if impossible:
+        with pytest.raises(ZeroProbabilityEvidence, match=rf"batch rows \[{impossible[0]}\b"):
+            net.query(query, batch)
+        return
+    q = net.query(query, batch)
+    m = net.marginals(batch)
+    for b in range(rows):
+        row = {v: int(c[b]) for v, c in batch.items()}
+        torch.testing.assert_close(q[b], net.query(query, row), rtol=0, atol=1e-13)
+        for name, table in net.marginals(row).items():
+            torch.testing.assert_close(m[name][b], table, rtol=0, atol=1e-13)
+
+
+def test_a_batch_of_repeated_rows_is_computed_on_its_distinct_rows_only(monkeypatch):
+    net = student_network()
+    batch = {"x2": torch.tensor([0, 1, 0, 1, 1, 0, 0, 1]), "x4": torch.tensor([1] * 8)}
+    seen = []
+    inner = net._query_ids
+    monkeypatch.setattr(net, "_query_ids", lambda q, ev, b, e: seen.append(b) or inner(q, ev, b, e))
+    answer = net.query("x1", batch)
+    assert seen == [2] and answer.shape == (8, 2)
+    for b in range(8):
+        torch.testing.assert_close(answer[b], net.query("x1", {"x2": int(batch["x2"][b]), "x4": 1}))

@@ -267,6 +267,15 @@ def sum_axis(x: torch.Tensor, axis: int) -> torch.Tensor:
     return reduce(torch.add, x.unbind(axis))
 
 
+def _row_rescaled(x: torch.Tensor) -> torch.Tensor:
+    """x divided by its largest entry per row of axis 0 (rows of zeros left as they are)."""
+    if x.dim() == 0:
+        return x
+    top = x.reshape(x.shape[0], -1).amax(1)
+    top = torch.where(top > 0, top, torch.ones_like(top))
+    return x / top.reshape(-1, *(1,) * (x.dim() - 1))
+
+
 def logsumexp_axis(x: torch.Tensor, axis: int) -> torch.Tensor:
     """log Σ exp over ``axis`` (max-shifted). A slice of only -inf gives -inf with a zero
     gradient (not NaN), so gradients (EM's expected counts, all marginals) stay finite
@@ -462,7 +471,11 @@ class CompiledContraction:
         soft_evidence: Mapping[int, torch.Tensor],
         linear: bool = False,
         fused: bool = False,
+        rescale: bool = False,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Run ``plan``; with ``rescale`` (linear space) every intermediate is divided by
+        its largest entry per batch row as it is formed, so the result is exact up to a
+        positive factor per row (rows that vanish stay zero)."""
         slots: list[torch.Tensor] = []
         for inp in plan.inputs:
             table = log_tables[inp.factor]
@@ -482,12 +495,16 @@ class CompiledContraction:
                 # one contraction per step: torch.einsum multiplies and sums together
                 # (pairwise, through batched matrix products), never forming the product
                 slots.append(torch.einsum(step.equation, *(slots[k] for k in step.slots)))
+                if rescale:
+                    slots[-1] = _row_rescaled(slots[-1])
                 continue
             combined = reduce(
                 combine, (_aligned(slots[k], view) for k, view in zip(step.slots, step.views))
             )
             if plan.mode == SUM:
                 slots.append(marginalise(combined, step.axis))
+                if rescale and linear:
+                    slots[-1] = _row_rescaled(slots[-1])
             elif plan.mode == MAX:
                 best, arg = combined.max(step.axis)
                 slots.append(best)
@@ -525,6 +542,21 @@ class CompiledContraction:
         soft_evidence = soft_evidence or {}
         plan = self.plan(tuple(query), tuple(evidence), tuple(soft_evidence), SUM, factors)
         return self._forward(plan, log_tables, evidence, soft_evidence)[0]
+
+    def scaled_marginal(
+        self,
+        tables: Sequence[torch.Tensor],
+        query: Sequence[int],
+        evidence: Mapping[int, torch.Tensor],
+        factors: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """:meth:`marginal` up to a positive factor per batch row: every intermediate
+        message is rescaled to a largest entry of 1 as it is formed, so the linear-space
+        einsum contraction runs where :func:`underflow_safe` says a plain one might
+        underflow (posteriors only: normalise the result per row). A row that comes out
+        all zero is impossible evidence or an underflow: decide in log space."""
+        plan = self.plan(tuple(query), tuple(evidence), (), SUM, factors)
+        return self._forward(plan, tables, evidence, {}, linear=True, fused=True, rescale=True)[0]
 
     def marginal(
         self,

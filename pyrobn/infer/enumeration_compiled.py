@@ -89,6 +89,7 @@ class FlatPlan:
     max_inputs: int
     max_dims: int
     lambdas: np.ndarray
+    order: tuple[int, ...] = ()  # the elimination order (compile_query's plans)
 
     def __post_init__(self) -> None:
         # what every run needs, computed once (a plan is reused by every query of its shape)
@@ -99,9 +100,10 @@ class FlatPlan:
         object.__setattr__(self, "free_array", np.asarray(self.free, dtype=np.int64))
         object.__setattr__(self, "total_output", int(sum(self.output_sizes)))
         cost = 0.0
-        for s in self.starts:  # entries walked x tables multiplied: the plan's work
-            n_in, nd = int(self.program[s]), int(self.program[s + 1])
-            cost += float(np.prod(self.program[s + 3 : s + 3 + nd], dtype=np.float64)) * n_in
+        program = self.program.tolist()  # Python ints: math.prod on short lists is quick
+        for s in self.starts.tolist():  # entries walked x tables multiplied: the work
+            n_in, nd = program[s], program[s + 1]
+            cost += float(math.prod(program[s + 3 : s + 3 + nd])) * n_in
         object.__setattr__(self, "cost", cost)
 
 
@@ -1045,4 +1047,5 @@ def compile_query(
         max_inputs=max(max_inputs, 1),
         max_dims=max(max_dims, 1),
         lambdas=np.zeros((0, 2), dtype=np.int64),
+        order=tuple(int(v) for v in order),
     )
