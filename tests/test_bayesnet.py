@@ -723,3 +723,12 @@ def test_a_batch_of_repeated_rows_is_computed_on_its_distinct_rows_only(monkeypa
     assert seen == [2] and answer.shape == (8, 2)
     for b in range(8):
         torch.testing.assert_close(answer[b], net.query("x1", {"x2": int(batch["x2"][b]), "x4": 1}))
+
+
+def test_rows_too_wide_for_one_key_are_answered_as_they_are():
+    from pyrobn.models.bayesnet.queries import _distinct_rows
+
+    zeros = {v: torch.zeros(4, dtype=torch.long) for v in range(63)}
+    assert _distinct_rows(zeros, 4, [2] * 63) is None  # 2^63 joint values: no int64 key
+    rows, inverse = _distinct_rows(dict(list(zeros.items())[:62]), 4, [2] * 62)
+    assert inverse.tolist() == [0] * 4 and all(c.tolist() == [0] for c in rows.values())

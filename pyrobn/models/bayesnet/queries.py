@@ -35,25 +35,31 @@ HEAVY_COST = 1e6
 
 
 def _distinct_rows(
-    ev: dict[int, torch.Tensor], batch: int | None
+    ev: dict[int, torch.Tensor], batch: int | None, cards: Sequence[int]
 ) -> tuple[dict[int, torch.Tensor], torch.Tensor] | None:
     """The distinct rows of batched evidence ({var: column of the U distinct rows} and
     each row's index among them), or None when unbatched or when fewer than a quarter
     of the rows repeat (real batches of scenarios repeat a lot: three evidence
-    variables of a network take a few hundred joint values at most)."""
+    variables of a network take a few hundred joint values at most). Rows are keyed by
+    their mixed-radix number (one 1-D unique, far quicker than a unique over rows)."""
     if batch is None or batch < 2:
         return None
     batched = [v for v, c in ev.items() if c.shape[0] == batch]
-    if not batched:  # pragma: no cover - a batch has at least one batched column
+    span = 1
+    for v in batched:
+        span *= cards[v]
+    if not batched or span >= 2**62:  # no room for the key: rows answered as they are
         return None
-    unique, inverse = torch.unique(
-        torch.stack([ev[v] for v in batched], 1), dim=0, return_inverse=True
-    )
+    key = torch.zeros_like(ev[batched[0]])
+    for v in batched:
+        key = key * cards[v] + ev[v]
+    unique, inverse = torch.unique(key, return_inverse=True)
     if unique.shape[0] * 4 > batch * 3:
         return None
     rows = dict(ev)
-    for j, v in enumerate(batched):
-        rows[v] = unique[:, j].contiguous()
+    for v in reversed(batched):  # the digits back, last variable first
+        rows[v] = unique % cards[v]
+        unique = unique // cards[v]
     return rows, inverse
 
 
@@ -160,7 +166,7 @@ class QueriesMixin:
         clash = [self.variables[v] for v in query if v in ev]
         if clash:
             raise ConfigurationError(f"{clash} are both queried and given as evidence")
-        distinct = _distinct_rows(ev, batch)
+        distinct = _distinct_rows(ev, batch, self.cards)
         if distinct is not None:  # each distinct evidence row answered once
             rows, inverse = distinct
             try:
@@ -268,7 +274,7 @@ class QueriesMixin:
         free = tuple(v for v in range(len(self.variables)) if v not in ev)
         if not free:
             return {}
-        distinct = _distinct_rows(ev, batch)
+        distinct = _distinct_rows(ev, batch, self.cards)
         if distinct is not None:  # each distinct evidence row calibrated once
             rows, inverse = distinct
             out = self._marginals_tree(rows, int(inverse.max()) + 1, free)
