@@ -728,7 +728,7 @@ def test_a_batch_of_repeated_rows_is_computed_on_its_distinct_rows_only(monkeypa
 def test_rows_too_wide_for_one_key_are_answered_as_they_are():
     from pyrobn.models.bayesnet.queries import _distinct_rows
 
-    zeros = {v: torch.zeros(4, dtype=torch.long) for v in range(63)}
-    assert _distinct_rows(zeros, 4, [2] * 63) is None  # 2^63 joint values: no int64 key
-    rows, inverse = _distinct_rows(dict(list(zeros.items())[:62]), 4, [2] * 62)
-    assert inverse.tolist() == [0] * 4 and all(c.tolist() == [0] for c in rows.values())
+    ones = {v: torch.ones(4, dtype=torch.long) for v in range(64)}
+    assert _distinct_rows(ones, 4, [2] * 64) is None  # 2^64 joint values: no int64 key
+    rows, inverse = _distinct_rows(dict(list(ones.items())[:63]), 4, [2] * 63)
+    assert inverse.tolist() == [0] * 4 and all(c.tolist() == [1] for c in rows.values())

@@ -48,7 +48,7 @@ def _distinct_rows(
     span = 1
     for v in batched:
         span *= cards[v]
-    if not batched or span >= 2**62:  # no room for the key: rows answered as they are
+    if not batched or span > 2**63:  # no room for the key: rows answered as they are
         return None
     key = torch.zeros_like(ev[batched[0]])
     for v in batched:
