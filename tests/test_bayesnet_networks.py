@@ -155,7 +155,9 @@ def test_the_memory_budget_is_checked_before_allocating():
     with pytest.raises(SizeLimitError, match=r"entries.*GiB.*treewidth bound \d+.*over the"):
         net.query("PropCost", {"Age": 0, "GoodStudent": 1, "Mileage": 2})
     with pytest.raises(SizeLimitError, match=r"junction tree .*largest clique .*treewidth"):
-        net.marginals({})
+        net.junction_tree()
+    with pytest.raises(SizeLimitError, match=r"entries.*treewidth bound \d+.*over the"):
+        net.marginals({})  # the tree over budget: the per-variable queries, over it too
     with pytest.raises(SizeLimitError, match="the MPE"):
         net.mpe({})
     net.use_compiled = False  # the torch route checks too (tables x batch rows)
@@ -164,6 +166,25 @@ def test_the_memory_budget_is_checked_before_allocating():
     net.memory_budget = None
     net.use_compiled = True
     assert net.query("PropCost").shape == (4,)
+
+
+def test_all_posteriors_past_the_tree_limit_are_pruned_queries(monkeypatch):
+    """A junction tree over PER_VARIABLE_ENTRIES (or over the memory budget) is never
+    built: each posterior is its own pruned query, with the same answers and errors."""
+    import pyrobn.models.bayesnet.queries as queries
+
+    net = load("insurance")
+    evidence = {"Age": torch.tensor([0, 1, 2, 0]), "Mileage": 2}
+    tree = net.marginals(evidence)
+    monkeypatch.setattr(queries, "PER_VARIABLE_ENTRIES", 0)
+    one_by_one = net.marginals(evidence)
+    assert one_by_one.keys() == tree.keys()
+    for name, table in tree.items():
+        torch.testing.assert_close(one_by_one[name], table, rtol=0, atol=1e-12)
+    monkeypatch.setattr(queries, "PER_VARIABLE_ENTRIES", 2**40)
+    net.memory_budget = net.junction_tree().size * 8  # the tree no longer fits
+    for name, table in net.marginals(evidence).items():
+        torch.testing.assert_close(table, tree[name], rtol=0, atol=1e-12)
 
 
 def test_impossible_evidence_in_a_pruned_part_is_still_an_error():
