@@ -65,22 +65,25 @@ def test_the_tree_is_a_junction_tree(graph):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(factor_graphs(), st.data(), st.sampled_from([4096, 0]))
-def test_every_marginal_and_the_normaliser_equal_brute_force(graph, data, lazy_above):
+@given(factor_graphs(), st.data(), st.sampled_from([4096, 0]), st.sampled_from([16, 1]))
+def test_every_marginal_and_the_normaliser_equal_brute_force(graph, data, lazy_above, fanout):
     """Both calibrations: walking each clique whole (Hugin outwards) and, with the
-    threshold at 0, eliminating inside every clique (lazy, Shafer-Shenoy)."""
+    threshold at 0, eliminating inside every clique (lazy, Shafer-Shenoy); with a
+    fan-out limit of 1, both kinds of clique in one tree."""
     from pyrobn.infer import junction_tree
 
     cards, scopes, tables, rng = graph
     n = len(cards)
     joint = brute_joint(cards, scopes, tables)
-    saved = junction_tree.LAZY_CLIQUE
-    junction_tree.LAZY_CLIQUE = lazy_above
+    saved = junction_tree.LAZY_CLIQUE, junction_tree.LAZY_FANOUT
+    junction_tree.LAZY_CLIQUE, junction_tree.LAZY_FANOUT = lazy_above, fanout
     try:
         jt = JunctionTree(cards, scopes)
     finally:
-        junction_tree.LAZY_CLIQUE = saved
-    assert all(jt.lazy) == (lazy_above == 0)
+        junction_tree.LAZY_CLIQUE, junction_tree.LAZY_FANOUT = saved
+    homes = [jt.home.count(c) for c in range(len(jt.cliques))]
+    sends = [len(jt.children[c]) + homes[c] for c in range(len(jt.cliques))]
+    assert jt.lazy == [lazy_above == 0 and k <= fanout for k in sends]
     flat = np.concatenate([t.ravel() for t in tables])
     offsets = np.concatenate([[0], np.cumsum([t.size for t in tables])]).astype(np.int64)
     buffer = np.concatenate([flat, np.empty(jt.potential_plan().workspace)])

@@ -44,6 +44,8 @@ __all__ = ["JunctionTree"]
 
 #: cliques with more entries than this are never walked whole (see ``JunctionTree.lazy``)
 LAZY_CLIQUE = 2**12
+#: ... nor cliques sending more than this many messages and marginals
+LAZY_FANOUT = 16
 
 
 def _size(scope: Sequence[int], cards: Sequence[int]) -> int:
@@ -173,7 +175,13 @@ class JunctionTree:
         self.with_tables = [c for c in range(n) if self.assigned[c]]
         #: cliques too big to walk whole: their messages and marginals are variable
         #: eliminations over their own tables and the messages (lazy propagation)
-        self.lazy = [sizes[c] > LAZY_CLIQUE for c in range(n)]
+        # ... unless they send many messages (a message per neighbour and a marginal per
+        # variable at home there, each a fresh elimination over all the others: a hub
+        # with 57 children, pathfinder's, is quicker formed once and divided, Hugin's way)
+        fanout = [len(self.children[c]) for c in range(n)]
+        for v in range(len(self.cards)):
+            fanout[self.home[v]] += 1
+        self.lazy = [sizes[c] > LAZY_CLIQUE and fanout[c] <= LAZY_FANOUT for c in range(n)]
         #: cliques whose tables are multiplied once into a potential Φ_c
         self.phi_cliques = [c for c in self.with_tables if not self.lazy[c]]
 
