@@ -653,6 +653,21 @@ def _grow(array, used, extra):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
+def _add_member(v, item, svars, used, nxt, owner, head, n_links):  # pragma: no cover - compiled
+    """Variable v joins live item ``item``: appended to its scope (``svars`` from
+    ``used`` on) and linked at the head of v's list of items (``head``/``nxt``/``owner``);
+    arrays grow as needed. Returns (svars, nxt, owner, used, n_links)."""
+    svars = _grow(svars, used, 1)
+    svars[used] = v
+    nxt = _grow(nxt, n_links, 1)
+    owner = _grow(owner, n_links, 1)
+    nxt[n_links] = head[v]
+    owner[n_links] = item
+    head[v] = n_links
+    return svars, nxt, owner, used + 1, n_links + 1
+
+
+@numba.njit(cache=True, nogil=True)
 def _score(i, nbr, deg, adj, card, heuristic):  # pragma: no cover - compiled
     """(fill, weight) of eliminating local variable i (see enumeration.HEURISTICS)."""
     weight = float(card[i])
@@ -805,15 +820,9 @@ def _compile_kernel(
         for a in range(fptr[f], fptr[f + 1]):
             v = fvars[a]
             if ev_col[v] < 0:
-                svars = _grow(svars, used, 1)
-                svars[used] = v
-                used += 1
-                nxt = _grow(nxt, n_links, 1)
-                owner = _grow(owner, n_links, 1)
-                nxt[n_links] = head[v]
-                owner[n_links] = n_items
-                head[v] = n_links
-                n_links += 1
+                svars, nxt, owner, used, n_links = _add_member(
+                    v, n_items, svars, used, nxt, owner, head, n_links
+                )
         sptr[n_items + 1] = used
         n_items += 1
     slot_sizes = np.empty(n_elim + 1, dtype=np.int64)
@@ -946,17 +955,10 @@ def _compile_kernel(
             kind[n_items] = 1
             index[n_items] = step
             used = sptr[n_items]
-            svars = _grow(svars, used, nd_out)
             for d in range(nd_out):
-                v = joint[d]
-                svars[used] = v
-                used += 1
-                nxt = _grow(nxt, n_links, 1)
-                owner = _grow(owner, n_links, 1)
-                nxt[n_links] = head[v]
-                owner[n_links] = n_items
-                head[v] = n_links
-                n_links += 1
+                svars, nxt, owner, used, n_links = _add_member(
+                    joint[d], n_items, svars, used, nxt, owner, head, n_links
+                )
             sptr[n_items + 1] = used
             n_items += 1
     return prog[:n_prog], starts, slot_sizes, argmax, order, largest_size, largest
