@@ -235,3 +235,27 @@ def test_heavy_batches_run_in_chunks_within_the_budget(monkeypatch):
     for b in range(5):
         row = {v: int(c[b]) for v, c in batch.items()}
         torch.testing.assert_close(answers[b], net.query(target, row), rtol=0, atol=1e-13)
+
+
+def test_the_cost_model_picks_the_route_once_per_observed_set(monkeypatch):
+    """All posteriors by per-variable queries when the model says the calibration costs
+    more (and by the calibration otherwise), decided once per set of observed
+    variables; both routes give the same posteriors."""
+    import pyrobn.models.bayesnet.queries as queries
+
+    net = load("insurance")
+    evidence = {"Age": 1, "Mileage": 2}
+    routes = []
+    for tree_cost, route in ((1.0, True), (1e-30, False)):
+        monkeypatch.setattr(queries, "TREE_SECONDS_PER_COST", tree_cost)
+        net._route_cache.clear()
+        calls = []
+        original = net.query
+        monkeypatch.setattr(net, "query", lambda *a, **k: calls.append(a) or original(*a, **k))
+        routes.append(net.marginals(evidence))
+        assert bool(calls) == route
+        observed = tuple(sorted(net.variables.index(v) for v in evidence))
+        assert net._route_cache == ({(observed, False): True} if route else {})
+        monkeypatch.setattr(net, "query", original)
+    for name, table in routes[0].items():
+        torch.testing.assert_close(routes[1][name], table, rtol=0, atol=1e-12)

@@ -121,6 +121,9 @@ class DiscreteBayesianNetwork(QueriesMixin, LearningMixin, StructureMixin, Pyrob
         self._log_cache: list[torch.Tensor] = []
         self._linear_ok = False
         self._scalar_states: dict[tuple[torch.device, int, int], torch.Tensor] = {}
+        #: all posteriors: {(observed variables, batched?): whether per-variable queries
+        #: beat the calibration} (the structure's cost model, :meth:`_queries_cheaper`)
+        self._route_cache: dict[tuple[tuple[int, ...], bool], bool] = {}
 
     # ------------------------------------------------------------------ structure
     def _check_table(self, name: str, cpt: CPT) -> None:

@@ -22,8 +22,12 @@ from pyrobn.validation import check_int, memory_budget
 
 __all__ = [
     "BATCH_VECTORISED",
+    "COST_SAMPLE",
     "HEAVY_COST",
     "PER_VARIABLE_ENTRIES",
+    "QUERY_OVERHEAD_SECONDS",
+    "QUERY_SECONDS_PER_COST",
+    "TREE_SECONDS_PER_COST",
     "VECTORISED_ENTRIES",
     "QueriesMixin",
 ]
@@ -39,6 +43,15 @@ VECTORISED_ENTRIES = 2**22
 #: tree calibrated in 25 s against 0.5 s for its 186 pruned queries; link 12.9 s
 #: against 1.8 s)
 PER_VARIABLE_ENTRIES = 2**25
+#: the cost model that picks, for all posteriors, between one calibration and one pruned
+#: query per variable (fitted on the bnlearn networks, bench/bayesnet_networks.py):
+#: seconds per unit of a compiled plan's cost (entries walked x tables multiplied) in
+#: the calibration and in the queries, seconds per query (planning and calls), and how
+#: many queries are planned to estimate the others' cost
+TREE_SECONDS_PER_COST = 3.5e-9
+QUERY_SECONDS_PER_COST = 4e-9
+QUERY_OVERHEAD_SECONDS = 4e-4
+COST_SAMPLE = 8
 #: a plan that walks more than this many table entries (x tables multiplied) runs as
 #: torch.einsum contractions instead (batched matrix products beat the scalar walk on
 #: big tables: barley, mildew, diabetes)
@@ -287,7 +300,8 @@ class QueriesMixin:
         free = tuple(v for v in range(len(self.variables)) if v not in ev)
         if not free:
             return {}
-        if self._tree_too_large():  # pgmpy's way, each query pruned and compiled
+        if self._queries_cheaper(tuple(sorted(ev)), free, batch or 1):
+            # pgmpy's way, in the compiled kernel: each query pruned, planned, cached
             return {self.variables[v]: self.query(self.variables[v], evidence) for v in free}
         distinct = _distinct_rows(ev, batch, self.cards)
         if distinct is not None:  # each distinct evidence row calibrated once
@@ -304,15 +318,41 @@ class QueriesMixin:
         self._raise_zero(log_z, evidence)
         return {self.variables[v]: p if batch is not None else p[0] for v, p in probs.items()}
 
-    def _tree_too_large(self) -> bool:
-        """Whether the junction tree (its structure only: no potentials are built) has
-        more than PER_VARIABLE_ENTRIES entries, or would not fit the memory budget."""
+    def _queries_cheaper(self, observed: tuple[int, ...], free: tuple[int, ...], rows: int) -> bool:
+        """Whether all posteriors are cheaper as one pruned query per variable than as
+        one calibration: always when the junction tree (its structure: no potentials
+        are built to decide) has more than PER_VARIABLE_ENTRIES entries or would not fit
+        the memory budget; else by the cost model above, the queries' cost estimated
+        from COST_SAMPLE of them planned (evenly spaced: no randomness), decided once
+        per set of observed variables (water, mildew, barley: the queries; andes, pigs,
+        the munins: the tree)."""
         from pyrobn.infer.junction_tree import JunctionTree
 
         jt = getattr(self, "_jt", None)
         if jt is None:
             jt = self._jt = JunctionTree(self.cards, self._flat_engine.scopes)
-        return jt.size > PER_VARIABLE_ENTRIES or jt.size * 2 * 8 > self._budget()
+        if jt.size > PER_VARIABLE_ENTRIES or jt.size * 2 * 8 > self._budget():
+            return True
+        if not self._compiled_ok():
+            return False
+        tree = TREE_SECONDS_PER_COST * jt.plan().cost * rows
+        overhead = QUERY_OVERHEAD_SECONDS * len(free)
+        if tree <= overhead:  # small networks: the calibration, without planning queries
+            return False
+        decided = self._route_cache
+        key = (observed, rows > 1)
+        if key not in decided:
+            picked = free[:: max(1, len(free) // COST_SAMPLE)][:COST_SAMPLE]
+            cost = (
+                sum(
+                    self._flat_plan("a query", "query_plan", (v,), observed).flat.cost
+                    for v in picked
+                )
+                * len(free)
+                / len(picked)
+            )
+            decided[key] = overhead + QUERY_SECONDS_PER_COST * cost * rows < tree
+        return decided[key]
 
     def junction_tree(self) -> Any:
         """The network's junction tree (built on first use, checked against the memory
