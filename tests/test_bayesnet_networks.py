@@ -249,9 +249,11 @@ def test_the_cost_model_picks_the_route_once_per_observed_set(monkeypatch):
     for tree_cost, route in ((1.0, True), (1e-30, False)):
         monkeypatch.setattr(queries, "TREE_SECONDS_PER_COST", tree_cost)
         net._route_cache.clear()
-        calls = []
+        calls: list = []
         original = net.query
-        monkeypatch.setattr(net, "query", lambda *a, **k: calls.append(a) or original(*a, **k))
+        monkeypatch.setattr(
+            net, "query", lambda *a, _c=calls, _q=original, **k: _c.append(a) or _q(*a, **k)
+        )
         routes.append(net.marginals(evidence))
         assert bool(calls) == route
         observed = tuple(sorted(net.variables.index(v) for v in evidence))
