@@ -65,6 +65,7 @@ __all__ = [
     "elimination_order",
     "induced_cliques",
     "logsumexp_axis",
+    "row_rescaled",
     "sum_axis",
     "underflow_safe",
 ]
@@ -267,7 +268,7 @@ def sum_axis(x: torch.Tensor, axis: int) -> torch.Tensor:
     return reduce(torch.add, x.unbind(axis))
 
 
-def _row_rescaled(x: torch.Tensor) -> torch.Tensor:
+def row_rescaled(x: torch.Tensor) -> torch.Tensor:
     """x divided by its largest entry per row of axis 0 (rows of zeros left as they are)."""
     if x.dim() == 0:
         return x
@@ -496,7 +497,7 @@ class CompiledContraction:
                 # (pairwise, through batched matrix products), never forming the product
                 slots.append(torch.einsum(step.equation, *(slots[k] for k in step.slots)))
                 if rescale:
-                    slots[-1] = _row_rescaled(slots[-1])
+                    slots[-1] = row_rescaled(slots[-1])
                 continue
             combined = reduce(
                 combine, (_aligned(slots[k], view) for k, view in zip(step.slots, step.views))
@@ -504,7 +505,7 @@ class CompiledContraction:
             if plan.mode == SUM:
                 slots.append(marginalise(combined, step.axis))
                 if rescale and linear:
-                    slots[-1] = _row_rescaled(slots[-1])
+                    slots[-1] = row_rescaled(slots[-1])
             elif plan.mode == MAX:
                 best, arg = combined.max(step.axis)
                 slots.append(best)

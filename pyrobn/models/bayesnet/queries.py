@@ -24,6 +24,7 @@ __all__ = [
     "BATCH_VECTORISED",
     "COST_SAMPLE",
     "HEAVY_COST",
+    "PATH_COST",
     "PER_VARIABLE_ENTRIES",
     "QUERY_OVERHEAD_SECONDS",
     "QUERY_SECONDS_PER_COST",
@@ -56,6 +57,9 @@ COST_SAMPLE = 8
 #: torch.einsum contractions instead (batched matrix products beat the scalar walk on
 #: big tables: barley, mildew, diabetes)
 HEAVY_COST = 1e6
+#: ... and one that walks more than this is also planned as a pairwise contraction
+#: (:mod:`.contraction`), used where its largest table is much smaller
+PATH_COST = 1e7
 
 
 def _distinct_rows(
@@ -212,6 +216,14 @@ class QueriesMixin:
             vectorised = batch is not None and batch >= BATCH_VECTORISED
             heavy = plan.flat.cost >= HEAVY_COST
             fits = (batch or 1) * plan.flat.largest_size <= VECTORISED_ENTRIES
+            path_worth_planning = heavy and plan.flat.cost >= PATH_COST
+            if path_worth_planning and not self._dropped_zero_rows(plan, ev, batch):
+                joint = self._path_joint(plan, query, ev, batch)
+                if joint is not None:
+                    z = joint.reshape(joint.shape[0], -1).sum(1)
+                    if bool(z.all()):  # else: zero evidence or an underflow, decided below
+                        probs = joint / z.reshape(-1, *(1,) * (joint.dim() - 1))
+                        return probs if batch is not None else probs[0]
             if heavy or (vectorised and fits):
                 # many rows: torch's operations vectorised over the rows beat the
                 # compiled loop over rows; big tables: torch.einsum's contractions beat
@@ -246,6 +258,29 @@ class QueriesMixin:
                 out = torch.from_numpy(probs).reshape(shape)
                 return out if batch is not None else out[0]
         return self._query_torch(query, ev, batch, evidence)
+
+    def _path_joint(
+        self, plan: Any, query: tuple[int, ...], ev: dict[int, torch.Tensor], batch: int | None
+    ) -> torch.Tensor | None:
+        """p(x_Q, e) on opt_einsum's pairwise path (:mod:`.contraction`), where that path
+        is planned (once per shape) to be PATH_GAIN times leaner than the elimination."""
+        from pyrobn.models.bayesnet.contraction import PATH_GAIN, PathContraction
+
+        if "path" not in plan.extra:
+            try:
+                path = PathContraction(
+                    self.cards, self._flat_engine.scopes, plan.kept, query, tuple(sorted(ev))
+                )
+            except SizeLimitError:  # a pairwise step over more than 52 indices
+                path = None
+            useful = path is not None and path.largest * PATH_GAIN <= plan.flat.largest_size
+            plan.extra["path"] = path if useful else None
+        path = plan.extra["path"]
+        if path is None:
+            return None
+        self._guard(path.largest, plan.flat.largest, batch or 1, "the query")
+        tables = self._refresh()
+        return path.joint(tables, ev, batch, rescale=not self._linear_ok)
 
     def _query_torch(
         self,
