@@ -15,7 +15,7 @@ import pyrobn.models.bayesnet.queries as queries
 from pyrobn.errors import ZeroProbabilityEvidence
 from pyrobn.models.bayesnet.contraction import PathContraction
 from pyrobn.models.bayesnet.formats import bnlearn_path
-from tests.test_bayesnet import brute_joint, networks_with_zeros, restrict, split
+from tests.bayesnet_cases import brute_joint, networks_with_zeros, restrict, split
 
 
 def brute_posterior(net, query, evidence):
