@@ -14,7 +14,9 @@ figures for every paradigm, with or without a likelihood:
 * **sample quality**: the Fréchet distance between generated and test images in the
   feature space of a small classifier trained on the training split
   (:class:`DigitClassifier`, :func:`frechet_distance`), and that classifier's accuracy
-  on class-conditional samples (eq. 19: does a sample of "3" read as a 3?).
+  on class-conditional samples (eq. 19: does a sample of "3" read as a 3?); for
+  low-dimensional data without a classifier (the swiss roll), the energy distance of
+  samples to held-out points (:func:`energy_distance`).
 
 The protocol a model implements (duck-typed; :class:`GenerativeModel`)::
 
