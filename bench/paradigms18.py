@@ -19,6 +19,10 @@ Rows:
     GAN, GAN (conditional)    GAN, MLP generator and discriminator, 17 levels dequantised
     VAE                       pyrobn.VAE with a categorical decoder (the sample-quality
                               reference of the GAN), when the VAE has one (issue 17)
+    VAE (early stopping)      the README's VAE (``bench/vae.py --book``: latent 16, hidden
+                              (256, 256), ELU, batch 64, lr 3e-4, mean-field ELBO, the epoch
+                              of 150 with the best validation -ELBO kept): the VAE the GAN's
+                              samples are compared with, not the overfitted one above
 
 The plain-PyTorch loops are :func:`pyrobn.models.diffusion.reference.train_reference`'s
 step (the bound written in its SNR form) and :func:`pyrobn.models.gan.train_reference`.
@@ -53,7 +57,17 @@ DIFFUSION_FIT = {"epochs": 100, "batch_size": 128, "time_samples": 4, "lr": 1e-3
 GAN_CONFIG = {"levels": 17, "latent_dim": 16, "hidden": (256, 256)}
 GAN_FIT = {"epochs": 1200, "batch_size": 64, "lr": 2e-4}
 GUIDANCE = 2.0
-ROWS = ("diffusion", "diffusion (conditional)", "GAN", "GAN (conditional)", "VAE")
+ROWS = (
+    "diffusion",
+    "diffusion (conditional)",
+    "GAN",
+    "GAN (conditional)",
+    "VAE",
+    "VAE (early stopping)",
+)
+#: ``bench/vae.py --book``'s configuration (the README's VAE row)
+VAE_BOOK = {"latent_dim": 16, "hidden": (256, 256), "activation": "elu"}
+VAE_BOOK_FIT = {"epochs": 150, "batch_size": 64, "lr": 3e-4, "loss": "meanfield"}
 
 
 def _diffusion(conditional: bool, seed: int) -> DiffusionModel:
@@ -71,6 +85,29 @@ def _vae(seed: int) -> Any:
     """The categorical VAE (17 levels), initialised from ``seed``."""
     with pyrobn.random.seeded(seed):
         return pyrobn.VAE(64, latent_dim=8, hidden=(256, 128), likelihood="categorical", levels=17)
+
+
+def _vae_early_stopping(data: Any, seed: int, epochs: int) -> Any:
+    """``bench/vae.py --book``'s VAE: trained ``epochs`` epochs, the parameters of the epoch
+    with the best validation -ELBO (10 draws, seed 1) kept."""
+    import copy
+
+    with pyrobn.random.seeded(seed):
+        vae = pyrobn.VAE(64, likelihood="categorical", levels=17, **VAE_BOOK)
+    per_epoch = math.ceil(len(data.x_train) / VAE_BOOK_FIT["batch_size"])
+    best: dict[str, Any] = {"val": math.inf, "state": None}
+
+    def keep_best(step: int, loss: float) -> None:
+        if (step + 1) % per_epoch == 0:
+            val = -float(vae.elbo(data.x_val, num_samples=10, seed=1).mean())
+            if val < best["val"]:
+                best.update(val=val, state=copy.deepcopy(vae.state_dict()))
+
+    vae.fit(data.x_train, steps=epochs * per_epoch, batch_size=VAE_BOOK_FIT["batch_size"],
+            lr=VAE_BOOK_FIT["lr"], loss=VAE_BOOK_FIT["loss"], seed=seed, progress=False,
+            callback=keep_best)  # fmt: skip
+    vae.load_state_dict(best["state"])
+    return vae
 
 
 def _timing_diffusion(conditional: bool, data: Any, epochs: int, repeats: int) -> ev.EpochTiming:
@@ -183,6 +220,8 @@ def main() -> None:
             elif name.startswith("GAN"):
                 model = _gan(conditional, seed)
                 model.fit(data.x_train, y_train, seed=seed, progress=False, **gan_fit)
+            elif name == "VAE (early stopping)":
+                model = _vae_early_stopping(data, seed, 2 if args.quick else VAE_BOOK_FIT["epochs"])
             else:
                 model = _vae(seed)
                 model.fit(data.x_train, steps=(20 if args.quick else 5000), seed=seed,

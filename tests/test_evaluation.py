@@ -11,14 +11,16 @@ from common import assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.linalg import sqrtm
+from scipy.stats import energy_distance as scipy_energy_distance
 
 import pyrobn
-from pyrobn.errors import ConfigurationError, NonFiniteError, ShapeError
+from pyrobn.errors import ConfigurationError, NonFiniteError, ShapeError, SizeLimitError
 from pyrobn.evaluation import (
     Adapter,
     BenchmarkRow,
     bits_per_dim,
     compare_epoch_times,
+    energy_distance,
     evaluate,
     format_table,
     frechet_distance,
@@ -106,6 +108,70 @@ def test_frechet_distance_bad_input():
     bad[1, 1] = math.nan
     with pytest.raises(NonFiniteError, match=r"\(1, 1\)"):
         frechet_distance(bad, torch.zeros(4, 2))
+
+
+# ---------------------------------------------------------------- energy distance
+def test_energy_distance_by_hand_in_two_dimensions():
+    a = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    b = torch.tensor([[0.0, 0.0], [3.0, 0.0]])
+    # between: |a1-b1| = 0, |a1-b2| = 3, |a2-b1| = 5, |a2-b2| = 4 -> mean 3
+    # within a: one pair at 5 -> V mean 10/4, U mean 5; within b: one pair at 3 -> 6/4, 3
+    assert energy_distance(a, b) == pytest.approx(2 * 3 - 10 / 4 - 6 / 4, abs=1e-12)
+    assert energy_distance(a, b, unbiased=True) == pytest.approx(2 * 3 - 5 - 3, abs=1e-12)
+    # two point masses r apart: D^2 = 2r
+    assert energy_distance(torch.zeros(3, 2), torch.tensor([[3.0, 4.0]] * 2)) == 10.0
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 30), m=st.integers(2, 30))
+def test_energy_distance_in_one_dimension_is_scipys_squared(seed, n, m):
+    g = np.random.default_rng(seed)
+    u, v = g.normal(size=n), g.normal(1.0, 2.0, size=m)
+    # scipy: sqrt(2 ∫ (F - G)^2), the square root of the V-statistic
+    expected = scipy_energy_distance(u, v) ** 2
+    assert_close(energy_distance(u[:, None], v[:, None]), expected, rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 25), m=st.integers(2, 25))
+def test_energy_distance_v_and_u_statistics_and_invariances(seed, n, m):
+    g = np.random.default_rng(seed)
+    a, b = g.normal(size=(n, 3)), g.normal(size=(m, 3)) + 0.5
+    within_a = np.linalg.norm(a[:, None] - a[None], axis=-1).sum() / (n * (n - 1))
+    within_b = np.linalg.norm(b[:, None] - b[None], axis=-1).sum() / (m * (m - 1))
+    v, u = energy_distance(a, b), energy_distance(a, b, unbiased=True)
+    assert_close(v, u + within_a / n + within_b / m, rtol=1e-9, atol=1e-12)
+    assert v >= 0 and energy_distance(a, a) == pytest.approx(0.0, abs=1e-12)
+    assert_close(energy_distance(b, a), v, rtol=1e-12, atol=1e-12)
+    rotation, _ = np.linalg.qr(g.normal(size=(3, 3)))
+    shift = g.normal(size=3)
+    moved = energy_distance(a @ rotation + shift, b @ rotation + shift)
+    assert_close(moved, v, rtol=1e-8, atol=1e-10)
+
+
+def test_energy_distance_tells_a_shifted_sample_from_a_second_draw():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(500, 2, generator=g), torch.randn(500, 2, generator=g)
+    shifted = torch.randn(500, 2, generator=g) + torch.tensor([1.0, 0.0])
+    assert energy_distance(a, shifted) > 5 * energy_distance(a, b)
+
+
+def test_energy_distance_bad_input(monkeypatch):
+    with pytest.raises(ShapeError, match=r"\(5, 2\)"):
+        energy_distance(torch.zeros(4, 3), torch.zeros(5, 2))
+    with pytest.raises(ShapeError):
+        energy_distance(torch.zeros(4), torch.zeros(4))
+    with pytest.raises(ShapeError, match="at least 1 row"):
+        energy_distance(torch.zeros(0, 2), torch.zeros(4, 2))
+    with pytest.raises(ShapeError, match="U-statistic"):
+        energy_distance(torch.zeros(1, 2), torch.zeros(4, 2), unbiased=True)
+    bad = torch.zeros(4, 2)
+    bad[2, 0] = math.inf
+    with pytest.raises(NonFiniteError, match=r"\(2, 0\)"):
+        energy_distance(torch.zeros(3, 2), bad)
+    monkeypatch.setenv("PYROBN_MEMORY_BUDGET", "1K")
+    with pytest.raises(SizeLimitError, match="energy distance"):
+        energy_distance(torch.zeros(40, 2), torch.zeros(40, 2))
 
 
 # ---------------------------------------------------------------- likelihood figures

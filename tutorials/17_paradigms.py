@@ -30,6 +30,7 @@ import torch
 
 import pyrobn
 import pyrobn.evaluation as ev
+import pyrobn.paradigms
 from pyrobn.graph import ModelGraph
 from pyrobn.plots.latent import image_grid
 from pyrobn.tutorial import Tutorial
@@ -326,50 +327,51 @@ if not tut.smoke:  # the full run's figures
 # The same six paradigms, unconditional, on the spiral $(t\cos t, t\sin t)$ + noise: the
 # held-out NLL in nats per point (a density: exact for the KDE, the autoregressive model
 # and the flow; an upper bound for the diffusion model; -IWAE, a stochastic bound, for the
-# VAE; none for the GAN), and one scatter of samples each.
+# VAE; none for the GAN), the energy distance of 1000 samples to the held-out points
+# (:func:`pyrobn.evaluation.energy_distance`; its floor is that of 1000 training points),
+# and one scatter of samples each. The data, models and training are
+# :mod:`pyrobn.paradigms`'s, the ones ``bench/paradigms_swissroll.py`` measures for the
+# README's table.
 
 # %%
-roll, _ = pyrobn.datasets.swiss_roll(tut.steps(3000, 400), noise=0.3, seed=0, device=device)
-held, _ = pyrobn.datasets.swiss_roll(tut.steps(1000, 200), noise=0.3, seed=1, device=device)
-roll, held = roll[:, [0, 2]], held[:, [0, 2]]
-steps = tut.steps(3000, 40)
-roll_models = {
-    "KDE": pyrobn.KDE(roll, "cv"),
-    "autoregressive": pyrobn.AutoregressiveModel(2, "logistic_mixture", hidden=tut.steps(128, 16)),
-    "flow": pyrobn.NormalizingFlow(2, hidden=tut.steps((64, 64), (8,))),
-    "VAE": pyrobn.VAE(2, latent_dim=2, hidden=tut.steps((64, 64), (8,)), likelihood="normal"),
-    "diffusion": pyrobn.DiffusionModel(
-        2, timesteps=tut.steps(500, 20), hidden=tut.steps((128, 128), (16,))
-    ),
-    "GAN": pyrobn.GAN(2, latent_dim=4, hidden=tut.steps((128, 128), (16,))),
-}  # fmt: skip
+roll, held = pyrobn.paradigms.swiss_roll_split(smoke=tut.smoke, device=device)
+roll_models = {name: pyrobn.paradigms.fit(name, roll, smoke=tut.smoke, seed=0)
+               for name in pyrobn.paradigms.PARADIGMS}  # fmt: skip
 nll, roll_kinds = {}, {}
 for name, model in roll_models.items():
-    if name == "KDE":  # not a harness model: its log-density is exact (eq. 14)
-        nll[name], roll_kinds[name] = float(-model.log_prob(held).mean()), "exact"
-        continue
-    model.fit(roll, steps=steps, seed=0, progress=False, **({"lr": 1e-3} if name != "VAE" else {}))
     score = ev.nll_score(model, held, seed=0)  # the VAE: -IWAE with its nll_samples = 1000
     nll[name], roll_kinds[name] = score.nats, score.kind
 tut.record("swiss_roll_nll_nats_per_point", nll)
-stated = {"KDE": "exact", "autoregressive": "exact", "flow": "exact", "VAE": "bound",
-          "diffusion": "bound", "GAN": "none"}  # fmt: skip
-tut.check("swiss roll: NLL kinds as stated", roll_kinds == stated, f"{roll_kinds}")
+tut.check(
+    "swiss roll: NLL kinds as stated",
+    roll_kinds == pyrobn.paradigms.STATED_NLL_KINDS,
+    f"{roll_kinds}",
+)
 tut.check(
     "swiss roll: every stated NLL is finite",
     all(math.isfinite(v) for k, v in nll.items() if roll_kinds[k] != "none"),
 )
 fig, axes = plt.subplots(1, 6, figsize=(18, 3.3), sharex=True, sharey=True)
-finite_draws = {}
+finite_draws, energy = {}, {}
+n_roll = min(1000, len(held))
+roll_floor = ev.energy_distance(roll[:n_roll], held[:n_roll])
 for ax, (name, model) in zip(axes, roll_models.items()):
     draws = model.sample(1000, seed=2).detach()
     finite_draws[name] = tuple(draws.shape) == (1000, 2) and bool(torch.isfinite(draws).all())
+    energy[name] = ev.energy_distance(draws[:n_roll], held[:n_roll])
     ax.scatter(*held.cpu().T, s=2, color="0.8")
     ax.scatter(*draws.cpu().T, s=2)
     shown = "none" if math.isnan(nll[name]) else f"{nll[name]:.2f}"
     ax.set_title(f"{name}: NLL {shown}")
 tut.save(fig, "swiss_roll")
 tut.check("swiss roll: 1000 finite 2-D samples each", all(finite_draws.values()), f"{finite_draws}")
+tut.record("swiss_roll_energy_distance", energy)
+tut.record("swiss_roll_energy_distance_floor", roll_floor, fmt=".4f")
+tut.check(
+    "swiss roll: every energy distance is a finite non-negative number",
+    all(math.isfinite(v) and v >= 0 for v in energy.values()),
+    f"{energy}",
+)
 if not tut.smoke:  # the bound is not far above the exact KDE
     tut.check(
         "swiss roll: the diffusion bound within 1 nat of the KDE",
