@@ -62,9 +62,10 @@ def split(net, rng, max_query: int = 2):
 
 
 @st.composite
-def networks_with_zeros(draw, max_nodes: int = 7):
-    """Random networks whose tables hold exact zeros (deterministic rows included), so
-    evidence can be impossible anywhere, pruned parts included."""
+def networks_with_zeros(draw, max_nodes: int = 7, zeros: float = 0.3):
+    """Random networks whose tables hold exact zeros (each entry with probability
+    ``zeros``; deterministic rows included), so evidence can be impossible anywhere,
+    pruned parts included; ``zeros=0`` gives generic tables (Dirichlet draws)."""
     n = draw(st.integers(2, max_nodes))
     rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
     cards = [int(rng.integers(2, 4)) for _ in range(n)]
@@ -73,7 +74,7 @@ def networks_with_zeros(draw, max_nodes: int = 7):
         k = int(rng.integers(0, min(3, i) + 1))
         parents = [int(p) for p in rng.permutation(i)[:k]]
         table = rng.dirichlet(np.ones(cards[i]), size=[cards[p] for p in parents] or None)
-        table[rng.random(table.shape) < 0.3] = 0.0
+        table[rng.random(table.shape) < zeros] = 0.0
         table[..., 0] += table.sum(-1) == 0
         cpts[f"v{i}"] = CPT(table / table.sum(-1, keepdims=True), [f"v{p}" for p in parents])
     return DiscreteBayesianNetwork(cpts, device="cpu"), rng

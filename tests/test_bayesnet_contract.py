@@ -12,35 +12,18 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyrobn import CPT, DiscreteBayesianNetwork, student_network
+from pyrobn import DiscreteBayesianNetwork, student_network
 from pyrobn.datasets import student_samples
 from pyrobn.errors import CheckpointError, ConfigurationError, ShapeError, UnknownVariableError
 from pyrobn.graph import ModelGraph
 from pyrobn.infer.result import FitResult
+from tests.bayesnet_cases import brute_joint, networks_with_zeros
 from tests.common import assert_close
 
 
-@st.composite
-def generic_networks(draw, max_nodes: int = 6):
+def generic_networks(max_nodes: int = 6) -> st.SearchStrategy:
     """Random DAGs with generic tables (Dirichlet draws, no symmetry or zeros)."""
-    n = draw(st.integers(2, max_nodes))
-    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
-    cards = [int(rng.integers(2, 4)) for _ in range(n)]
-    cpts = {}
-    for i in range(n):
-        k = int(rng.integers(0, min(3, i) + 1))
-        parents = [int(p) for p in rng.permutation(i)[:k]]
-        table = rng.dirichlet(np.ones(cards[i]), size=[cards[p] for p in parents] or None)
-        cpts[f"v{i}"] = CPT(table, [f"v{p}" for p in parents])
-    return DiscreteBayesianNetwork(cpts, device="cpu"), rng
-
-
-def joint_table(net) -> np.ndarray:
-    operands = []
-    for name in net.variables:
-        axes = [net.variables.index(p) for p in (*net.parents(name), name)]
-        operands += [net.table(name).numpy(), axes]
-    return np.einsum(*operands, list(range(len(net.variables))))
+    return networks_with_zeros(max_nodes, zeros=0.0)
 
 
 def dependence(joint: np.ndarray, a: int, b: int, given: tuple[int, ...]) -> float:
@@ -60,7 +43,7 @@ def test_d_separation_is_exactly_the_independence_of_the_joint(case):
     """Implied independences hold to 1e-12 in the joint table; for generic tables every
     pair the graph does not separate is measurably dependent."""
     net, _ = case
-    joint = joint_table(net)
+    joint = brute_joint(net)
     names = list(net.variables)
     for a, b in itertools.combinations(range(len(names)), 2):
         rest = [i for i in range(len(names)) if i not in (a, b)]
@@ -101,7 +84,7 @@ def test_set_independences_blankets_and_pairs_hold_in_the_joint(case, data):
     non-implied one is measurably violated (generic tables); each Markov blanket screens
     its node off from all the rest, and every pair of independent_pairs(2) holds."""
     net, _ = case
-    joint = joint_table(net)
+    joint = brute_joint(net)
     names = list(net.variables)
     n = len(names)
     for _ in range(4):
