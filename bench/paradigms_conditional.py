@@ -10,7 +10,7 @@ p(x | y) alone) and sampled with classifier-free guidance (``--guidance W [W ...
 line per weight from one fit; default 0, the model's p(x | y)). Guided draws (W > 0) no
 longer follow p(x | y); the test NLL is always the exact -log p(x | y).
 
-    python bench/paradigms_conditional.py ar --p-uncond 0.1 --guidance 0 1 2
+    python bench/paradigms_conditional.py ar --p-uncond 0.2 --guidance 0 1   # the README row
 """
 
 from __future__ import annotations
