@@ -4,6 +4,13 @@ benchmark's classifier (:mod:`pyrobn.evaluation`), and the test NLL of x given i
 
     python bench/paradigms_conditional.py ar      # bench/paradigms.py's PixelCNN, n_classes=10
     python bench/paradigms_conditional.py flow    # its spline flow, n_classes=10, 40 epochs
+
+The autoregressive model may be trained with label dropout (``--p-uncond P``, default 0:
+p(x | y) alone) and sampled with classifier-free guidance (``--guidance W [W ...]``, one
+line per weight from one fit; default 0, the model's p(x | y)). Guided draws (W > 0) no
+longer follow p(x | y); the test NLL is always the exact -log p(x | y).
+
+    python bench/paradigms_conditional.py ar --p-uncond 0.2 --guidance 0 1   # the README row
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pyrobn
 import pyrobn.evaluation as ev
@@ -20,18 +28,35 @@ sys.path.insert(0, str(Path(__file__).parent))
 from paradigms import ar_model, flow_model  # the benchmark's configurations
 
 
+class _Guided:
+    """The model's sampler at guidance w, for :func:`pyrobn.evaluation.sample_quality`."""
+
+    def __init__(self, model: pyrobn.AutoregressiveModel, guidance: float) -> None:
+        self.model, self.guidance, self.n_classes = model, guidance, model.n_classes
+
+    def sample(self, n: int, **kwargs: Any) -> Any:
+        return self.model.sample(n, guidance=self.guidance, **kwargs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", choices=["ar", "flow"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--p-uncond", type=float, default=0.0, help="ar: label dropout")
+    parser.add_argument(
+        "--guidance", type=float, nargs="+", default=[0.0], help="ar: guidance weights"
+    )
+    parser.add_argument("--save", type=Path, default=None, help="save the fitted model here")
     args = parser.parse_args()
+    if args.model == "flow" and (args.p_uncond or any(args.guidance)):
+        parser.error("--p-uncond and --guidance apply to the autoregressive model")
     data = pyrobn.datasets.book_digits(device="cpu")
     clf = ev.train_classifier(
         data.x_train, data.y_train, data.x_val, data.y_val, levels=17, seed=0,
         x_test=data.x_test, y_test=data.y_test,
     )  # fmt: skip
     if args.model == "ar":
-        model, epochs, extra = ar_model(n_classes=10), 300, {}
+        model, epochs, extra = ar_model(n_classes=10, p_uncond=args.p_uncond), 300, {}
     else:
         model, epochs, extra = flow_model(n_classes=10), 40, {"val_samples": 4}
     started = time.perf_counter()
@@ -40,13 +65,19 @@ def main() -> None:
         patience=25, seed=args.seed, progress=False, **extra,
     )  # fmt: skip
     seconds = time.perf_counter() - started
-    quality = ev.sample_quality(model, clf, data.x_test, n=1000, seed=args.seed)
+    if args.save is not None:
+        model.save(args.save)
     nll = float(model.nll(data.x_test, data.y_test, seed=args.seed).mean())
-    print(
-        f"{args.model} conditional: class accuracy {quality['class_accuracy']:.3f}, "
-        f"FD {quality['fd']:.2f}, test NLL given y {nll:.2f} ({model.nll_kind}), "
-        f"fit {seconds:.0f} s"
-    )
+    for w in args.guidance if args.model == "ar" else [0.0]:
+        sampler = _Guided(model, w) if args.model == "ar" else model
+        quality = ev.sample_quality(sampler, clf, data.x_test, n=1000, seed=args.seed)
+        setting = f" (p_uncond {args.p_uncond:g}, guidance {w:g})" if args.model == "ar" else ""
+        print(
+            f"{args.model} conditional{setting}: class accuracy "
+            f"{quality['class_accuracy']:.3f}, FD {quality['fd']:.2f}, test NLL given y "
+            f"{nll:.2f} ({model.nll_kind}), fit {seconds:.0f} s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

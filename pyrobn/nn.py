@@ -210,7 +210,9 @@ class CausalConvNet(nn.Module):
     Layer 0 is strictly causal (:class:`CausalConv1d` with ``shift``); layer i > 0 has
     dilation 2^(i mod cycle). The receptive field is :attr:`receptive_field` positions
     back: an order-R Markov chain's window (notes 2.1.3.3), learned by a network. Works
-    on any length T. A context c is added to every layer's input as a learned bias.
+    on any length T. A context c (a one-hot class, eq. 19) enters every layer: layer k's
+    pre-activation gains V_k c, one learned projection per layer (the conditional
+    PixelCNN's form, van den Oord et al. 2016); none without a context.
 
     >>> net = CausalConvNet(1, 32, 17, layers=3, kernel_size=3)
     >>> net(torch.zeros(2, 64, 1)).shape
@@ -246,17 +248,24 @@ class CausalConvNet(nn.Module):
         self.act = _activation(activation)
         self.drop = nn.Dropout(_check_dropout(dropout))
         self.out = nn.Conv1d(channels, out_features, 1)
+        self.layers = layers
         if self.context_dim:
-            self.context = nn.Linear(self.context_dim, channels, bias=False)
+            # V_k of every layer k: (layers, channels) outputs
+            self.context = nn.Linear(self.context_dim, layers * channels, bias=False)
         self.receptive_field = kernel_size + sum((kernel_size - 1) * d for d in self.dilations)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         h = self.first(x.transpose(-1, -2))
+        terms = None
         if context is not None and self.context_dim:
-            h = h + self.context(context).unsqueeze(-1)
+            terms = self.context(context).unflatten(-1, (self.layers, -1)).unsqueeze(-1)
+            h = h + terms[..., 0, :, :]
         h = self.act(h)
-        for conv in self.convs:
-            h = h + self.drop(self.act(conv(h)))
+        for k, conv in enumerate(self.convs, start=1):
+            dh = conv(h)
+            if terms is not None:
+                dh = dh + terms[..., k, :, :]
+            h = h + self.drop(self.act(dh))
         return self.out(h).transpose(-1, -2)
 
 
@@ -299,7 +308,13 @@ class PixelCNN(nn.Module):
     depends on rows < r only); the horizontal stack h(r, c) sees row r left of c and
     v(r, c). Output (r, c) therefore depends on every pixel before (r, c) in raster
     order within the receptive field, and on none after it. Residual layers, dropout
-    between them; a context c is added to both stacks' first layer.
+    between them.
+
+    A context c (a one-hot class, eq. 19) enters every layer of both stacks, as in the
+    conditional PixelCNN (van den Oord et al. 2016, eq. 4 without the gate): layer k's
+    pre-activations are conv_k(v) + V_k^v c and conv_k(h) + link_k(v) + V_k^h c, one
+    learned projection per layer and stack (one ``nn.Linear`` holding all of them).
+    Without a context (``context_dim = 0``) the network has no such parameter.
 
     >>> net = PixelCNN((8, 8), 1, 32, 17, layers=3)
     >>> net(torch.zeros(2, 64, 1)).shape
@@ -346,8 +361,15 @@ class PixelCNN(nn.Module):
         self.act = _activation(activation)
         self.drop = nn.Dropout(_check_dropout(dropout))
         self.out = nn.Conv2d(channels, out_features, 1)
+        self.layers = layers
         if self.context_dim:
-            self.context = nn.Linear(self.context_dim, 2 * channels, bias=False)
+            # V_k^v and V_k^h of every layer k: (layers, 2, channels) outputs
+            self.context = nn.Linear(self.context_dim, layers * 2 * channels, bias=False)
+
+    def _context_terms(self, context: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(V_k^v c, V_k^h c) for every layer k, each (..., channels, 1, 1)."""
+        terms = self.context(context).unflatten(-1, (self.layers, 2, -1))[..., None, None]
+        return [(terms[..., k, 0, :, :, :], terms[..., k, 1, :, :, :]) for k in range(self.layers)]
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         W = self.image_shape[1]
@@ -358,14 +380,20 @@ class PixelCNN(nn.Module):
             )
         img = x.transpose(-1, -2).unflatten(-1, (-1, W))
         v, h = self.v_first(img), self.h_first(img)
+        terms = None
         if context is not None and self.context_dim:
-            cv, ch = self.context(context)[..., None, None].chunk(2, dim=-3)
-            v, h = v + cv, h + ch
+            terms = self._context_terms(context)
+            v, h = v + terms[0][0], h + terms[0][1]
         v = self.act(v)
         h = self.act(h + self.v_to_h[0](v))
-        for v_conv, h_conv, link in zip(self.v_convs, self.h_convs, self.v_to_h[1:]):
-            v = v + self.drop(self.act(v_conv(v)))
-            h = h + self.drop(self.act(h_conv(h) + link(v)))
+        for k, (v_conv, h_conv, link) in enumerate(
+            zip(self.v_convs, self.h_convs, self.v_to_h[1:]), start=1
+        ):
+            dv, dh = v_conv(v), h_conv(h)
+            if terms is not None:
+                dv, dh = dv + terms[k][0], dh + terms[k][1]
+            v = v + self.drop(self.act(dv))
+            h = h + self.drop(self.act(dh + link(v)))
         return self.out(h).flatten(-2).transpose(-1, -2)
 
 

@@ -230,6 +230,16 @@ def test_bad_sampling_options(kwargs, match):
 
 
 @FAST
+@given(st.floats(min_value=1e-3, max_value=10.0))
+def test_guidance_needs_label_dropout(w):
+    # p_uncond = 0: the "no label" output f(z, t, ∅) was never trained
+    with pytest.raises(ConfigurationError, match="p_uncond"):
+        _dm(n_classes=2, p_uncond=0.0, guidance=w)
+    with pytest.raises(ConfigurationError, match="p_uncond"):
+        _dm(n_classes=2, p_uncond=0.0).sample(2, y=0, guidance=w)
+
+
+@FAST
 @given(st.one_of(st.integers(-5, 0), st.integers(7, 50), st.just(2.5)))
 def test_steps_outside_the_chain(t):
     model = _dm()

@@ -212,7 +212,8 @@ tut.check(
 # %% [markdown]
 # ## Class-conditional generation (eq. 19)
 # Adding the label y to every factor, p(x | y) = Π_t p(x_t | x_<t, y), makes the same
-# network a generator of a chosen digit (the one-hot label enters both stacks). A small
+# network a generator of a chosen digit (the one-hot label enters every layer of both stacks,
+# as in the conditional PixelCNN of van den Oord et al. 2016). A small
 # classifier trained on the training split reads the samples: the fraction read as the
 # requested class is the sample-quality figure of the benchmark harness
 # (`pyrobn.evaluation`), beside the Fréchet distance in that classifier's features.

@@ -1,17 +1,30 @@
-"""What the neural generative models' ``fit`` share: the minibatch schedule (``steps`` or
-``epochs`` of ``batch_size`` rows) and the first fit's standardisation of continuous data.
+"""What the neural generative models share: the minibatch schedule (``steps`` or
+``epochs`` of ``batch_size`` rows), the first fit's standardisation of continuous data,
+and classifier-free guidance.
 
 Used by :class:`~pyrobn.AutoregressiveModel`, :class:`~pyrobn.NormalizingFlow`,
 :class:`~pyrobn.DiffusionModel` and :class:`~pyrobn.GAN`, so that the four read their
 training arguments and standardise their data in one way.
+
+**Classifier-free guidance** (Ho & Salimans 2021; the diffusion and autoregressive
+models). A class-conditional network f(·, c) of eq. 19 reads the label as a one-hot
+context c with one more slot, ∅ ("no label"); training replaces each label by ∅ with
+probability ``p_uncond`` (label dropout), so one network gives both f(·, y) and
+f(·, ∅), the conditional and the unconditional model. Sampling with guidance w >= 0
+uses (1 + w) f(·, y) - w f(·, ∅) in place of f(·, y): w = 0 is the model p(x | y);
+w > 0 pushes the draws towards what tells y apart from the other classes, and they
+no longer follow p(x | y). ∅ is never a user's label (labels are checked against
+0..n_classes - 1 before they get here).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 
 from pyrobn.errors import ConfigurationError
 from pyrobn.validation import (
@@ -22,7 +35,17 @@ from pyrobn.validation import (
     to_real_tensor,
 )
 
-__all__ = ["LevelData", "Schedule", "minibatch_schedule", "standardize_once"]
+__all__ = [
+    "LevelData",
+    "Schedule",
+    "check_guidance",
+    "check_p_uncond",
+    "class_context",
+    "guided",
+    "minibatch_schedule",
+    "null_context",
+    "standardize_once",
+]
 
 
 class Schedule(NamedTuple):
@@ -70,6 +93,98 @@ def standardize_once(
     shift.copy_(x.mean(0))
     scale.copy_(x.std(0).clamp_min(1e-6) if x.shape[0] > 1 else torch.ones_like(scale))
     standardized.fill_(True)
+
+
+def check_p_uncond(p_uncond: Any) -> float:
+    """The label-dropout probability as a float in [0, 1), else :class:`ConfigurationError`.
+
+    >>> check_p_uncond(0.1)
+    0.1
+    """
+    if (
+        isinstance(p_uncond, bool)
+        or not isinstance(p_uncond, int | float)
+        or not 0 <= p_uncond < 1  # NaN fails too
+    ):
+        raise ConfigurationError(f"p_uncond must lie in [0, 1), got {p_uncond!r}")
+    return float(p_uncond)
+
+
+def check_guidance(guidance: Any, n_classes: int, p_uncond: float) -> float:
+    """The guidance weight w as a float >= 0 (finite), else :class:`ConfigurationError`;
+    w > 0 needs a class-conditional model (``n_classes > 0``) trained with label dropout
+    (``p_uncond > 0``: otherwise f(·, ∅) was never trained).
+
+    >>> check_guidance(2, 10, 0.1)
+    2.0
+    """
+    if isinstance(guidance, bool) or not isinstance(guidance, int | float):
+        raise ConfigurationError(f"guidance must be a number >= 0, got {guidance!r}")
+    if not (math.isfinite(guidance) and guidance >= 0):
+        raise ConfigurationError(f"guidance must be a number >= 0, got {guidance!r}")
+    if guidance and n_classes == 0:
+        raise ConfigurationError("guidance needs a class-conditional model (n_classes > 0)")
+    if guidance and not p_uncond > 0:
+        raise ConfigurationError(
+            "guidance needs a model trained with label dropout (p_uncond > 0): with "
+            "p_uncond = 0 the unconditional output f(., no label) is never trained"
+        )
+    return float(guidance)
+
+
+def class_context(
+    labels: torch.Tensor | None,
+    n_classes: int,
+    dtype: torch.dtype,
+    *,
+    null_slot: bool = True,
+    p_uncond: float = 0.0,
+    shape: tuple[int, ...] | torch.Size = (),
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """The one-hot context of long ``labels`` in 0..n_classes-1 (eq. 19), with one more
+    slot, index ``n_classes``, for ∅ when ``null_slot``. ``labels = None`` gives ∅ for
+    every entry of ``shape`` (on ``device``); ``p_uncond > 0`` replaces each label by ∅
+    with that probability (label dropout during training; the global RNG, which a fit
+    seeds locally).
+
+    >>> class_context(torch.tensor([0, 2]), 3, torch.float32).tolist()
+    [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]
+    >>> class_context(None, 3, torch.float32, shape=(1,)).tolist()
+    [[0.0, 0.0, 0.0, 1.0]]
+    """
+    if labels is None:
+        if not null_slot:
+            raise ConfigurationError("no label given to a model without a 'no label' slot")
+        labels = torch.full(tuple(shape), n_classes, dtype=torch.long, device=device)
+    elif p_uncond > 0:
+        if not null_slot:
+            raise ConfigurationError("label dropout needs the 'no label' slot")
+        dropped = torch.rand(labels.shape, device=labels.device) < p_uncond
+        labels = torch.where(dropped, torch.full_like(labels, n_classes), labels)
+    return F.one_hot(labels.long(), n_classes + int(null_slot)).to(dtype)
+
+
+def null_context(context: torch.Tensor) -> torch.Tensor:
+    """∅ in the shape of a context from :func:`class_context` (its last slot set)."""
+    null = torch.zeros_like(context)
+    null[..., -1] = 1
+    return null
+
+
+def guided(
+    f: Callable[[torch.Tensor], torch.Tensor], context: torch.Tensor | None, guidance: float
+) -> torch.Tensor:
+    """f(c) for w = 0 (or no context), else (1 + w) f(c) - w f(∅): classifier-free guidance.
+
+    >>> c = class_context(torch.tensor([1]), 2, torch.float32)
+    >>> guided(lambda c: 3 * c, c, 0.5).tolist()   # 1.5 (3c) - 0.5 (3∅)
+    [[0.0, 4.5, -1.5]]
+    """
+    out = f(context)
+    if guidance and context is not None:
+        out = (1 + guidance) * out - guidance * f(null_context(context))
+    return out
 
 
 class LevelData:

@@ -108,9 +108,14 @@ class _Discrete(Conditional):
     def sample(
         self, params: torch.Tensor, temperature: float, generator: torch.Generator | None
     ) -> torch.Tensor:
-        logits = self.level_log_probs(params) / temperature
-        probs = torch.softmax(logits.float(), -1)
-        return torch.multinomial(probs, 1, generator=generator).squeeze(-1).to(params.dtype)
+        return self.sample_logits(self.level_log_probs(params), temperature, generator)
+
+    def sample_logits(
+        self, logits: torch.Tensor, temperature: float, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """One draw per row from softmax(logits / T) over the levels: (B, L) -> (B,)."""
+        probs = torch.softmax((logits / temperature).float(), -1)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1).to(logits.dtype)
 
     def check(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return check_integers_in_range(x, 0, self.levels, name)

@@ -7,7 +7,19 @@ DAG over x_1..x_D in that order: no independence is assumed, and every condition
 p(x_{t+1} | x_≤t) is given by one network whose output t sees inputs before t only
 (:mod:`pyrobn.nn`: MADE masked MLP, dilated causal 1-D convolutions, a PixelCNN of
 masked 2-D convolutions, or a small causal transformer). A label y conditions every
-factor (eq. 19): p(x | y) = Π_t p(x_t | x_<t, y).
+factor (eq. 19): p(x | y) = Π_t p(x_t | x_<t, y), entering every layer of the network.
+
+**Classifier-free guidance** (optional; :mod:`pyrobn.models.neural`, as the diffusion
+model): with ``p_uncond > 0`` training replaces each label by a "no label" class ∅ with
+that probability, so that one network also gives p(x_t | x_<t, ∅), and sampling with
+``guidance=w`` draws each x_t, in order, from the levels' logits
+
+    ℓ_t = (1 + w) log p(x_t | x_<t, y) - w log p(x_t | x_<t, ∅).
+
+w = 0 is ancestral sampling of p(x | y); w > 0 sharpens the class, and the draws no
+longer follow p(x | y) (nor any distribution the model's likelihood measures):
+:meth:`~AutoregressiveModel.log_prob` and :meth:`~AutoregressiveModel.nll` stay the
+exact log p(x | y) with the real label.
 
 As a Pyro model there is one observed site ``"x"`` whose log-probability is the exact
 log-likelihood, and the guide is empty. With no latent variable the ELBO is
@@ -26,7 +38,6 @@ from typing import Any
 import pyro
 import pyro.distributions as dist
 import torch
-import torch.nn.functional as F
 from pyro.distributions import constraints
 from pyro.infer import Trace_ELBO
 from pyro.nn.module import to_pyro_module_
@@ -42,7 +53,14 @@ from pyrobn.models.autoregressive.conditionals import (
     make_conditional,
 )
 from pyrobn.models.base import PyrobnModule
-from pyrobn.models.neural import minibatch_schedule, standardize_once
+from pyrobn.models.neural import (
+    check_guidance,
+    check_p_uncond,
+    class_context,
+    guided,
+    minibatch_schedule,
+    standardize_once,
+)
 from pyrobn.nn import MADE, CausalConvNet, CausalTransformer, PixelCNN
 from pyrobn.random import generator
 from pyrobn.validation import (
@@ -192,7 +210,13 @@ class AutoregressiveModel(PyrobnModule):
         order: a permutation of 0..D-1: the variables' order in eq. 15 (default 0..D-1).
         image_shape: (H, W) for ``"pixelcnn"`` (default the square shape when D is one).
         n_classes: > 0 makes the model class-conditional, p(x | y) (eq. 19): y is fed to
-            every conditional as a one-hot context.
+            every conditional as a one-hot context (into every layer of the network).
+        p_uncond: > 0 (class-conditional models): training drops each label to the "no
+            label" class ∅ with this probability (classifier-free guidance; the context
+            gains a slot for ∅). 0, the default, trains p(x | y) alone.
+        guidance: the default guidance weight w >= 0 of :meth:`sample` (needs
+            ``p_uncond > 0`` and a discrete likelihood). w > 0 samples from the guided
+            logits of the module docstring, no longer from p(x | y).
         one_hot: feed the network one-hot inputs (nominal categories) instead of the
             ordinal value (grey levels).
 
@@ -225,9 +249,17 @@ class AutoregressiveModel(PyrobnModule):
         image_shape: Sequence[int] | None = None,
         n_classes: int = 0,
         one_hot: bool = False,
+        p_uncond: float = 0.0,
+        guidance: float = 0.0,
     ) -> None:
         data_dim = check_int(data_dim, "data_dim")
         n_classes = check_int(n_classes, "n_classes", low=0)
+        p_uncond = check_p_uncond(p_uncond)
+        if p_uncond and n_classes == 0:
+            raise ConfigurationError(
+                "p_uncond (label dropout) needs a class-conditional model (n_classes > 0)"
+            )
+        guidance = check_guidance(guidance, n_classes, p_uncond)
         if order is not None:
             order = [int(i) for i in order]
             if sorted(order) != list(range(data_dim)):
@@ -259,10 +291,13 @@ class AutoregressiveModel(PyrobnModule):
             hidden=hidden, layers=layers, kernel_size=kernel_size, heads=heads,
             dropout=dropout, activation=activation, components=components,
             order=order, image_shape=list(image_shape) if image_shape else None,
-            n_classes=n_classes, one_hot=one_hot,
+            n_classes=n_classes, one_hot=one_hot, p_uncond=p_uncond, guidance=guidance,
         )  # fmt: skip
         self.data_dim = data_dim
         self.n_classes = n_classes
+        self.p_uncond = p_uncond
+        # the context's slot for ∅ ("no label"): only where label dropout trains it
+        self.null_slot = p_uncond > 0
         self.network_name = network
         self.conditional: Conditional = make_conditional(
             likelihood, levels, components, one_hot=one_hot
@@ -271,7 +306,7 @@ class AutoregressiveModel(PyrobnModule):
             network, data_dim, self.conditional.in_features, self.conditional.n_params,
             hidden=check_int(hidden, "hidden"), layers=check_int(layers, "layers"),
             kernel_size=kernel_size, heads=heads, dropout=dropout, activation=activation,
-            context_dim=n_classes, image_shape=image_shape,
+            context_dim=n_classes + int(self.null_slot), image_shape=image_shape,
         )  # fmt: skip
         self.net = to_pyro_module_(net) or net
         perm = torch.tensor(order if order is not None else range(data_dim), dtype=torch.long)
@@ -281,6 +316,7 @@ class AutoregressiveModel(PyrobnModule):
         self.register_buffer("shift", torch.zeros(data_dim))
         self.register_buffer("scale", torch.ones(data_dim))
         self.register_buffer("standardized", torch.zeros((), dtype=torch.bool))
+        self.guidance = self._check_guidance(guidance)
         self.eval()
 
     # ------------------------------------------------------------------ checks
@@ -316,9 +352,29 @@ class AutoregressiveModel(PyrobnModule):
         return check_labels(y, n, self.n_classes, name, device=self.device)
 
     def _context(self, y: Any, n: int, name: str = "y") -> torch.Tensor | None:
-        """The one-hot context of the labels ``y`` (eq. 19), None if unconditional."""
+        """The one-hot context of the labels ``y`` (eq. 19), None if unconditional; never
+        ∅ (the labels are checked to lie in 0..n_classes-1)."""
         labels = self._labels(y, n, name)
-        return None if labels is None else F.one_hot(labels, self.n_classes).to(self.dtype)
+        return None if labels is None else self._one_hot(labels, self.dtype)
+
+    def _one_hot(
+        self, labels: torch.Tensor, dtype: torch.dtype, p_uncond: float = 0.0
+    ) -> torch.Tensor:
+        """One-hot labels, with the slot for ∅ if the model has one; ``p_uncond`` drops
+        each label to ∅ with that probability."""
+        return class_context(
+            labels, self.n_classes, dtype, null_slot=self.null_slot, p_uncond=p_uncond
+        )
+
+    def _check_guidance(self, guidance: Any) -> float:
+        """w >= 0; w > 0 needs label dropout (p_uncond > 0) and a discrete likelihood."""
+        guidance = check_guidance(guidance, self.n_classes, self.p_uncond)
+        if guidance and not self.conditional.discrete:
+            raise ConfigurationError(
+                "guidance combines the levels' logits: it needs a discrete likelihood, "
+                f"not {self.conditional.name!r}"
+            )
+        return guidance
 
     # ------------------------------------------------------------------ core
     def _features(self, u: torch.Tensor) -> torch.Tensor:
@@ -375,8 +431,12 @@ class AutoregressiveModel(PyrobnModule):
         gen: torch.Generator | None,
         start: torch.Tensor | None = None,
         keep: torch.Tensor | None = None,
+        guidance: float = 0.0,
     ) -> torch.Tensor:
         """Ancestral sampling (notes 2.1.2): x_t ~ p_T(x_t | x_<t) for t = 1..D in order.
+
+        ``guidance`` w > 0 (discrete, with a context): x_t ~ softmax(ℓ_t / T) with the
+        guided logits ℓ_t of :meth:`_level_logits` instead.
 
         ``start``/``keep`` (order coordinates, model space): rows keep their entries
         where ``keep`` is true (completion). Causal convolutions and the transformer
@@ -391,23 +451,43 @@ class AutoregressiveModel(PyrobnModule):
             if keep is not None and bool(keep[:, t].all()):
                 continue
             view = u[:, : self._prefix(t)]
-            theta = self._params(view, context)[:, t]
-            draw = self.conditional.sample(theta, temperature, gen)
+            if guidance and context is not None:
+                logits = self._level_logits(view, context, t, guidance)
+                draw = self.conditional.sample_logits(logits, temperature, gen)
+            else:
+                theta = self._params(view, context)[:, t]
+                draw = self.conditional.sample(theta, temperature, gen)
             u[:, t] = draw if keep is None else torch.where(keep[:, t], u[:, t], draw)
         return self._from_model_space(u)
+
+    def _level_logits(
+        self, u: torch.Tensor, context: torch.Tensor, t: int, guidance: float
+    ) -> torch.Tensor:
+        """The guided logits of x_t over the levels (discrete likelihoods), (B, L):
+        (1 + w) log p(x_t | u_<t, y) - w log p(x_t | u_<t, ∅)."""
+
+        def level_log_probs(c: torch.Tensor) -> torch.Tensor:
+            return self.conditional.level_log_probs(self._params(u, c)[:, t])
+
+        return guided(level_log_probs, context, guidance)
 
     # ------------------------------------------------------------------ Pyro
     def model(
         self, x: torch.Tensor, y: torch.Tensor | None = None, batch_size: int | None = None
     ) -> torch.Tensor:
-        """x_i ~ p(x | y_i) = Π_t p(x_it | x_i,<t, y_i) for a subsample of the rows (eq. 15)."""
+        """x_i ~ p(x | y_i) = Π_t p(x_it | x_i,<t, y_i) for a subsample of the rows (eq. 15).
+
+        In training mode with ``p_uncond > 0`` each y_i is replaced by ∅ with that
+        probability (label dropout): the objective is then that of p(x | y) and p(x | ∅)
+        in proportion; in evaluation mode it is exactly log p(x | y)."""
         n = x.shape[0]
         with pyro.plate("data", n, subsample_size=batch_size, device=x.device) as idx:
             xb = x if batch_size is None else x[idx]
             c = None
             if y is not None:
                 yb = y if batch_size is None else y[idx]
-                c = F.one_hot(yb.long(), self.n_classes).to(xb.dtype)
+                drop = self.p_uncond if self.training else 0.0
+                c = self._one_hot(yb.long(), xb.dtype, drop)
             fn = AutoregressiveDistribution(self, c, (xb.shape[0],), observed=xb)
             return pyro.sample("x", fn, obs=xb)
 
@@ -498,18 +578,31 @@ class AutoregressiveModel(PyrobnModule):
             return -self.log_prob(x, y)
 
     def sample(
-        self, n: int, *, y: Any = None, temperature: float = 1.0, seed: int | None = None
+        self,
+        n: int,
+        *,
+        y: Any = None,
+        temperature: float = 1.0,
+        guidance: float | None = None,
+        seed: int | None = None,
     ) -> torch.Tensor:
         """n draws by ancestral sampling at ``temperature`` (notes 2.2.2): shape (n, D).
 
         Each x_t is drawn from p(x_t | x_<t, y)^(1/T), normalised: T < 1 sharpens every
-        conditional towards its mode, T > 1 flattens it. Draws come from a local
-        generator seeded by ``seed``: the global RNG is never touched.
+        conditional towards its mode, T > 1 flattens it. ``guidance`` w (default the
+        model's ``guidance``; needs ``p_uncond > 0``) draws x_t from softmax(ℓ_t / T),
+        ℓ_t = (1 + w) log p(x_t | x_<t, y) - w log p(x_t | x_<t, ∅) (classifier-free
+        guidance): for w > 0 the draws no longer follow p(x | y); w = 0 gives the same
+        draws as the unguided sampler. Draws come from a local generator seeded by
+        ``seed``: the global RNG is never touched.
         """
         n = check_int(n, "n")
         temperature = check_temperature(temperature)
+        guidance = self.guidance if guidance is None else self._check_guidance(guidance)
         context = self._context(y, n)
-        return self._ancestral(n, context, temperature, generator(seed, self.device))
+        return self._ancestral(
+            n, context, temperature, generator(seed, self.device), guidance=guidance
+        )
 
     def complete(
         self,
@@ -527,7 +620,7 @@ class AutoregressiveModel(PyrobnModule):
         raster order), p(x_mis | x_obs) = Π_{t missing} p(x_t | x_<t) and ancestral
         sampling continues from the observed prefix. Any other pattern raises
         :class:`ConfigurationError` naming the row. Missing entries may hold anything
-        (NaN included).
+        (NaN included). No guidance: the draws follow the model.
         """
         temperature = check_temperature(temperature)
         mask = to_tensor(observed_mask, device_=self.device)

@@ -69,7 +69,6 @@ import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
-import torch.nn.functional as F
 from pyro.infer import ELBO, TraceMeanField_ELBO
 from pyro.nn.module import to_pyro_module_
 
@@ -80,7 +79,15 @@ from pyrobn.infer.svi import History, fit_svi
 from pyrobn.models.base import PyrobnModule
 from pyrobn.models.diffusion.network import Denoiser
 from pyrobn.models.diffusion.schedule import Schedule, betas_for
-from pyrobn.models.neural import LevelData, minibatch_schedule, standardize_once
+from pyrobn.models.neural import (
+    LevelData,
+    check_guidance,
+    check_p_uncond,
+    class_context,
+    guided,
+    minibatch_schedule,
+    standardize_once,
+)
 from pyrobn.nn import ACTIVATIONS, check_sizes
 from pyrobn.random import generator
 from pyrobn.validation import (
@@ -216,9 +223,8 @@ class DiffusionModel(LevelData, PyrobnModule):
         n_classes = check_int(n_classes, "n_classes", low=0)
         if n_classes == 1:
             raise ConfigurationError("n_classes must be 0 (unconditional) or at least 2")
-        if not isinstance(p_uncond, int | float) or not 0 <= p_uncond < 1:
-            raise ConfigurationError(f"p_uncond must lie in [0, 1), got {p_uncond!r}")
-        guidance = _check_guidance(guidance, n_classes)
+        p_uncond = check_p_uncond(p_uncond)
+        guidance = check_guidance(guidance, n_classes, p_uncond)
         if sample_steps is not None:
             sample_steps = _check_steps(sample_steps, timesteps)
         super().__init__(
@@ -232,13 +238,13 @@ class DiffusionModel(LevelData, PyrobnModule):
             time_dim=time_dim,
             dropout=float(dropout),
             n_classes=n_classes,
-            p_uncond=float(p_uncond),
+            p_uncond=p_uncond,
             guidance=guidance,
             sample_steps=sample_steps,
         )
         self.data_dim, self.levels, self.timesteps = data_dim, levels, timesteps
         self.guidance, self.sample_steps = guidance, sample_steps
-        self.prediction, self.n_classes, self.p_uncond = prediction, n_classes, float(p_uncond)
+        self.prediction, self.n_classes, self.p_uncond = prediction, n_classes, p_uncond
         sched = Schedule(schedule if isinstance(schedule, str) else betas.tolist(), timesteps)
         # float64 closed forms, rebuilt from the config (not saved): cast where used
         for name, value in sched.as_dict().items():
@@ -302,18 +308,14 @@ class DiffusionModel(LevelData, PyrobnModule):
         self, y: torch.Tensor | None, shape: torch.Size, dtype: torch.dtype, drop: bool = False
     ) -> torch.Tensor | None:
         """One-hot label with the "no label" slot; ``y = None`` for a conditional model
-        means "no label" for every row; ``drop`` drops labels with probability p_uncond."""
+        means "no label" for every row; ``drop`` drops labels with probability p_uncond
+        (:func:`pyrobn.models.neural.class_context`)."""
         if self.n_classes == 0:
             return None
-        null = self.n_classes
-        if y is None:
-            labels = torch.full(shape, null, dtype=torch.long, device=self.device)
-        else:
-            labels = y
-            if drop and self.p_uncond > 0:
-                dropped = torch.rand(labels.shape, device=labels.device) < self.p_uncond
-                labels = torch.where(dropped, torch.full_like(labels, null), labels)
-        return F.one_hot(labels, self.n_classes + 1).to(dtype)
+        return class_context(
+            y, self.n_classes, dtype, p_uncond=self.p_uncond if drop else 0.0,
+            shape=shape, device=self.device,
+        )  # fmt: skip
 
     def _level_log_lik(self, z: torch.Tensor, k: _Coefs) -> torch.Tensor:
         """-(z - α_t v_l)² / (2 σ_t²) for every level l: shape (..., D, L)."""
@@ -329,12 +331,7 @@ class DiffusionModel(LevelData, PyrobnModule):
     ) -> torch.Tensor:
         """The network's output (..., D, P); with ``guidance`` w > 0 the combination
         (1 + w) f(z, t, y) - w f(z, t, ∅) of the conditional and unconditional outputs."""
-        out = self.net(z, t, c)
-        if guidance and c is not None:
-            null = torch.zeros_like(c)
-            null[..., -1] = 1
-            out = (1 + guidance) * out - guidance * self.net(z, t, null)
-        return out
+        return guided(lambda context: self.net(z, t, context), c, guidance)
 
     def _predict(
         self,
@@ -683,7 +680,10 @@ class DiffusionModel(LevelData, PyrobnModule):
         c = self._label(self._check_y(y, n), torch.Size([n]), self.dtype)
         if not (isinstance(eta, int | float) and 0 <= eta <= 1):
             raise ConfigurationError(f"eta must lie in [0, 1], got {eta!r}")
-        guidance = self.guidance if guidance is None else _check_guidance(guidance, self.n_classes)
+        if guidance is None:
+            guidance = self.guidance
+        else:
+            guidance = check_guidance(guidance, self.n_classes, self.p_uncond)
         times = self._times(self.sample_steps if steps is None else steps)
         gen = generator(seed, self.device)
         dtype = self.dtype
@@ -748,7 +748,9 @@ class DiffusionModel(LevelData, PyrobnModule):
         steps = self._check_t(t if not isinstance(t, int) or isinstance(t, bool) else [t] * n)
         check_shape(steps, (n,), "t")
         c = self._label(self._check_y(y, n), torch.Size([n]), z.dtype)
-        x_hat, _ = self._predict(z, steps, c, _check_guidance(guidance, self.n_classes))
+        x_hat, _ = self._predict(
+            z, steps, c, check_guidance(guidance, self.n_classes, self.p_uncond)
+        )
         return self.to_data_scale(x_hat)
 
     def to_data_scale(self, x_tilde: torch.Tensor) -> torch.Tensor:
@@ -812,16 +814,6 @@ class DiffusionModel(LevelData, PyrobnModule):
             f"DiffusionModel(data_dim={self.data_dim}, {kind}, timesteps={self.timesteps}, "
             f"prediction={self.prediction!r}, n_classes={self.n_classes})"
         )
-
-
-def _check_guidance(guidance: Any, n_classes: int) -> float:
-    if isinstance(guidance, bool) or not isinstance(guidance, int | float):
-        raise ConfigurationError(f"guidance must be a number >= 0, got {guidance!r}")
-    if not (math.isfinite(guidance) and guidance >= 0):
-        raise ConfigurationError(f"guidance must be a number >= 0, got {guidance!r}")
-    if guidance and n_classes == 0:
-        raise ConfigurationError("guidance needs a class-conditional model (n_classes > 0)")
-    return float(guidance)
 
 
 def _check_steps(steps: Any, T: int) -> int:
