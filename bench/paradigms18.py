@@ -23,6 +23,9 @@ Rows:
                               (256, 256), ELU, batch 64, lr 3e-4, mean-field ELBO, the epoch
                               of 150 with the best validation -ELBO kept): the VAE the GAN's
                               samples are compared with, not the overfitted one above
+    VAE (conditional)         the same, a ConditionalVAE (eq. 19: the one-hot label joins
+                              the encoder's and the decoder's inputs), trained and
+                              validated on -ELBO of log p(x | y); NLL given the test labels
 
 The plain-PyTorch loops are :func:`pyrobn.models.diffusion.reference.train_reference`'s
 step (the bound written in its SNR form) and :func:`pyrobn.models.gan.train_reference`.
@@ -64,6 +67,7 @@ ROWS = (
     "GAN (conditional)",
     "VAE",
     "VAE (early stopping)",
+    "VAE (conditional)",
 )
 #: ``bench/vae.py --book``'s configuration (the README's VAE row)
 VAE_BOOK = {"latent_dim": 16, "hidden": (256, 256), "activation": "elu"}
@@ -87,23 +91,38 @@ def _vae(seed: int) -> Any:
         return pyrobn.VAE(64, latent_dim=8, hidden=(256, 128), likelihood="categorical", levels=17)
 
 
-def _vae_early_stopping(data: Any, seed: int, epochs: int) -> Any:
-    """``bench/vae.py --book``'s VAE: trained ``epochs`` epochs, the parameters of the epoch
-    with the best validation -ELBO (10 draws, seed 1) kept."""
+def _vae_book(conditional: bool, seed: int) -> Any:
+    """``bench/vae.py --book``'s VAE (VAE_BOOK), initialised from ``seed``; with
+    ``conditional`` the ConditionalVAE of eq. 19 with the same networks, the one-hot label
+    concatenated to the encoder's and the decoder's inputs."""
+    with pyrobn.random.seeded(seed):
+        if conditional:
+            return pyrobn.ConditionalVAE(
+                64, n_classes=10, likelihood="categorical", levels=17, **VAE_BOOK
+            )
+        return pyrobn.VAE(64, likelihood="categorical", levels=17, **VAE_BOOK)
+
+
+def _vae_early_stopping(vae: Any, data: Any, seed: int, epochs: int) -> Any:
+    """Train ``vae`` as ``bench/vae.py --book`` does (VAE_BOOK_FIT) for ``epochs`` epochs and
+    keep the parameters of the epoch with the best validation -ELBO (10 draws, seed 1);
+    a class-conditional VAE (``n_classes > 0``) is trained and validated given the labels,
+    -ELBO of log p(x | y)."""
     import copy
 
-    with pyrobn.random.seeded(seed):
-        vae = pyrobn.VAE(64, likelihood="categorical", levels=17, **VAE_BOOK)
+    labels = bool(getattr(vae, "n_classes", 0))
+    train = (data.x_train, data.y_train) if labels else (data.x_train,)
+    val = (data.x_val, data.y_val) if labels else (data.x_val,)
     per_epoch = math.ceil(len(data.x_train) / VAE_BOOK_FIT["batch_size"])
     best: dict[str, Any] = {"val": math.inf, "state": None}
 
     def keep_best(step: int, loss: float) -> None:
         if (step + 1) % per_epoch == 0:
-            val = -float(vae.elbo(data.x_val, num_samples=10, seed=1).mean())
-            if val < best["val"]:
-                best.update(val=val, state=copy.deepcopy(vae.state_dict()))
+            value = -float(vae.elbo(*val, num_samples=10, seed=1).mean())
+            if value < best["val"]:
+                best.update(val=value, state=copy.deepcopy(vae.state_dict()))
 
-    vae.fit(data.x_train, steps=epochs * per_epoch, batch_size=VAE_BOOK_FIT["batch_size"],
+    vae.fit(*train, steps=epochs * per_epoch, batch_size=VAE_BOOK_FIT["batch_size"],
             lr=VAE_BOOK_FIT["lr"], loss=VAE_BOOK_FIT["loss"], seed=seed, progress=False,
             callback=keep_best)  # fmt: skip
     vae.load_state_dict(best["state"])
@@ -171,6 +190,12 @@ def main() -> None:
     parser.add_argument("--rows", default=",".join(ROWS), help=f"a subset of {ROWS}")
     parser.add_argument("--timing-epochs", type=int, default=2)
     parser.add_argument("--timing-repeats", type=int, default=3)
+    parser.add_argument(
+        "--vae-epochs",
+        type=int,
+        default=VAE_BOOK_FIT["epochs"],
+        help="epochs of the early-stopped VAE rows (the best validation epoch is kept)",
+    )
     parser.add_argument("--json", default=None, help="write the rows and the summary here")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -220,8 +245,9 @@ def main() -> None:
             elif name.startswith("GAN"):
                 model = _gan(conditional, seed)
                 model.fit(data.x_train, y_train, seed=seed, progress=False, **gan_fit)
-            elif name == "VAE (early stopping)":
-                model = _vae_early_stopping(data, seed, 2 if args.quick else VAE_BOOK_FIT["epochs"])
+            elif name in ("VAE (early stopping)", "VAE (conditional)"):
+                epochs = 2 if args.quick else args.vae_epochs
+                model = _vae_early_stopping(_vae_book(conditional, seed), data, seed, epochs)
             else:
                 model = _vae(seed)
                 model.fit(data.x_train, steps=(20 if args.quick else 5000), seed=seed,
