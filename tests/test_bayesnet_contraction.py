@@ -95,3 +95,26 @@ def test_the_path_beats_elimination_where_the_orders_blow_up():
         [target], evidence=named, show_progress=False
     )
     np.testing.assert_allclose(answer.numpy(), theirs.values, rtol=0, atol=1e-12)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(networks_with_zeros(zeros=0.0), st.integers(2, 6), st.sampled_from([1, 2**22]))
+def test_batches_on_the_path_in_chunks_equal_brute_force(case, rows, entries):
+    """Batched evidence on the path, in chunks of rows (one row each when the entry
+    budget is 1), equals brute force row by row."""
+    net, rng = case
+    query, evidence = split(net, rng, max_query=1)
+    if not evidence:
+        return
+    cases = [{v: int(rng.integers(net.cardinality(v))) for v in evidence} for _ in range(rows)]
+    batch = {v: torch.tensor([c[v] for c in cases]) for v in evidence}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(queries, "HEAVY_COST", 0.0)
+        patch.setattr(queries, "PATH_COST", 0.0)
+        patch.setattr(queries, "VECTORISED_ENTRIES", entries)
+        patch.setattr(queries, "_distinct_rows", lambda *a: None)  # every row computed
+        patch.setattr(contraction, "PATH_GAIN", 0)
+        got = net.query(query, batch)
+    for b, row in enumerate(cases):
+        expected, total = brute_posterior(net, query, row)
+        np.testing.assert_allclose(got[b].numpy(), expected / total, rtol=1e-9, atol=1e-14)

@@ -278,9 +278,16 @@ class QueriesMixin:
         path = plan.extra["path"]
         if path is None:
             return None
-        self._guard(path.largest, plan.flat.largest, batch or 1, "the query")
         tables = self._refresh()
-        return path.joint(tables, ev, batch, rescale=not self._linear_ok)
+        rows = batch or 1
+        step = max(1, VECTORISED_ENTRIES // max(path.largest, 1))  # rows per contraction
+        self._guard(path.largest, plan.flat.largest, min(rows, step), "the query")
+        parts = []
+        for start in range(0, rows, step):
+            chunk = {v: c[start : start + step] if c.shape[0] > 1 else c for v, c in ev.items()}
+            size = min(step, rows - start) if batch is not None else None
+            parts.append(path.joint(tables, chunk, size, rescale=not self._linear_ok))
+        return torch.cat(parts)
 
     def _query_torch(
         self,
