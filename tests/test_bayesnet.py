@@ -670,3 +670,38 @@ def test_rows_too_wide_for_one_key_are_answered_as_they_are():
     assert _distinct_rows(ones, 4, [2] * 64) is None  # 2^64 joint values: no int64 key
     rows, inverse = _distinct_rows(dict(list(ones.items())[:63]), 4, [2] * 63)
     assert inverse.tolist() == [0] * 4 and all(c.tolist() == [1] for c in rows.values())
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(networks_with_zeros(max_nodes=6), st.integers(2, 12))
+def test_batches_answered_from_one_table_over_the_evidence_equal_brute_force(case, rows):
+    """With the thresholds at 0 every batch is answered from p(x_Q, x_E | e_s): equal to
+    brute force row by row, and a row of probability zero is named by its index."""
+    import pyrobn.models.bayesnet.queries as queries
+
+    net, rng = case
+    query, evidence = split(net, rng, max_query=2)
+    if not evidence:
+        return
+    names = list(evidence)
+    shared = names[: int(rng.integers(0, len(names)))]  # these stay scalar
+    cases = [
+        {v: evidence[v] if v in shared else int(rng.integers(net.cardinality(v))) for v in names}
+        for _ in range(rows)
+    ]
+    batch = {v: evidence[v] if v in shared else torch.tensor([c[v] for c in cases]) for v in names}
+    if all(v in shared for v in names):
+        return
+    totals = [restrict(brute_joint(net), net, c).sum() for c in cases]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(queries, "JOINT_ROWS", 2)
+        patch.setattr(queries, "JOINT_GAIN", 0)
+        if min(totals) == 0:
+            shared_total = restrict(brute_joint(net), net, {v: evidence[v] for v in shared}).sum()
+            named = "" if shared_total == 0 else rf"batch rows \[{totals.index(0)}\b"
+            with pytest.raises(ZeroProbabilityEvidence, match=named):
+                net.query(query, batch)
+            return
+        got = net.query(query, batch)
+    for b, row in enumerate(cases):
+        torch.testing.assert_close(got[b], net.query(query, row), rtol=1e-9, atol=1e-13)
