@@ -26,6 +26,13 @@ Rows:
     VAE (conditional)         the same, a ConditionalVAE (eq. 19: the one-hot label joins
                               the encoder's and the decoder's inputs), trained and
                               validated on -ELBO of log p(x | y); NLL given the test labels
+    VAE (conditional in every layer)
+                              the same with ``condition_every_layer=True``: the label
+                              also enters every later layer of both networks (a learned
+                              projection of y added to each pre-activation)
+
+``--cvae-temperatures 0.8,0.6`` adds, for each conditional VAE row, rows sampled at those
+latent temperatures (z ~ N(0, τ² I): not the model's p(x | y); same model, same NLL).
 
 The plain-PyTorch loops are :func:`pyrobn.models.diffusion.reference.train_reference`'s
 step (the bound written in its SNR form) and :func:`pyrobn.models.gan.train_reference`.
@@ -68,6 +75,7 @@ ROWS = (
     "VAE",
     "VAE (early stopping)",
     "VAE (conditional)",
+    "VAE (conditional in every layer)",
 )
 #: ``bench/vae.py --book``'s configuration (the README's VAE row)
 VAE_BOOK = {"latent_dim": 16, "hidden": (256, 256), "activation": "elu"}
@@ -91,14 +99,16 @@ def _vae(seed: int) -> Any:
         return pyrobn.VAE(64, latent_dim=8, hidden=(256, 128), likelihood="categorical", levels=17)
 
 
-def _vae_book(conditional: bool, seed: int) -> Any:
+def _vae_book(conditional: bool, seed: int, every_layer: bool = False) -> Any:
     """``bench/vae.py --book``'s VAE (VAE_BOOK), initialised from ``seed``; with
     ``conditional`` the ConditionalVAE of eq. 19 with the same networks, the one-hot label
-    concatenated to the encoder's and the decoder's inputs."""
+    concatenated to the encoder's and the decoder's inputs (and added to every later layer
+    with ``every_layer``)."""
     with pyrobn.random.seeded(seed):
         if conditional:
+            extra = {"condition_every_layer": True} if every_layer else {}
             return pyrobn.ConditionalVAE(
-                64, n_classes=10, likelihood="categorical", levels=17, **VAE_BOOK
+                64, n_classes=10, likelihood="categorical", levels=17, **VAE_BOOK, **extra
             )
         return pyrobn.VAE(64, likelihood="categorical", levels=17, **VAE_BOOK)
 
@@ -196,9 +206,16 @@ def main() -> None:
         default=VAE_BOOK_FIT["epochs"],
         help="epochs of the early-stopped VAE rows (the best validation epoch is kept)",
     )
+    parser.add_argument(
+        "--cvae-temperatures",
+        default="",
+        help="latent temperatures τ (comma-separated) at which each conditional VAE is also "
+        "sampled, as extra rows",
+    )
     parser.add_argument("--json", default=None, help="write the rows and the summary here")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
+    temperatures = [float(t) for t in args.cvae_temperatures.split(",") if t.strip()]
     rows_wanted = [r.strip() for r in args.rows.split(",")]
     for r in rows_wanted:
         if r not in ROWS:
@@ -245,9 +262,10 @@ def main() -> None:
             elif name.startswith("GAN"):
                 model = _gan(conditional, seed)
                 model.fit(data.x_train, y_train, seed=seed, progress=False, **gan_fit)
-            elif name in ("VAE (early stopping)", "VAE (conditional)"):
+            elif name.startswith("VAE ("):
                 epochs = 2 if args.quick else args.vae_epochs
-                model = _vae_early_stopping(_vae_book(conditional, seed), data, seed, epochs)
+                vae = _vae_book(conditional, seed, every_layer="every layer" in name)
+                model = _vae_early_stopping(vae, data, seed, epochs)
             else:
                 model = _vae(seed)
                 model.fit(data.x_train, steps=(20 if args.quick else 5000), seed=seed,
@@ -270,6 +288,15 @@ def main() -> None:
                 rows.append(dataclasses.replace(
                     row, name="diffusion, 100 steps", fd=fast["fd"], samples_per_second=rate,
                     extra=dict(row.extra)))  # fmt: skip
+            if conditional and name.startswith("VAE"):  # the same model at other τ
+                for tau in temperatures:
+                    cooled = _Temperature(model, tau)
+                    q = ev.sample_quality(cooled, classifier, data.x_test, n=n_samples, seed=seed)
+                    rows.append(dataclasses.replace(
+                        row, name=f"{name}, τ = {tau:g}", fd=q["fd"],
+                        class_accuracy=q["class_accuracy"], extra=dict(row.extra)))  # fmt: skip
+                    print(f"{name} seed {seed}, τ = {tau:g}: FD {q['fd']:.2f}, class acc "
+                          f"{q['class_accuracy']:.3f}", flush=True)  # fmt: skip
     summary = ev.summarize(rows)
     print()
     print(ev.format_table(summary))
@@ -296,6 +323,18 @@ def _evaluate(
         name, score.nats, score.stderr, score.kind, score.bits_per_dim, quality["fd"],
         quality["class_accuracy"], rate, per_epoch, reference, seed,
     )  # fmt: skip
+
+
+class _Temperature:
+    """A conditional VAE sampled at latent temperature τ (z ~ N(0, τ² I)), for the harness."""
+
+    def __init__(self, model: Any, temperature: float) -> None:
+        self.model, self.temperature = model, temperature
+        self.n_classes = model.n_classes
+        self.nll_kind = model.nll_kind
+
+    def sample(self, n: int, *, y: Any = None, seed: int | None = None) -> torch.Tensor:
+        return self.model.sample(n, y=y, seed=seed, temperature=self.temperature)
 
 
 class _Steps:

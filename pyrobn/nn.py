@@ -67,19 +67,84 @@ def encoder_decoder(
     *,
     condition_dim: int = 0,
     encoder_outputs: int = 2,
-) -> tuple[nn.Sequential, nn.Sequential]:
+    condition_every_layer: bool = False,
+) -> tuple[nn.Module, nn.Module]:
     """The autoencoder pair: encoder hφ: R^(D+C) -> R^(k L), decoder fθ: R^(L+C) -> R^D.
 
     ``hidden`` are the encoder's hidden widths; the decoder mirrors them. ``C =
     condition_dim`` one-hot inputs are concatenated to both (notes 2.2.3, eq. 19). The
     encoder returns ``encoder_outputs * latent_dim`` numbers: 2 for a VAE (mean and
     log-variance, lecture), 1 for a deterministic autoencoder. The encoder is built
-    first, then the decoder, so one seed gives one initialisation.
+    first, then the decoder, so one seed gives one initialisation. With
+    ``condition_every_layer`` the condition also enters every later layer of both
+    (:class:`ConditionedMLP`).
     """
     hidden = check_sizes(hidden, "hidden")
-    encoder = mlp([data_dim + condition_dim, *hidden, encoder_outputs * latent_dim], activation)
-    decoder = mlp([latent_dim + condition_dim, *reversed(hidden), data_dim], activation)
+    encoder = conditioned_mlp(
+        [data_dim + condition_dim, *hidden, encoder_outputs * latent_dim],
+        activation,
+        condition_dim if condition_every_layer else 0,
+    )
+    decoder = conditioned_mlp(
+        [latent_dim + condition_dim, *reversed(hidden), data_dim],
+        activation,
+        condition_dim if condition_every_layer else 0,
+    )
     return encoder, decoder
+
+
+def conditioned_mlp(
+    sizes: Sequence[int], activation: str = "relu", condition_dim: int = 0
+) -> nn.Module:
+    """:func:`mlp` when ``condition_dim`` is 0, else a :class:`ConditionedMLP` whose last
+    ``condition_dim`` inputs enter every layer.
+
+    >>> [type(conditioned_mlp([5, 8, 2], "relu", c)).__name__ for c in (0, 2)]
+    ['Sequential', 'ConditionedMLP']
+    """
+    if condition_dim:
+        return ConditionedMLP(sizes, condition_dim, activation)
+    return mlp(sizes, activation)
+
+
+class ConditionedMLP(nn.Module):
+    """An MLP whose condition c enters every layer: h_1 = a(W_1 [u; c] + b_1), then
+    h_k = a(W_k h_{k-1} + V_k c + b_k) for the next layers (the output linear).
+
+    The input is the concatenation ``[u; c]`` with the last ``condition_dim`` columns the
+    condition, as :func:`mlp`'s conditional input (notes 2.2.3, eq. 19: "concatenar el
+    valor de y"); each later layer k adds a learned projection V_k c of the condition to
+    its pre-activation, as the conditional PixelCNN and :class:`MADE` do, so that the
+    network cannot drop c after its first layer. With one-hot c, V_k c is a per-class
+    bias of layer k.
+
+    >>> net = ConditionedMLP([4 + 3, 8, 8, 5], condition_dim=3)
+    >>> net(torch.zeros(2, 7)).shape, [tuple(v.weight.shape) for v in net.condition]
+    (torch.Size([2, 5]), [(8, 3), (5, 3)])
+    """
+
+    def __init__(self, sizes: Sequence[int], condition_dim: int, activation: str = "relu") -> None:
+        super().__init__()
+        sizes = check_sizes(sizes, "sizes")
+        self.condition_dim = check_int(condition_dim, "condition_dim")
+        if len(sizes) < 2:
+            raise ConfigurationError(f"an MLP needs an input and an output size, got {sizes}")
+        if sizes[0] <= self.condition_dim:
+            raise ConfigurationError(
+                f"the input size {sizes[0]} must exceed condition_dim = {self.condition_dim}"
+            )
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
+        self.condition = nn.ModuleList(
+            nn.Linear(self.condition_dim, b, bias=False) for b in sizes[2:]
+        )
+        self.activation = _activation(activation)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        c = inputs[..., -self.condition_dim :]
+        h = self.layers[0](inputs)
+        for layer, project in zip(self.layers[1:], self.condition, strict=True):
+            h = layer(self.activation(h)) + project(c)
+        return h
 
 
 # --------------------------------------------------------------------------- causal networks
@@ -470,10 +535,12 @@ __all__ = [
     "CausalConv1d",
     "CausalConvNet",
     "CausalTransformer",
+    "ConditionedMLP",
     "MaskedConv2d",
     "MaskedLinear",
     "PixelCNN",
     "check_sizes",
+    "conditioned_mlp",
     "encoder_decoder",
     "mlp",
 ]

@@ -232,6 +232,43 @@ def test_conditional_classes_and_autoencoder_flags(n_classes, sigmoid):
     )
 
 
+@SETTINGS
+@given(
+    every=st.one_of(
+        st.integers(), st.floats(), st.text(max_size=2), st.none(), st.just(np.bool_(True))
+    ),
+    temperature=st.one_of(
+        st.floats(max_value=-1e-300),
+        st.just(math.nan),
+        st.just(math.inf),
+        st.just(-math.inf),
+        st.booleans(),
+        st.none(),
+        st.text(max_size=3),
+        st.complex_numbers(min_magnitude=0.1, max_magnitude=10),
+        st.just(torch.tensor([0.5, 1.0])),
+    ),
+)
+def test_conditional_every_layer_and_temperature(every, temperature):
+    """condition_every_layer must be a bool; temperature a real number >= 0 (both named)."""
+    cvae = _models()["cvae"]
+    for entry, call, word in (
+        (
+            "ConditionalVAE(condition_every_layer=)",
+            lambda: pyrobn.ConditionalVAE(6, n_classes=2, hidden=(4,), condition_every_layer=every),
+            "condition_every_layer",
+        ),
+        (
+            "ConditionalVAE.sample(temperature=)",
+            lambda: cvae.sample(2, y=0, temperature=temperature),
+            "temperature",
+        ),
+    ):
+        expect_error(entry, call)
+        with pytest.raises(pyrobn.errors.PyrobnError, match=word):
+            call()
+
+
 # ----------------------------------------------------------------------------- data
 @SETTINGS
 @given(data=st.data())

@@ -307,6 +307,145 @@ def test_conditional_vae_generates_the_chosen_class(digits_cpu):
     assert accuracy >= 0.9, accuracy
 
 
+# ---------------------------------------------------------------------- the label's options
+
+
+def _every_layer_cvae(device="cpu", likelihood="bernoulli", **kwargs):
+    extra = {"levels": 5} if likelihood == "categorical" else {}
+    with seeded(0):
+        return pyrobn.ConditionalVAE(
+            6, n_classes=3, latent_dim=2, hidden=(5, 4), likelihood=likelihood,
+            condition_every_layer=True, **extra, **kwargs,
+        ).to(device)  # fmt: skip
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "categorical"])
+def test_condition_every_layer_is_the_formula_of_conditioned_mlp(likelihood):
+    """Both networks compute h_1 = a(W_1 [u; c] + b_1), h_k = a(W_k h_{k-1} + V_k c + b_k),
+    the output linear: written out by hand from the weights."""
+    cvae = _every_layer_cvae(likelihood=likelihood)
+    g = torch.Generator().manual_seed(0)
+    for net, width in ((cvae.encoder, 6), (cvae.decoder, 2)):
+        u = torch.randn(7, width, generator=g)
+        c = torch.nn.functional.one_hot(torch.arange(7) % 3, 3).float()
+        layers, projections = list(net.layers), list(net.condition)
+        assert len(projections) == len(layers) - 1
+        h = layers[0](torch.cat([u, c], -1))
+        for k, (layer, project) in enumerate(zip(layers[1:], projections, strict=True)):
+            assert project.bias is None
+            h = torch.relu(h)
+            h = h @ layer.weight.T + layer.bias + c @ project.weight.T
+            assert h.shape[-1] == layer.out_features, k
+        assert_close(net(torch.cat([u, c], -1)), h, atol=1e-6)
+
+
+def test_the_label_reaches_the_output_through_each_layer_s_projection():
+    """With the label's first-layer columns zeroed and every projection V_j but one, the
+    decoder's output still changes with y through V_k, for each k; with V_k zeroed too it
+    does not: each projection carries y into its layer."""
+    cvae = _every_layer_cvae()
+    z = torch.randn(4, 2, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        cvae.decoder.layers[0].weight[:, 2:] = 0  # the concatenated one-hot of layer 1
+        saved = [v.weight.clone() for v in cvae.decoder.condition]
+        for k in range(len(saved)):
+            for j, v in enumerate(cvae.decoder.condition):
+                v.weight.copy_(saved[j] if j == k else torch.zeros_like(saved[j]))
+            a, b = cvae.decode(z, 0), cvae.decode(z, 1)
+            assert float((a - b).abs().max()) > 1e-4, k
+            cvae.decoder.condition[k].weight.zero_()
+            assert torch.equal(cvae.decode(z, 0), cvae.decode(z, 1)), k
+
+
+def test_condition_every_layer_counts_its_projections_and_keeps_the_default():
+    """V_k adds C·width_k weights per later layer (no bias); the default network is the
+    plain concatenation, its config without the new key (files of the old architecture)."""
+    cvae = pyrobn.ConditionalVAE(10, n_classes=2, latent_dim=3, hidden=(7,))
+    every = pyrobn.ConditionalVAE(
+        10, n_classes=2, latent_dim=3, hidden=(7,), condition_every_layer=True
+    )
+    assert "condition_every_layer" not in cvae.config and not cvae.condition_every_layer
+    assert every.config["condition_every_layer"] is True
+    assert every.n_parameters == cvae.n_parameters + 2 * 10
+    assert every.n_inference_parameters == cvae.n_inference_parameters + 2 * 6
+    assert isinstance(cvae.decoder, torch.nn.Sequential)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "categorical"])
+def test_every_layer_model_trains_and_saves_exactly(tmp_path, device, likelihood):
+    cvae = _every_layer_cvae(device, likelihood)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 5 if likelihood == "categorical" else 2, (30, 6), generator=g)
+    x, y = x.float().to(device), (torch.arange(30) % 3).to(device)
+    cvae.fit(x, y, steps=5, batch_size=10, seed=0, progress=False)
+    cvae.save(tmp_path / "every.pt")
+    loaded = pyrobn.ConditionalVAE.load(tmp_path / "every.pt", map_location=device)
+    assert loaded.config == cvae.config and loaded.condition_every_layer
+    for key, value in cvae.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    assert torch.equal(loaded.sample(4, y=2, seed=2), cvae.sample(4, y=2, seed=2))
+    assert torch.equal(
+        loaded.log_likelihood(x, y, num_samples=5, seed=0),
+        cvae.log_likelihood(x, y, num_samples=5, seed=0),
+    )
+
+
+def test_a_file_of_the_other_architecture_is_a_checkpoint_error(tmp_path):
+    """A file of the concatenation-only network (saved before the option existed: no key
+    in its config) loads as that network; told it is the other one, or the other way
+    round, it is a CheckpointError naming the state that does not fit."""
+    plain = pyrobn.ConditionalVAE(6, n_classes=3, latent_dim=2, hidden=(5, 4))
+    plain.save(tmp_path / "plain.pt")
+    saved = torch.load(tmp_path / "plain.pt", weights_only=True)
+    assert "condition_every_layer" not in saved["config"]
+    loaded = pyrobn.ConditionalVAE.load(tmp_path / "plain.pt")
+    assert not loaded.condition_every_layer
+    assert torch.equal(loaded.sample(3, y=1, seed=0), plain.sample(3, y=1, seed=0))
+    every = _every_layer_cvae()
+    every.save(tmp_path / "every.pt")
+    other = torch.load(tmp_path / "every.pt", weights_only=True)
+    swapped = {
+        "as_every": {**saved, "config": {**saved["config"], "condition_every_layer": True}},
+        "as_plain": {**other, "config": {**other["config"], "condition_every_layer": False}},
+    }
+    for name, state in swapped.items():
+        torch.save(state, tmp_path / f"{name}.pt")
+        with pytest.raises(CheckpointError, match="does not fit"):
+            pyrobn.ConditionalVAE.load(tmp_path / f"{name}.pt")
+
+
+@pytest.mark.parametrize("every", [False, True])
+def test_temperature_scales_the_prior_draw(every):
+    """sample(temperature=τ) decodes z = τ ε with the ε of τ = 1 for one seed: τ = 0 is the
+    decoder at z = 0, τ → 0 tends to it, and τ = 1 is the default sampler."""
+    with seeded(0):
+        cvae = pyrobn.ConditionalVAE(
+            6, n_classes=3, latent_dim=2, hidden=(5,), condition_every_layer=every
+        )
+    y = torch.tensor([0, 1, 2, 1])
+    at_zero = cvae.decode(torch.zeros(4, 2), y)
+    assert torch.equal(cvae.sample(4, y=y, seed=3, mean=True, temperature=0), at_zero)
+    assert_close(cvae.sample(4, y=y, seed=3, mean=True, temperature=1e-7), at_zero, atol=1e-5)
+    with seeded(3):
+        eps = torch.randn(4, 2)
+    for tau in (0.3, 1.0, 2.0):
+        expected = cvae.decode(tau * eps, y)
+        assert_close(cvae.sample(4, y=y, seed=3, mean=True, temperature=tau), expected, atol=1e-6)
+    assert torch.equal(cvae.sample(4, y=y, seed=3), cvae.sample(4, y=y, seed=3, temperature=1))
+
+
+def test_cooled_samples_are_drawn_from_the_decoder_at_the_cooled_latent():
+    """x ~ pθ(x | z = τ ε, y) at τ = 0: each Bernoulli pixel's frequency over 4000 draws
+    is its decoder probability at z = 0 (within 5 standard errors)."""
+    with seeded(0):
+        cvae = pyrobn.ConditionalVAE(6, n_classes=3, latent_dim=2, hidden=(5,))
+    n = 4000
+    draws = cvae.sample(n, y=2, seed=1, temperature=0)
+    p = cvae.decode(torch.zeros(1, 2), 2)[0]
+    se = (p * (1 - p) / n).sqrt()
+    assert bool(((draws.mean(0) - p).abs() <= 5 * se + 1e-6).all())
+
+
 # ---------------------------------------------------------------------- latent tools
 
 

@@ -107,7 +107,7 @@ class AutoencodingModel(PyrobnModule):
         count = sum(a * b + b for sizes in layer_sizes for a, b in itertools.pairwise(sizes))
         check_allocation(count, torch.get_default_dtype(), "the encoder and decoder weights")
 
-    def _set_networks(self, encoder: nn.Sequential, decoder: nn.Sequential) -> None:
+    def _set_networks(self, encoder: nn.Module, decoder: nn.Module) -> None:
         # PyroModule versions: their parameters become Pyro param sites when called.
         self.encoder = to_pyro_module_(encoder) or encoder
         self.decoder = to_pyro_module_(decoder) or decoder

@@ -4,10 +4,21 @@ Any Bayesian network becomes a conditional one by adding the condition y to ever
 factor, p(x_1, ..., x_N | y) = Π_n p(x_n | Pa(x_n), y) (eq. 19); a neural factor takes y
 as an extra input ("concatenar el valor de y"). Here y is a class label, given to both
 networks as a one-hot vector.
+
+Two options against a decoder that leans on z rather than y (the encoder sees x, which
+shows the class, so z can carry it; a draw z ~ p(z) then need not match the y asked for):
+
+- ``condition_every_layer=True``: y also enters every later layer of both networks, as a
+  learned projection V_k y added to the pre-activation (:class:`pyrobn.nn.ConditionedMLP`;
+  the conditional PixelCNN's scheme). Still eq. 19, with another network for each factor.
+- ``sample(..., temperature=τ)``: z ~ N(0, τ² I). τ < 1 draws from the centre of the
+  prior, where the decoder is most sure of the class; the draws then follow not pθ(x | y)
+  but p_τ(x | y) = ∫ N(z; 0, τ² I) pθ(x | z, y) dz.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -31,6 +42,16 @@ from pyrobn.validation import (
 __all__ = ["ConditionalVAE"]
 
 
+def _check_temperature(temperature: Any) -> float:
+    """τ as a float: a real, finite number >= 0 (not a bool), else ConfigurationError."""
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise ConfigurationError(f"temperature must be a real number >= 0, got {temperature!r}")
+    value = float(temperature)
+    if not math.isfinite(value) or value < 0:
+        raise ConfigurationError(f"temperature must be finite and >= 0, got {temperature!r}")
+    return value
+
+
 def _is_boolean(y: Any) -> bool:
     """Whether y is a bool, or an array, tensor or (nested) list of bools."""
     if isinstance(y, bool):
@@ -50,6 +71,11 @@ class ConditionalVAE(GaussianLatentModel):
     (the notes' "concatenar el valor de y"). ``sample(n, y=c)`` generates class c.
     Likelihoods as in :class:`pyrobn.VAE` (``levels=`` for the categorical).
 
+    ``condition_every_layer=True`` also adds a learned projection of y to every later
+    layer of the encoder and the decoder (:class:`pyrobn.nn.ConditionedMLP`); the default
+    False is the network of the notes, input concatenation only (and the one of files
+    saved before the option existed).
+
     >>> cvae = pyrobn.ConditionalVAE(16, n_classes=3, latent_dim=2, hidden=(8,))
     >>> x, y = torch.rand(12, 16).round(), torch.arange(12) % 3
     >>> cvae.fit(x, y, steps=2, seed=0, progress=False).fit_result_.n_iter
@@ -68,7 +94,13 @@ class ConditionalVAE(GaussianLatentModel):
         activation: str = "relu",
         obs_scale: float | None = None,
         levels: int | None = None,
+        condition_every_layer: bool = False,
     ) -> None:
+        if not isinstance(condition_every_layer, bool):
+            raise ConfigurationError(
+                f"condition_every_layer must be True or False, got {condition_every_layer!r}"
+            )
+        extra = {"condition_every_layer": True} if condition_every_layer else {}
         super().__init__(
             data_dim=data_dim,
             n_classes=n_classes,
@@ -78,7 +110,9 @@ class ConditionalVAE(GaussianLatentModel):
             activation=activation,
             obs_scale=obs_scale,
             levels=levels,
+            **extra,  # absent when False: such files load in versions without the option
         )
+        self.condition_every_layer = condition_every_layer
         self._init_vae(
             data_dim,
             latent_dim,
@@ -88,6 +122,7 @@ class ConditionalVAE(GaussianLatentModel):
             check_int(n_classes, "n_classes", 2),
             obs_scale,
             levels,
+            condition_every_layer,
         )
 
     def graph(self, inference: bool = False) -> ModelGraph:
@@ -195,14 +230,33 @@ class ConditionalVAE(GaussianLatentModel):
         return self.decode(self.encode(x, y), y)
 
     def sample(
-        self, n: int, y: Any = None, *, seed: int | None = None, mean: bool = False
+        self,
+        n: int,
+        y: Any = None,
+        *,
+        seed: int | None = None,
+        mean: bool = False,
+        temperature: float = 1.0,
     ) -> torch.Tensor:
         """z ~ N(0, I), x ~ pθ(x | z, y): n samples of class y (an int, or n labels);
         shape (n, D). ``y`` is required (None raises :class:`ConfigurationError`); its
-        default exists for the harness protocol's ``sample(n, *, y=None, seed=None)``."""
+        default exists for the harness protocol's ``sample(n, *, y=None, seed=None)``.
+
+        ``temperature=τ`` (>= 0) draws z = τ ε, ε ~ N(0, I), i.e. z ~ N(0, τ² I): for
+        τ != 1 the samples **do not follow the model's pθ(x | y)** but
+        ∫ N(z; 0, τ² I) pθ(x | z, y) dz, a sampling heuristic (τ < 1: less variety,
+        clearer classes) as the autoregressive model's ``guidance``; τ = 0 decodes z = 0.
+        One seed gives one ε for every τ. ``mean=True`` returns E[x | z, y] instead of a
+        draw of x.
+
+        >>> cvae = pyrobn.ConditionalVAE(4, n_classes=2, hidden=(8,))
+        >>> bool((cvae.sample(3, y=1, mean=True, temperature=0)
+        ...       == cvae.decode(torch.zeros(3, 2), 1)).all())
+        True
+        """
         check_int(n, "n")
         c = self._one_hot(self._check_y(y, n), self.dtype)
-        return self._sample(c, n, seed, bool(mean))
+        return self._sample(c, n, seed, bool(mean), _check_temperature(temperature))
 
     def elbo(
         self, x: Any, y: Any, *, num_samples: int = 1, seed: int | None = None

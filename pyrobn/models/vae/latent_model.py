@@ -39,7 +39,7 @@ from pyrobn.errors import ConfigurationError
 from pyrobn.graph import GraphNode, ModelGraph
 from pyrobn.models.vae.base import AutoencodingModel
 from pyrobn.models.vae.likelihoods import Likelihood, check_likelihood
-from pyrobn.nn import encoder_decoder, mlp
+from pyrobn.nn import conditioned_mlp, encoder_decoder
 from pyrobn.random import seeded
 from pyrobn.validation import check_allocation, check_int
 
@@ -83,6 +83,7 @@ class GaussianLatentModel(AutoencodingModel):
         n_classes: int,
         obs_scale: float | None,
         levels: int | None = None,
+        condition_every_layer: bool = False,
     ) -> None:
         hidden = self._init_common(data_dim, latent_dim, hidden, activation)
         likelihood, obs_scale, levels = check_likelihood(likelihood, obs_scale, levels)
@@ -93,16 +94,30 @@ class GaussianLatentModel(AutoencodingModel):
             [data_dim + n_classes, *hidden, 2 * latent_dim],
             [latent_dim + n_classes, *reversed(hidden), outputs],
         )
+        every = n_classes if condition_every_layer else 0
+        if every:
+            # the condition's projections V_k c of every later layer (ConditionedMLP)
+            self._check_network_size(
+                [n_classes, sum(hidden) + 2 * latent_dim],
+                [n_classes, sum(hidden) + outputs],
+            )
         if likelihood == "categorical":
             assert levels is not None
             # the same layer order as encoder_decoder, with L logits per decoded feature
-            encoder = mlp([data_dim + n_classes, *hidden, 2 * latent_dim], activation)
-            decoder = mlp(
-                [latent_dim + n_classes, *reversed(hidden), data_dim * levels], activation
+            encoder = conditioned_mlp(
+                [data_dim + n_classes, *hidden, 2 * latent_dim], activation, every
+            )
+            decoder = conditioned_mlp(
+                [latent_dim + n_classes, *reversed(hidden), data_dim * levels], activation, every
             )
         else:
             encoder, decoder = encoder_decoder(
-                data_dim, latent_dim, hidden, activation, condition_dim=n_classes
+                data_dim,
+                latent_dim,
+                hidden,
+                activation,
+                condition_dim=n_classes,
+                condition_every_layer=bool(every),
             )
         self._set_networks(encoder, decoder)
         self.likelihood = Likelihood(likelihood, data_dim, obs_scale, levels)
@@ -278,7 +293,16 @@ class GaussianLatentModel(AutoencodingModel):
             return self.likelihood.sample(out)
 
     @torch.no_grad()
-    def _sample(self, c: torch.Tensor | None, n: int, seed: int | None, mean: bool) -> torch.Tensor:
+    def _sample(
+        self,
+        c: torch.Tensor | None,
+        n: int,
+        seed: int | None,
+        mean: bool,
+        temperature: float = 1.0,
+    ) -> torch.Tensor:
+        """z = τ ε, ε ~ N(0, I) (z ~ N(0, τ² I); τ = 1 is the prior), x ~ pθ(x | z[, y])
+        or its mean; one draw ε per row whatever τ, so one seed gives the same ε."""
         check_allocation(
             n * (self.latent_dim + self.data_dim * self.likelihood.outputs_per_feature),
             self.dtype,
@@ -286,6 +310,8 @@ class GaussianLatentModel(AutoencodingModel):
         )
         with seeded(seed):
             z = torch.randn(n, self.latent_dim, dtype=self.dtype, device=self.device)
+            if temperature != 1.0:
+                z = temperature * z
             out = self._decoder_out(z, c)
             if mean:
                 return self.likelihood.mean(out)
