@@ -98,6 +98,29 @@ def _distinct_rows(
     return rows, inverse
 
 
+def _row_chunks(
+    ev: dict[int, torch.Tensor], batch: int | None, step: int
+) -> list[tuple[dict[int, torch.Tensor], int | None]]:
+    """Evidence split into chunks of at most ``step`` rows: [(columns, rows or None)]
+    (unbatched evidence is one chunk; scalar columns go whole into every chunk)."""
+    if batch is None:
+        return [(ev, None)]
+    return [
+        ({v: c[start : start + step] if c.shape[0] > 1 else c for v, c in ev.items()},
+         min(step, batch - start))
+        for start in range(0, batch, step)
+    ]  # fmt: skip
+
+
+def _normalised(joint: torch.Tensor) -> torch.Tensor | None:
+    """p(x_Q, e) (B, *cards) divided by its sum per row, or None when a row sums to 0
+    (impossible evidence or an underflow: the caller decides in log space)."""
+    z = sum_axis(joint.reshape(joint.shape[0], -1), 1)
+    if not bool(z.all()):
+        return None
+    return joint / z.reshape(-1, *(1,) * (joint.dim() - 1))
+
+
 class QueriesMixin:
     """Exact queries (mixed into :class:`~pyrobn.models.bayesnet.DiscreteBayesianNetwork`).
 
@@ -201,14 +224,15 @@ class QueriesMixin:
         clash = [self.variables[v] for v in query if v in ev]
         if clash:
             raise ConfigurationError(f"{clash} are both queried and given as evidence")
-        by_joint = self._batch_by_joint(query, ev, batch, evidence)
+        distinct = _distinct_rows(ev, batch, self.cards)
+        rows = batch if distinct is None else int(distinct[1].max()) + 1
+        by_joint = self._batch_by_joint(query, ev, batch, rows, evidence)
         if by_joint is not None:
             return by_joint
-        distinct = _distinct_rows(ev, batch, self.cards)
         if distinct is not None:  # each distinct evidence row answered once
-            rows, inverse = distinct
+            columns, inverse = distinct
             try:
-                return self._query_ids(query, rows, int(inverse.max()) + 1, evidence)[inverse]
+                return self._query_ids(query, columns, rows, evidence)[inverse]
             except ZeroProbabilityEvidence:
                 pass  # answered row by row below, so that the error names the user's rows
         return self._query_ids(query, ev, batch, evidence)
@@ -218,14 +242,16 @@ class QueriesMixin:
         query: tuple[int, ...],
         ev: dict[int, torch.Tensor],
         batch: int | None,
+        distinct: int | None,
         evidence: Evidence | None,
     ) -> torch.Tensor | None:
-        """A batch of evidence rows from one table: p(x_Q, x_E | e_s), the batched
-        evidence variables E kept free (e_s: the evidence shared by all rows), then
+        """A batch of evidence rows (``distinct`` of them different) from one table:
+        p(x_Q, x_E | e_s), the batched evidence variables E kept free (e_s: the evidence
+        shared by all rows), then
         p(x_Q | e) = p(x_Q, e_E | e_s) / Σ_Q p(x_Q, e_E | e_s) gathered row by row (exact).
         Taken when that table has at most VECTORISED_ENTRIES entries and its plan costs
-        JOINT_GAIN times less than the rows' plans (mildew: 5,822 distinct rows of three
-        findings, each an elimination of large tables, against one table over them);
+        JOINT_GAIN times less than the rows' plans (barley: 3,257 distinct rows of three
+        variables, each an elimination of large tables, against one table over them);
         None otherwise, or when a row's normaliser vanished (the rows then decide)."""
         if batch is None or batch < JOINT_ROWS or not self._compiled_ok():
             return None
@@ -236,22 +262,16 @@ class QueriesMixin:
             entries *= self.cards[v]
         if entries > VECTORISED_ENTRIES:
             return None
-        distinct = _distinct_rows(ev, batch, self.cards)
-        rows = batch if distinct is None else int(distinct[1].max()) + 1
         per_row = self._flat_plan("the query", "query_plan", query, tuple(sorted(ev)))
         joint = self._flat_plan(
             "the query", "query_plan", (*query, *batched), tuple(sorted(shared))
         )
-        if joint.flat.cost * JOINT_GAIN > rows * per_row.flat.cost:
+        if joint.flat.cost * JOINT_GAIN > distinct * per_row.flat.cost:
             return None
         table = self._query_ids((*query, *batched), shared, None, evidence)
         q = len(query)
         table = table.permute(*range(q, q + len(batched)), *range(q))
-        picked = table[tuple(ev[v] for v in batched)]  # (B, *cards of Q)
-        z = picked.reshape(batch, -1).sum(1)
-        if not bool(z.all()):
-            return None
-        return picked / z.reshape(-1, *(1,) * q)
+        return _normalised(table[tuple(ev[v] for v in batched)])  # (B, *cards of Q)
 
     def _query_ids(
         self,
@@ -266,42 +286,29 @@ class QueriesMixin:
             vectorised = batch is not None and batch >= BATCH_VECTORISED
             heavy = plan.flat.cost >= HEAVY_COST
             fits = (batch or 1) * plan.flat.largest_size <= VECTORISED_ENTRIES
-            path_worth_planning = heavy and plan.flat.cost >= PATH_COST
-            if path_worth_planning and not self._dropped_zero_rows(plan, ev, batch):
-                joint = self._path_joint(plan, query, ev, batch)
-                if joint is not None:
-                    z = joint.reshape(joint.shape[0], -1).sum(1)
-                    if bool(z.all()):  # else: zero evidence or an underflow, decided below
-                        probs = joint / z.reshape(-1, *(1,) * (joint.dim() - 1))
-                        return probs if batch is not None else probs[0]
             if heavy or (vectorised and fits):
                 # many rows: torch's operations vectorised over the rows beat the
                 # compiled loop over rows; big tables: torch.einsum's contractions beat
-                # the compiled walk (bench/bayesnet_networks.py). Same pruning; rows in
-                # chunks small enough that no table passes VECTORISED_ENTRIES.
+                # the compiled walk (bench/bayesnet_networks.py), or a pairwise path
+                # does. Same pruning; rows in chunks small enough that no table passes
+                # VECTORISED_ENTRIES.
                 if self._dropped_zero_rows(plan, ev, batch):
                     return self._query_torch(query, ev, batch, evidence)
-                if fits or batch is None:
-                    return self._query_torch(
-                        query, ev, batch, evidence, plan.kept, heavy, plan.flat.order
-                    )
-                step = max(1, VECTORISED_ENTRIES // max(plan.flat.largest_size, 1))
+                if heavy and plan.flat.cost >= PATH_COST:
+                    joint = self._path_joint(plan, query, ev, batch)
+                    probs = None if joint is None else _normalised(joint)
+                    if probs is not None:  # else: zero evidence or an underflow, below
+                        return probs if batch is not None else probs[0]
+                step = batch or 1
+                if not fits:
+                    step = max(1, VECTORISED_ENTRIES // max(plan.flat.largest_size, 1))
                 parts = [
                     self._query_torch(
-                        query,
-                        {
-                            v: c[start : start + step] if c.shape[0] > 1 else c
-                            for v, c in ev.items()
-                        },
-                        min(step, batch - start),
-                        evidence,
-                        plan.kept,
-                        heavy,
-                        plan.flat.order,
+                        query, chunk, size, evidence, plan.kept, heavy, plan.flat.order
                     )
-                    for start in range(0, batch, step)
+                    for chunk, size in _row_chunks(ev, batch, step)
                 ]
-                return torch.cat(parts)
+                return parts[0] if len(parts) == 1 else torch.cat(parts)
             probs, log_norm, _ = self._run_flat(plan.flat, plan.kept, ev, batch)
             if not np.isneginf(log_norm).any() and not self._dropped_zero_rows(plan, ev, batch):
                 shape = (probs.shape[0], *(self.cards[v] for v in query))
@@ -332,11 +339,10 @@ class QueriesMixin:
         rows = batch or 1
         step = max(1, VECTORISED_ENTRIES // max(path.largest, 1))  # rows per contraction
         self._guard(path.largest, plan.flat.largest, min(rows, step), "the query")
-        parts = []
-        for start in range(0, rows, step):
-            chunk = {v: c[start : start + step] if c.shape[0] > 1 else c for v, c in ev.items()}
-            size = min(step, rows - start) if batch is not None else None
-            parts.append(path.joint(tables, chunk, size, rescale=not self._linear_ok))
+        parts = [
+            path.joint(tables, chunk, size, rescale=not self._linear_ok)
+            for chunk, size in _row_chunks(ev, batch, step)
+        ]
         return torch.cat(parts)
 
     def _query_torch(
@@ -365,13 +371,12 @@ class QueriesMixin:
         elif fused:  # rescaled messages: linear-space einsum without underflowing as a
             # whole (diabetes: 4x faster than log space)
             joint = self._engine.scaled_marginal(tables, query, ev, factors=factors)
-        if joint is not None:
+        probs = None if joint is None else _normalised(joint)
+        if probs is not None:
+            return probs if batch is not None else probs[0]
+        if self._linear_ok:  # exact in linear space: a vanished row is impossible evidence
             z = sum_axis(joint.reshape(joint.shape[0], -1), 1)
-            if bool(z.all()):
-                probs = joint / z.reshape(-1, *(1,) * (joint.dim() - 1))
-                return probs if batch is not None else probs[0]
-            if self._linear_ok:
-                self._raise_zero(z.log(), evidence)
+            self._raise_zero(z.log(), evidence)
         # log space: no linear route, or a rescaled row vanished (zero or underflow?)
         log_joint = self._engine.log_marginal(self._log_cache, query, ev, factors=factors)
         log_z = torch.logsumexp(log_joint.reshape(log_joint.shape[0], -1), 1)
