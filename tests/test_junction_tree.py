@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pyrobn.errors import ConfigurationError
 from pyrobn.infer.junction_tree import JunctionTree
 from tests.common import assert_close
 
@@ -65,20 +66,63 @@ def test_the_tree_is_a_junction_tree(graph):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(factor_graphs(), st.data(), st.sampled_from([4096, 0]), st.sampled_from([16, 1]))
-def test_every_marginal_and_the_normaliser_equal_brute_force(graph, data, lazy_above, fanout):
+@given(factor_graphs(), st.data())
+def test_a_tree_built_for_observed_variables_is_a_junction_tree_of_the_others(graph, data):
+    """Triangulated without the observed variables: cliques over the free ones only,
+    each table in a clique holding its free variables, running intersection."""
+    cards, scopes, _, rng = graph
+    n = len(cards)
+    observed = sorted(int(v) for v in rng.permutation(n)[: data.draw(st.integers(0, n - 1))])
+    jt = JunctionTree(cards, scopes, observed=observed)
+    free = [v for v in range(n) if v not in observed]
+    assert jt.free == tuple(free)
+    assert {v for c in jt.cliques for v in c} == set(free)
+    for c, tables in enumerate(jt.assigned):
+        assert all({v for v in scopes[t] if v in free} <= set(jt.cliques[c]) for t in tables)
+    assert sorted(t for ts in jt.assigned for t in ts) == list(range(len(scopes)))
+    for v in free:
+        holding = {c for c, clique in enumerate(jt.cliques) if v in clique}
+        tops = [c for c in holding if jt.parent[c] not in holding]
+        assert len(tops) == 1
+
+
+def test_a_tree_needs_a_free_variable_and_its_own_observed_variables():
+    with pytest.raises(ConfigurationError, match="unobserved"):
+        JunctionTree([2, 2], [(0,), (0, 1)], observed=[0, 1])
+    jt = JunctionTree([2, 2], [(0,), (0, 1)], observed=[1])
+    jt.refresh(np.array([0.3, 0.7, 0.9, 0.1, 0.2, 0.8]), np.array([0, 2, 6]), key=0)
+    with pytest.raises(ConfigurationError, match=r"observed variables \(1,\)"):
+        jt.marginals([0], np.zeros((1, 1), dtype=np.int64))
+    with pytest.raises(ConfigurationError, match="without observed"):
+        jt.calibrate_torch([], [1], np.zeros((1, 1), dtype=np.int64))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    factor_graphs(),
+    st.data(),
+    st.sampled_from([4096, 0]),
+    st.sampled_from([16, 1]),
+    st.booleans(),
+)
+def test_every_marginal_and_the_normaliser_equal_brute_force(
+    graph, data, lazy_above, fanout, specialised
+):
     """Both calibrations: walking each clique whole (Hugin outwards) and, with the
     threshold at 0, eliminating inside every clique (lazy, Shafer-Shenoy); with a
-    fan-out limit of 1, both kinds of clique in one tree."""
+    fan-out limit of 1, both kinds of clique in one tree; and the tree built for the
+    observed variables (tables read at the evidence) as well as the general one
+    (evidence as indicators)."""
     from pyrobn.infer import junction_tree
 
     cards, scopes, tables, rng = graph
     n = len(cards)
     joint = brute_joint(cards, scopes, tables)
+    observed = sorted(int(v) for v in rng.permutation(n)[: data.draw(st.integers(0, n - 1))])
     saved = junction_tree.LAZY_CLIQUE, junction_tree.LAZY_FANOUT
     junction_tree.LAZY_CLIQUE, junction_tree.LAZY_FANOUT = lazy_above, fanout
     try:
-        jt = JunctionTree(cards, scopes)
+        jt = JunctionTree(cards, scopes, observed=observed if specialised else ())
     finally:
         junction_tree.LAZY_CLIQUE, junction_tree.LAZY_FANOUT = saved
     homes = [jt.home.count(c) for c in range(len(jt.cliques))]
@@ -88,7 +132,6 @@ def test_every_marginal_and_the_normaliser_equal_brute_force(graph, data, lazy_a
     offsets = np.concatenate([[0], np.cumsum([t.size for t in tables])]).astype(np.int64)
     buffer = np.concatenate([flat, np.empty(jt.potential_plan().workspace)])
     jt.refresh(buffer, offsets, key=1)
-    observed = sorted(int(v) for v in rng.permutation(n)[: data.draw(st.integers(0, n - 1))])
     rows = np.array([[rng.integers(cards[v]) for v in observed] for _ in range(3)], dtype=np.int64)
     marginals, log_z = jt.marginals(observed, rows.reshape(3, len(observed)))
     for b in range(3):
@@ -103,7 +146,7 @@ def test_every_marginal_and_the_normaliser_equal_brute_force(graph, data, lazy_a
             continue
         assert log_z[b] == pytest.approx(np.log(total), rel=1e-9, abs=1e-12)
         start = 0
-        for v in range(n):
+        for v in jt.free:
             expected = weighted.sum(tuple(u for u in range(n) if u != v)) / total
             assert_close(marginals[b, start : start + cards[v]], expected, rtol=1e-9, atol=1e-12)
             start += cards[v]

@@ -124,6 +124,8 @@ class DiscreteBayesianNetwork(QueriesMixin, LearningMixin, StructureMixin, Pyrob
         #: all posteriors: {(observed variables, batched?): whether per-variable queries
         #: beat the calibration} (the structure's cost model, :meth:`_queries_cheaper`)
         self._route_cache: dict[tuple[tuple[int, ...], bool], bool] = {}
+        #: all posteriors: the junction trees triangulated for sets of observed variables
+        self._observed_trees: dict[tuple[int, ...], Any] = {}
 
     # ------------------------------------------------------------------ structure
     def _check_table(self, name: str, cpt: CPT) -> None:
