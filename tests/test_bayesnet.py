@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -705,3 +706,71 @@ def test_batches_answered_from_one_table_over_the_evidence_equal_brute_force(cas
         got = net.query(query, batch)
     for b, row in enumerate(cases):
         torch.testing.assert_close(got[b], net.query(query, row), rtol=1e-9, atol=1e-13)
+
+
+@contextlib.contextmanager
+def trees_built_for_the_evidence():
+    """Every all-posteriors call on a junction tree triangulated for its observed
+    variables (the size thresholds that normally decide it set to always)."""
+    import pyrobn.models.bayesnet.queries as queries
+
+    saved = queries.SPECIALISE_ENTRIES_PER_VARIABLE, queries.SPECIALISE_GAIN
+    queries.SPECIALISE_ENTRIES_PER_VARIABLE, queries.SPECIALISE_GAIN = 0, 0.0
+    try:
+        yield
+    finally:
+        queries.SPECIALISE_ENTRIES_PER_VARIABLE, queries.SPECIALISE_GAIN = saved
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(networks_with_zeros(), st.integers(1, 4))
+def test_all_posteriors_on_a_tree_built_for_the_evidence_equal_brute_force(case, rows):
+    """marginals on the tree triangulated without the observed variables: every
+    posterior of every row equals brute force; impossible rows are refused
+    (ZeroProbabilityEvidence) exactly when p(e) = 0; the tree is the one kept for that
+    set of observed variables."""
+    net, rng = case
+    joint = brute_joint(net)
+    _, first = split(net, rng)
+    if not first:
+        return
+    batch = {
+        v: torch.tensor([s] + [int(rng.integers(net.cardinality(v))) for _ in range(rows - 1)])
+        for v, s in first.items()
+    }
+    row_list = [{v: int(c[b]) for v, c in batch.items()} for b in range(rows)]
+    weights = [restrict(joint, net, row) for row in row_list]
+    with trees_built_for_the_evidence():
+        if any(w.sum() == 0 for w in weights):
+            with pytest.raises(ZeroProbabilityEvidence):
+                net.marginals(batch)
+            return
+        answers = net.marginals(batch)
+        observed = tuple(sorted(net.variables.index(v) for v in first))
+        assert net.junction_tree(list(first)).observed == observed
+    assert set(answers) == set(net.variables) - set(first)
+    for name, table in answers.items():
+        axis = net.variables.index(name)
+        for b, w in enumerate(weights):
+            expected = w.sum(tuple(a for a in range(w.ndim) if a != axis)) / w.sum()
+            np.testing.assert_allclose(table[b].numpy(), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_trees_built_for_the_evidence_are_kept_per_observed_set(monkeypatch):
+    """One tree per set of observed variables, the least recently used dropped past
+    SPECIALISED_TREES; the network's own tree where the specialised one is not smaller."""
+    import pyrobn.models.bayesnet.queries as queries
+
+    net = student_network()
+    monkeypatch.setattr(queries, "SPECIALISE_ENTRIES_PER_VARIABLE", 0)
+    monkeypatch.setattr(queries, "SPECIALISED_TREES", 2)
+    monkeypatch.setattr(queries, "SPECIALISE_GAIN", 0.0)
+    for observed in (["x1"], ["x2"], ["x1"], ["x3"]):
+        net.marginals(dict.fromkeys(observed, 0))
+    kept = net._observed_trees
+    index = net.variables.index
+    assert list(kept) == [(index("x1"),), (index("x3"),)]
+    assert all(tree.observed == key for key, tree in kept.items())
+    monkeypatch.setattr(queries, "SPECIALISE_GAIN", 1e9)  # never smaller enough
+    net._observed_trees.clear()
+    assert net.junction_tree(["x2"]) is net.junction_tree()
