@@ -250,14 +250,16 @@ def test_the_cost_model_picks_the_route_once_per_observed_set(monkeypatch):
         monkeypatch.setattr(queries, "TREE_SECONDS_PER_COST", tree_cost)
         net._route_cache.clear()
         calls: list = []
-        original = net.query
+        original = net._posteriors_by_queries
         monkeypatch.setattr(
-            net, "query", lambda *a, _c=calls, _q=original, **k: _c.append(a) or _q(*a, **k)
+            net,
+            "_posteriors_by_queries",
+            lambda *a, _c=calls, _q=original, **k: _c.append(a) or _q(*a, **k),
         )
         routes.append(net.marginals(evidence))
         assert bool(calls) == route
         observed = tuple(sorted(net.variables.index(v) for v in evidence))
         assert net._route_cache == ({(observed, False): True} if route else {})
-        monkeypatch.setattr(net, "query", original)
+        monkeypatch.setattr(net, "_posteriors_by_queries", original)
     for name, table in routes[0].items():
         torch.testing.assert_close(routes[1][name], table, rtol=0, atol=1e-12)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -412,7 +413,7 @@ class QueriesMixin:
             return {}
         if self._queries_cheaper(tuple(sorted(ev)), free, batch or 1):
             # pgmpy's way, in the compiled kernel: each query pruned, planned, cached
-            return {self.variables[v]: self.query(self.variables[v], evidence) for v in free}
+            return self._posteriors_by_queries(ev, batch, free, evidence)
         distinct = _distinct_rows(ev, batch, self.cards)
         if distinct is not None:  # each distinct evidence row calibrated once
             rows, inverse = distinct
@@ -427,6 +428,45 @@ class QueriesMixin:
         log_z, probs = self._engine.all_marginals(self._log_tables(), free, ev)
         self._raise_zero(log_z, evidence)
         return {self.variables[v]: p if batch is not None else p[0] for v, p in probs.items()}
+
+    def _posteriors_by_queries(
+        self,
+        ev: dict[int, torch.Tensor],
+        batch: int | None,
+        free: tuple[int, ...],
+        evidence: Evidence | None,
+    ) -> dict[str, torch.Tensor]:
+        """p(x_v | e) for each v in ``free`` by its own pruned query. For one evidence
+        row on CPU, the light plans run back to back in the compiled kernel: the tables
+        are brought up to date once, and p(e) > 0 is checked once (:meth:`log_evidence`)
+        instead of each query checking the tables it dropped (pigs: 440 queries, a
+        third of the time); heavy plans, batches and underflows take :meth:`query`."""
+        if batch is not None or not self._compiled_ok():
+            return {self.variables[v]: self.query(self.variables[v], evidence) for v in free}
+        from pyrobn.infer.enumeration_compiled import run as run_flat
+
+        self._raise_zero(torch.tensor(self.log_evidence(evidence)), evidence)
+        observed = tuple(sorted(ev))
+        state = {v: int(ev[v]) for v in observed}
+        plans = {v: self._flat_plan("a query", "query_plan", (v,), observed) for v in free}
+        light = [v for v in free if plans[v].flat.cost < HEAVY_COST]
+        out: dict[str, torch.Tensor] = {}
+        store = self._flat_tables
+        with store.lock:
+            store.update(
+                self._tables(), None, max((plans[v].flat.workspace for v in light), default=0)
+            )
+            for v in light:
+                flat = plans[v].flat
+                row = np.array([[state[u] for u in flat.evidence]], dtype=np.int64)
+                probs, log_norm, _ = run_flat(flat, store.buffer, store.offsets, row)
+                if log_norm[0, 0] != -math.inf:  # else an underflow: query() below
+                    out[self.variables[v]] = torch.from_numpy(probs[0])
+        for v in free:
+            name = self.variables[v]
+            if name not in out:
+                out[name] = self.query(name, evidence)
+        return {self.variables[v]: out[self.variables[v]] for v in free}
 
     def _queries_cheaper(self, observed: tuple[int, ...], free: tuple[int, ...], rows: int) -> bool:
         """Whether all posteriors are cheaper as one pruned query per variable than as
