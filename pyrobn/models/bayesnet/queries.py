@@ -35,6 +35,7 @@ __all__ = [
     "SPECIALISE_ENTRIES_PER_VARIABLE",
     "SPECIALISE_GAIN",
     "TREE_SECONDS_PER_COST",
+    "TREE_SECONDS_PER_STEP",
     "VECTORISED_ENTRIES",
     "QueriesMixin",
 ]
@@ -50,11 +51,6 @@ VECTORISED_ENTRIES = 2**22
 #: tree calibrated in 25 s against 0.5 s for its 186 pruned queries; link 12.9 s
 #: against 1.8 s)
 PER_VARIABLE_ENTRIES = 2**25
-#: the cost model that picks, for all posteriors, between one calibration and one pruned
-#: query per variable (fitted on the bnlearn networks, bench/bayesnet_networks.py):
-#: seconds per unit of a compiled plan's cost (entries walked x tables multiplied) in
-#: the calibration and in the queries, seconds per query (planning and calls), and how
-#: many queries are planned to estimate the others' cost
 #: all posteriors given observed variables: a junction tree triangulated without them
 #: (:class:`~pyrobn.infer.junction_tree.JunctionTree` ``observed=``) is built, once per
 #: set of observed variables, when the network's tree has at least this many entries
@@ -65,9 +61,18 @@ SPECIALISE_ENTRIES_PER_VARIABLE = 10_000
 SPECIALISE_GAIN = 1.25
 #: such trees kept per network (the least recently used is dropped)
 SPECIALISED_TREES = 16
-TREE_SECONDS_PER_COST = 3.5e-9
-QUERY_SECONDS_PER_COST = 4e-9
-QUERY_OVERHEAD_SECONDS = 4e-4
+#: the cost model that picks, for all posteriors, between one calibration and one pruned
+#: query per variable, fitted by least squares (relative error) on 112 evidence sets of
+#: 1-6 findings over 20 bnlearn networks, both routes timed (bench/bayesnet_route_model.py,
+#: 5 of them routed wrongly, the worst 1.3x slower): the calibration's seconds per unit
+#: of its compiled plan's cost
+#: (entries walked x inputs multiplied) and per step; the queries' seconds per query
+#: (plan lookup and call) and per unit of cost; how many queries are planned to
+#: estimate the others' cost
+TREE_SECONDS_PER_COST = 1.9e-9
+TREE_SECONDS_PER_STEP = 1.35e-6
+QUERY_SECONDS_PER_COST = 1.07e-9
+QUERY_OVERHEAD_SECONDS = 1.5e-5
 COST_SAMPLE = 8
 #: a plan that walks more than this many table entries (x tables multiplied) runs as
 #: torch.einsum contractions instead (batched matrix products beat the scalar walk on
@@ -482,7 +487,8 @@ class QueriesMixin:
             return True
         if not compiled:
             return False
-        tree = TREE_SECONDS_PER_COST * jt.plan().cost * rows
+        plan = jt.plan()
+        tree = (TREE_SECONDS_PER_COST * plan.cost + TREE_SECONDS_PER_STEP * len(plan.starts)) * rows
         overhead = QUERY_OVERHEAD_SECONDS * len(free)
         if tree <= overhead:  # small networks: the calibration, without planning queries
             return False

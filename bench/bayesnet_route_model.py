@@ -1,0 +1,121 @@
+"""Fit the cost model that picks the route of all posteriors (``net.marginals``).
+
+For every network and several evidence sets (1-6 findings drawn from a forward sample),
+time both routes — one junction-tree calibration, and one pruned query per variable —
+and fit by least squares (relative error)
+
+    calibration ≈ TREE_SECONDS_PER_COST x plan cost + TREE_SECONDS_PER_STEP x steps
+    queries     ≈ QUERY_OVERHEAD_SECONDS x queries + QUERY_SECONDS_PER_COST x their cost
+
+(the queries' cost estimated, as ``marginals`` does, from COST_SAMPLE of them). Prints
+each case with both times and predictions, the cases the fitted model routes wrongly and
+what that costs, and the constants to put in ``pyrobn/models/bayesnet/queries.py``.
+
+    python bench/bayesnet_route_model.py                       # every network (long)
+    python bench/bayesnet_route_model.py --networks alarm,water,pigs
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse
+import math
+import time
+
+import numpy as np
+import torch
+
+import pyrobn
+from pyrobn.models.bayesnet import queries
+
+EXAMPLES = os.path.join(os.path.dirname(__import__("pgmpy").__file__), "utils", "example_models")
+ALL = [
+    "asia", "earthquake", "sachs", "alarm", "child", "insurance", "hailfinder", "water",
+    "mildew", "barley", "pathfinder", "andes", "pigs", "win95pts", "hepar2", "diabetes",
+    "munin2", "munin3", "munin4", "munin",
+]  # fmt: skip
+FINDINGS = (1, 2, 3, 3, 4, 6)
+
+
+def best_of(fn, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def cases(name: str) -> list[dict]:
+    net = pyrobn.read_network(os.path.join(EXAMPLES, name + ".bif.gz"))
+    rng = np.random.default_rng(11)
+    sample = net.sample(len(FINDINGS), seed=5)
+    out = []
+    for k, n_obs in enumerate(FINDINGS):
+        observed = [net.variables[i] for i in rng.permutation(len(net.variables))[:n_obs]]
+        evidence = {v: int(sample[v][k]) for v in observed}
+        ids = tuple(sorted(net.variables.index(v) for v in evidence))
+        free = tuple(v for v in range(len(net.variables)) if v not in ids)
+        if not free:
+            continue
+        tree = net._tree_for(ids)
+        calibrated = tree.size <= queries.PER_VARIABLE_ENTRIES
+        row = {"net": name, "findings": n_obs, "queries": len(free), "tree": math.inf}
+        for route in (False, True) if calibrated else (True,):
+            net._queries_cheaper = lambda *args, route=route: route
+            net.marginals(evidence)  # plans and trees built
+            row["queries" if route else "tree"] = best_of(
+                lambda evidence=evidence: net.marginals(evidence)
+            )
+        del net._queries_cheaper
+        picked = free[:: max(1, len(free) // queries.COST_SAMPLE)][: queries.COST_SAMPLE]
+        cost = sum(net._flat_plan("q", "query_plan", (v,), ids).flat.cost for v in picked)
+        row |= {
+            "n_free": len(free),
+            "query_cost": cost * len(free) / len(picked),
+            "tree_cost": tree.plan().cost if calibrated else math.nan,
+            "steps": len(tree.plan().starts) if calibrated else 0,
+        }
+        out.append(row)
+        print(
+            f"{name:11s} findings {n_obs}: calibration {row['tree'] * 1e3:9.2f} ms, "
+            f"queries {row['queries'] * 1e3:9.2f} ms",
+            flush=True,
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--networks", default=",".join(ALL))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows = [r for name in args.networks.split(",") for r in cases(name)]
+    both = [r for r in rows if math.isfinite(r["tree"])]
+    a = np.array([[r["tree_cost"], r["steps"]] for r in both])
+    y = np.array([r["tree"] for r in both])
+    tree_fit = np.linalg.lstsq(a / y[:, None], np.ones(len(y)), rcond=None)[0]
+    a = np.array([[r["n_free"], r["query_cost"]] for r in rows])
+    y = np.array([r["queries"] for r in rows])
+    query_fit = np.linalg.lstsq(a / y[:, None], np.ones(len(y)), rcond=None)[0]
+    wrong, lost = 0, []
+    for r in rows:
+        tree = tree_fit @ [r["tree_cost"], r["steps"]] if math.isfinite(r["tree"]) else math.inf
+        picked = r["queries"] if query_fit @ [r["n_free"], r["query_cost"]] < tree else r["tree"]
+        if picked > min(r["tree"], r["queries"]):
+            wrong += 1
+            lost.append(picked / min(r["tree"], r["queries"]))
+    print(
+        f"\n{len(rows)} cases; routed wrongly: {wrong} (worst {max(lost, default=1):.2f}x slower)"
+    )
+    print(f"TREE_SECONDS_PER_COST = {tree_fit[0]:.3g}")
+    print(f"TREE_SECONDS_PER_STEP = {tree_fit[1]:.3g}")
+    print(f"QUERY_OVERHEAD_SECONDS = {query_fit[0]:.3g}")
+    print(f"QUERY_SECONDS_PER_COST = {query_fit[1]:.3g}")
+
+
+if __name__ == "__main__":
+    main()
