@@ -82,7 +82,10 @@ tut.save(fig, "dag")
 # ## Diagnosis
 # A patient with low blood pressure, low central venous pressure and a high heart rate
 # (as the monitor reads it): the posterior of each cause. One junction-tree calibration
-# gives every posterior at once; each one equals its own exact query.
+# gives every posterior at once; each one equals its own exact query. (On networks with
+# big cliques `marginals` calibrates a tree triangulated again without the observed
+# variables, built once per set of them and shown by `net.junction_tree(observed)`, or
+# answers one pruned query per variable, whichever its cost model says is cheaper.)
 
 # %%
 causes = ["HYPOVOLEMIA", "LVFAILURE", "ANAPHYLAXIS", "INSUFFANESTH", "PULMEMBOLUS", "KINKEDTUBE"]

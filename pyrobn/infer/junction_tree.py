@@ -66,7 +66,8 @@ class JunctionTree:
         observed: variables observed in every row to come. The tree is then triangulated
             on the free variables alone (the moral graph without the observed ones, whose
             cliques are smaller: barley's tree has 3-12x fewer entries for three findings);
-            its plan reads each table at the row's evidence, and its outputs are the free
+            its plan reads the tables of observed variables at the row's evidence (the
+            other cliques' potentials are formed once), and its outputs are the free
             variables' marginals. Without them, evidence enters as indicator vectors, and
             one plan serves every evidence pattern.
 
@@ -207,11 +208,14 @@ class JunctionTree:
         for v in self.free:
             fanout[self.home[v]] += 1
         self.lazy = [sizes[c] > LAZY_CLIQUE and fanout[c] <= LAZY_FANOUT for c in range(n)]
-        #: cliques whose tables are multiplied once into a potential Φ_c (none when
-        #: variables are observed: the tables are then read at each row's evidence)
-        self.phi_cliques = (
-            [] if self.observed else [c for c in self.with_tables if not self.lazy[c]]
-        )
+        #: cliques whose tables are multiplied once into a potential Φ_c (not those
+        #: holding a table of an observed variable: it is read at each row's evidence)
+        self.phi_cliques = [
+            c
+            for c in self.with_tables
+            if not self.lazy[c]
+            and not any(self._observed_set.intersection(self.scopes[t]) for t in self.assigned[c])
+        ]
 
         def root(c: int) -> int:
             while self.parent[c] >= 0:
@@ -286,8 +290,9 @@ class JunctionTree:
         potential: list[list[tuple[int, int]]] = [[] for _ in self.cliques]
         for k, c in enumerate(self.phi_cliques):
             potential[c].append((_TABLE, n_tables + k))
+        with_phi = set(self.phi_cliques)
         for c in range(len(self.cliques)):
-            if self.lazy[c] or self.observed:
+            if c not in with_phi:
                 potential[c] = [(_TABLE, t) for t in self.assigned[c]]
         if not self.observed:  # evidence enters as indicators (ones where unobserved)
             for v in range(len(cards)):
