@@ -771,6 +771,10 @@ def test_trees_built_for_the_evidence_are_kept_per_observed_set(monkeypatch):
     index = net.variables.index
     assert list(kept) == [(index("x1"),), (index("x3"),)]
     assert all(tree.observed == key for key, tree in kept.items())
+    # past SPECIALISED_ENTRIES only the tree in use is kept
+    monkeypatch.setattr(queries, "SPECIALISED_ENTRIES", 2 * kept[(index("x3"),)].size)
+    net.marginals({"x2": 0})
+    assert list(kept) == [(index("x2"),)]
     monkeypatch.setattr(queries, "SPECIALISE_GAIN", 1e9)  # never smaller enough
     net._observed_trees.clear()
     assert net.junction_tree(["x2"]) is net.junction_tree()

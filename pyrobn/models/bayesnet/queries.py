@@ -31,6 +31,7 @@ __all__ = [
     "PER_VARIABLE_ENTRIES",
     "QUERY_OVERHEAD_SECONDS",
     "QUERY_SECONDS_PER_COST",
+    "SPECIALISED_ENTRIES",
     "SPECIALISED_TREES",
     "SPECIALISE_ENTRIES_PER_VARIABLE",
     "SPECIALISE_GAIN",
@@ -59,8 +60,11 @@ PER_VARIABLE_ENTRIES = 2**25
 SPECIALISE_ENTRIES_PER_VARIABLE = 10_000
 #: ... and calibrated instead when it has this many times fewer entries (barley: 3-12x)
 SPECIALISE_GAIN = 1.25
-#: such trees kept per network (the least recently used is dropped)
+#: such trees kept per network, at most this many and this many float64 entries of
+#: potentials and scratch space in all (2 per tree entry; 512 MiB); the least recently
+#: used is dropped first, the one in use never
 SPECIALISED_TREES = 16
+SPECIALISED_ENTRIES = 2**26
 #: the cost model that picks, for all posteriors, between one calibration and one pruned
 #: query per variable, fitted by least squares (relative error) on 112 evidence sets of
 #: 1-6 findings over 20 bnlearn networks, both routes timed (bench/bayesnet_route_model.py,
@@ -533,7 +537,11 @@ class QueriesMixin:
             if jt.size * SPECIALISE_GAIN > general.size:
                 jt = general
         kept[observed] = jt  # most recently used last
-        while len(kept) > SPECIALISED_TREES:
+
+        def held() -> int:
+            return sum(2 * t.size for t in kept.values() if t is not general)
+
+        while len(kept) > 1 and (len(kept) > SPECIALISED_TREES or held() > SPECIALISED_ENTRIES):
             del kept[next(iter(kept))]
         return jt
 
