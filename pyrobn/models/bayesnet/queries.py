@@ -67,9 +67,9 @@ SPECIALISED_TREES = 16
 SPECIALISED_ENTRIES = 2**26
 #: the cost model that picks, for all posteriors, between one calibration and one pruned
 #: query per variable, fitted by least squares (relative error) on 112 evidence sets of
-#: 1-6 findings over 20 bnlearn networks, both routes timed (bench/bayesnet_route_model.py,
-#: 5 of them routed wrongly, the worst 1.3x slower): the calibration's seconds per unit
-#: of its compiled plan's cost
+#: 1-6 findings over 19 bnlearn networks, both routes timed (bench/bayesnet_route_model.py;
+#: 4 of them routed wrongly: 1.7x slower on asia's 0.1 ms, 1.3x on barley): the
+#: calibration's seconds per unit of its compiled plan's cost
 #: (entries walked x inputs multiplied) and per step; the queries' seconds per query
 #: (plan lookup and call) and per unit of cost; how many queries are planned to
 #: estimate the others' cost
