@@ -118,3 +118,30 @@ def test_batches_on_the_path_in_chunks_equal_brute_force(case, rows, entries):
     for b, row in enumerate(cases):
         expected, total = brute_posterior(net, query, row)
         np.testing.assert_allclose(got[b].numpy(), expected / total, rtol=1e-9, atol=1e-14)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(networks_with_zeros())
+def test_heavy_queries_without_a_lean_path_stay_in_the_kernel(case):
+    """Every plan heavy but no path lean enough (PATH_GAIN huge): one row is walked by
+    the compiled kernel (torch's route is not called unless the kernel's normaliser
+    vanished), equal to brute force; impossible evidence still raises."""
+    net, rng = case
+    query, evidence = split(net, rng)
+    expected, total = brute_posterior(net, query, evidence)
+    calls = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(queries, "HEAVY_COST", 0.0)
+        patch.setattr(queries, "PATH_COST", 0.0)
+        patch.setattr(contraction, "PATH_GAIN", 1e30)
+        original = type(net)._query_torch
+        patch.setattr(
+            type(net), "_query_torch", lambda *a, **k: calls.append(1) or original(*a, **k)
+        )
+        if total == 0:
+            with pytest.raises(ZeroProbabilityEvidence):
+                net.query(query, evidence)
+            return
+        got = net.query(query, evidence).numpy()
+    np.testing.assert_allclose(got, expected / total, rtol=1e-9, atol=1e-14)
+    assert not calls

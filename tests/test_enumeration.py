@@ -243,3 +243,40 @@ def test_compiled_plans_equal_the_reference_builder_and_brute_force(graph, data)
             got = dict(zip(plan.free, assignment[b]))
             value = sliced[tuple(got[v] for v in free)]
             assert value == pytest.approx(sliced.max(), rel=1e-12)  # a joint maximiser
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**31 - 1))
+def test_steps_walk_merged_axes_and_products_of_any_number_of_inputs(seed):
+    """One step out[x_O] = Σ Π of 1-5 tables over three variables, the tables laid
+    out in random axis orders: axes every array steps through as one are merged (a
+    table and an output in the walk's own order leave one axis, or two where the
+    output cuts them), and each result equals numpy's einsum."""
+    from pyrobn.infer.enumeration_compiled import _TABLE, PlanBuilder, run
+
+    rng = np.random.default_rng(seed)
+    cards = [int(c) for c in rng.integers(2, 5, size=3)]
+    walk = [int(v) for v in rng.permutation(3)]
+    scopes = [walk]  # the first table in the walk's order
+    scopes += [[int(v) for v in rng.permutation(3)[: rng.integers(1, 4)]] for _ in range(4)]
+    n_in = int(rng.integers(1, 6))
+    out = sorted(int(v) for v in rng.permutation(3)[: rng.integers(0, 3)])
+    out = [v for v in walk if v in out]  # the output keeps the walk's relative order
+    tables = [rng.random([cards[v] for v in s]) for s in scopes]
+    builder = PlanBuilder(cards, scopes, ())
+    slot = builder.step([(_TABLE, t) for t in range(n_in)], walk, out)
+    plan = builder.finish([slot], "sum")
+    nd = int(plan.program[plan.starts[0] + 1])
+    if n_in == 1 and out in ([], walk):  # one table, the output a prefix of the walk
+        assert nd == 1
+    assert 1 <= nd <= 3
+    flat = np.concatenate([t.ravel() for t in tables])
+    offsets = np.concatenate([[0], np.cumsum([t.size for t in tables])]).astype(np.int64)
+    buffer = np.concatenate([flat, np.empty(plan.workspace)])
+    result, log_norm, _ = run(plan, buffer, offsets, np.zeros((1, 0), dtype=np.int64))
+    operands = []
+    for t in range(n_in):
+        operands += [tables[t], scopes[t]]
+    expected = np.einsum(*operands, out).ravel()
+    assert np.exp(log_norm[0, 0]) == pytest.approx(expected.sum(), rel=1e-12)
+    np.testing.assert_allclose(result[0], expected / expected.sum(), rtol=1e-12)

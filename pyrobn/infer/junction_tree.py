@@ -70,6 +70,10 @@ class JunctionTree:
             other cliques' potentials are formed once), and its outputs are the free
             variables' marginals. Without them, evidence enters as indicator vectors, and
             one plan serves every evidence pattern.
+        conditionals: each table is a conditional p(x | the rest of its scope) of the
+            variable x of its last axis (a Bayesian network's tables). With ``observed``,
+            the messages of subtrees that hold no evidence are then 1 and are skipped
+            (``quiet``), and each component is rooted where the others cost least.
 
     Attributes: ``cliques`` (sorted variable tuples), ``parent`` (each clique's
     neighbour towards the root, -1 for the root), ``assigned`` (the tables of each
@@ -90,10 +94,12 @@ class JunctionTree:
         scopes: Sequence[Sequence[int]],
         heuristics: Sequence[str] = HEURISTICS,
         observed: Sequence[int] = (),
+        conditionals: bool = False,
     ) -> None:
         self.cards = tuple(int(c) for c in cards)
         self.scopes = tuple(tuple(s) for s in scopes)
         self.observed = tuple(sorted(set(int(v) for v in observed)))
+        self.conditionals = conditionals
         self._observed_set = frozenset(self.observed)
         self.free = tuple(v for v in range(len(self.cards)) if v not in self._observed_set)
         if not self.free:
@@ -149,25 +155,17 @@ class JunctionTree:
         kept = [i for i in range(len(steps)) if alive[i]]
         index = {i: k for k, i in enumerate(kept)}
         self.cliques: list[tuple[int, ...]] = [tuple(sorted(sets[i])) for i in kept]
-        self.parent: list[int] = [-1] * len(kept)
-        seen = [False] * len(kept)
-        for root in reversed(kept):  # the last-eliminated clique of each component is a root
-            if seen[index[root]]:
-                continue
-            seen[index[root]] = True
-            stack = [root]
-            while stack:
-                i = stack.pop()
-                for j in adj[i]:
-                    if not seen[index[j]]:
-                        seen[index[j]] = True
-                        self.parent[index[j]] = index[i]
-                        stack.append(j)
         n = len(self.cliques)
-        self.children: list[list[int]] = [[] for _ in range(n)]
-        for c, p in enumerate(self.parent):
-            if p >= 0:
-                self.children[p].append(c)
+        neighbours = [sorted(index[j] for j in adj[i]) for i in kept]
+        # the last-eliminated clique of each component is its root (unless
+        # :meth:`_quiet_roots` finds a cheaper one once the tables are placed)
+        self.parent: list[int] = [-1] * n
+        roots = []
+        seen = [False] * n
+        for c in reversed(range(n)):
+            if not seen[c]:
+                roots.append(c)
+                self._hang(c, neighbours, seen)
         sizes = [_size(c, self.cards) for c in self.cliques]
         holding: list[list[int]] = [[] for _ in self.cards]
         for c, clique in enumerate(self.cliques):
@@ -193,6 +191,18 @@ class JunctionTree:
             self.home[v] = min(holding[v], key=lambda c: (sizes[c], c))
             if self.indicator_home[v] < 0:
                 self.indicator_home[v] = self.home[v]
+        #: directed edges (c, n) whose message μ_{c→n} is 1 and is never formed
+        self.quiet: frozenset[tuple[int, int]] = frozenset()
+        if self.conditionals and self.observed:
+            roots, self.quiet = self._quiet_roots(roots, neighbours, sizes)
+            self.parent = [-1] * n
+            seen = [False] * n
+            for root in roots:
+                self._hang(root, neighbours, seen)
+        self.children: list[list[int]] = [[] for _ in range(n)]
+        for c, p in enumerate(self.parent):
+            if p >= 0:
+                self.children[p].append(c)
         self.size = sum(_size(c, self.cards) for c in self.cliques)
         largest = max(self.cliques, key=lambda c: _size(c, self.cards))
         self.largest = largest
@@ -235,6 +245,92 @@ class JunctionTree:
         self._lock = threading.Lock()
         self._torch_key: object = None
         self._torch_potentials: dict[int, tuple[tuple[int, ...], torch.Tensor]] = {}
+
+    def _hang(self, root: int, neighbours: list[list[int]], seen: list[bool]) -> None:
+        """Set ``parent`` over the component of ``root`` (depth first), ``root`` at top."""
+        seen[root] = True
+        self.parent[root] = -1
+        stack = [root]
+        while stack:
+            i = stack.pop()
+            for j in neighbours[i]:
+                if not seen[j]:
+                    seen[j] = True
+                    self.parent[j] = i
+                    stack.append(j)
+
+    def _quiet_roots(
+        self, roots: list[int], neighbours: list[list[int]], sizes: list[int]
+    ) -> tuple[list[int], frozenset[tuple[int, int]]]:
+        """The quiet edges, and each component's root chosen so that the inward pass
+        forms the fewest entries.
+
+        The message from c's side of the edge c–n is Σ over that side's variables but
+        S_cn of the tables placed there. When each of those tables is a conditional
+        p(x | parents) of a free x outside S_cn (so none is read at evidence), they are
+        the conditional distribution of that side's variables given S_cn and the sum is
+        1 for every x_S (barren subtrees: Koller & Friedman 9.3.1.2): the edge is quiet.
+        quiet(c→n) = every table at c is such a conditional ∧ quiet(m→c) for every
+        other neighbour m; computed for both directions of every edge (one pass up from
+        the default roots, one down). An edge c→n costs the entries of c when it is not
+        quiet; the inward pass towards root r costs the sum over the edges pointing to
+        r, so moving the root from p to its child k changes it by cost(p→k) - cost(k→p).
+        """
+        sep_cache: dict[tuple[int, int], frozenset[int]] = {}
+
+        def sep(a: int, b: int) -> frozenset[int]:
+            key = (min(a, b), max(a, b))
+            if key not in sep_cache:
+                sep_cache[key] = frozenset(self.cliques[a]) & frozenset(self.cliques[b])
+            return sep_cache[key]
+
+        def local(c: int, n: int) -> bool:
+            s = sep(c, n)
+            return all(
+                self.scopes[t][-1] not in self._observed_set and self.scopes[t][-1] not in s
+                for t in self.assigned[c]
+            )
+
+        children: list[list[int]] = [[] for _ in self.cliques]
+        for c, p in enumerate(self.parent):
+            if p >= 0:
+                children[p].append(c)
+        orders = []  # each component's cliques, parents before children
+        for root in roots:
+            order, stack = [], [root]
+            while stack:
+                c = stack.pop()
+                order.append(c)
+                stack.extend(children[c])
+            orders.append(order)
+        post = [c for order in orders for c in reversed(order)]
+        up = [False] * len(self.cliques)  # quiet(c → parent)
+        for c in post:
+            p = self.parent[c]
+            if p >= 0:
+                up[c] = local(c, p) and all(up[k] for k in children[c])
+        down = [False] * len(self.cliques)  # quiet(parent → c)
+        for p in reversed(post):
+            loud = sum(not up[k] for k in children[p])
+            above = self.parent[p] < 0 or down[p]
+            for k in children[p]:
+                down[k] = above and loud - (not up[k]) == 0 and local(p, k)
+        quiet = frozenset(
+            edge
+            for c, p in enumerate(self.parent)
+            if p >= 0
+            for edge, ok in (((c, p), up[c]), ((p, c), down[c]))
+            if ok
+        )
+        cost = [0] * len(self.cliques)  # the inward pass's entries, rooted at each clique
+        chosen = []
+        for root, members in zip(roots, orders):
+            cost[root] = sum(sizes[c] for c in members if c != root and not up[c])
+            for c in members[1:]:
+                p = self.parent[c]
+                cost[c] = cost[p] - (0 if up[c] else sizes[c]) + (0 if down[c] else sizes[p])
+            chosen.append(min(members, key=lambda c: (cost[c], c != root)))
+        return chosen, quiet
 
     # ------------------------------------------------------------------ compile
     def _walk(self) -> tuple[list[int], list[int]]:
@@ -342,8 +438,8 @@ class JunctionTree:
             return out
 
         for c in post:  # inwards: each message multiplies the clique's potential with
-            p = self.parent[c]  # the messages of its subtree
-            if p >= 0:
+            p = self.parent[c]  # the messages of its subtree (a quiet one is 1: skipped)
+            if p >= 0 and (c, p) not in self.quiet:
                 sep = sorted(set(self.cliques[c]) & set(self.cliques[p]))
                 inputs = potential[c] + [(_SLOT, s) for s in incoming[c].values()]
                 if self.lazy[c]:
@@ -355,6 +451,8 @@ class JunctionTree:
             wanted = targets.get(c, [])
             if self.lazy[c]:  # Shafer-Shenoy: each message leaves out its receiver
                 for k in self.children[c]:
+                    if (c, k) in self.quiet:
+                        continue
                     sep = sorted(set(clique) & set(self.cliques[k]))
                     inputs = potential[c] + [(_SLOT, s) for m, s in incoming[c].items() if m != k]
                     incoming[k][c] = lazily(c, inputs, sep)
@@ -373,9 +471,14 @@ class JunctionTree:
             # Σ_{c \ s} β_c / μ_{k→c} = (Σ_{c \ s} β_c) / μ_{k→c}, μ being over s
             summed: dict[tuple[int, ...], int] = {}
             for k in self.children[c]:
+                if (c, k) in self.quiet:
+                    continue
                 sep = tuple(sorted(set(clique) & set(self.cliques[k])))
                 if sep not in summed:
                     summed[sep] = builder.step([(_SLOT, belief)], arranged(clique, sep), sep)
+                if k not in incoming[c]:  # k sent 1: nothing to divide out
+                    incoming[k][c] = summed[sep]
+                    continue
                 incoming[k][c] = builder.step(
                     [(_SLOT, summed[sep]), (_DIVIDE, incoming[c][k])], sep, sep
                 )

@@ -5,7 +5,7 @@ order the heuristics find forms a table far bigger than a pairwise contraction o
 same factors needs (munin1, the last node given three electromyography findings: 56
 million entries in the best elimination order, 1.2 million on opt_einsum's greedy path,
 13x faster). pgmpy's ``VariableElimination`` contracts on that path by default. Here it
-is planned once per query shape and kept when its largest intermediate is at least 4x
+is planned once per query shape and kept when its largest intermediate is at least 2x
 smaller than the elimination's; its
 pairwise contractions run as ``torch.einsum`` on the tables' device. Evidence slices the
 tables (a batch of rows becomes one more index, kept in the output); the result is
@@ -26,7 +26,7 @@ from pyrobn.infer.enumeration import _LETTERS, row_rescaled
 __all__ = ["PATH_GAIN", "PathContraction"]
 
 #: the path is used when its largest intermediate is this many times smaller
-PATH_GAIN = 4
+PATH_GAIN = 2
 
 
 class PathContraction:

@@ -78,15 +78,14 @@ TREE_SECONDS_PER_STEP = 1.35e-6
 QUERY_SECONDS_PER_COST = 1.07e-9
 QUERY_OVERHEAD_SECONDS = 1.5e-5
 COST_SAMPLE = 8
-#: a plan that walks more than this many table entries (x tables multiplied) runs as
-#: torch.einsum contractions instead (batched matrix products beat the scalar walk on
-#: big tables: barley, mildew, diabetes)
+#: a plan that walks more than this many table entries (x tables multiplied) is also
+#: planned as a pairwise contraction (:mod:`.contraction`), run as torch.einsum steps
+#: where its largest table is PATH_GAIN times smaller, else in the compiled kernel
+#: like the others (batches: torch.einsum over the rows). On 250 queries of cost
+#: 3e5-1e8 (water, mildew, barley, diabetes, munin1), each timed on all three routes:
+#: 1,043 ms by this rule, 987 ms for the faster route of each, 1,340 ms for the
+#: previous rule (einsum where the path was not 4x leaner); the kernel wins below 1e6
 HEAVY_COST = 1e6
-#: ... and one that walks more than this (every heavy plan) is also planned as a
-#: pairwise contraction (:mod:`.contraction`), used where its largest table is much
-#: smaller: on 295 heavy queries of water, barley, mildew and munin1 that rule took
-#: 584 ms, against 1,275 ms for the eliminations alone and 578 ms for the faster route
-#: of each (at 1e7 instead: 1,197 ms)
 PATH_COST = 1e6
 #: a batch of at least this many rows may be answered from one table over the batched
 #: evidence variables (:meth:`QueriesMixin._batch_by_joint`), where its plan costs this
@@ -311,20 +310,23 @@ class QueriesMixin:
             plan = self._flat_plan("the query", "query_plan", query, tuple(sorted(ev)))
             vectorised = batch is not None and batch >= BATCH_VECTORISED
             heavy = plan.flat.cost >= HEAVY_COST
+            checked = False  # the tables the plan dropped, for zero evidence
             fits = (batch or 1) * plan.flat.largest_size <= VECTORISED_ENTRIES
             if heavy or (vectorised and fits):
-                # many rows: torch's operations vectorised over the rows beat the
-                # compiled loop over rows; big tables: torch.einsum's contractions beat
-                # the compiled walk (bench/bayesnet_networks.py), or a pairwise path
-                # does. Same pruning; rows in chunks small enough that no table passes
-                # VECTORISED_ENTRIES.
+                # big tables: a pairwise path much leaner than the elimination beats
+                # it; many rows: torch's operations vectorised over the rows beat the
+                # compiled loop over rows. Same pruning; rows in chunks small enough
+                # that no table passes VECTORISED_ENTRIES.
                 if self._dropped_zero_rows(plan, ev, batch):
                     return self._query_torch(query, ev, batch, evidence)
+                checked = True
                 if heavy and plan.flat.cost >= PATH_COST:
                     joint = self._path_joint(plan, query, ev, batch)
                     probs = None if joint is None else _normalised(joint)
                     if probs is not None:  # else: zero evidence or an underflow, below
                         return probs if batch is not None else probs[0]
+                    heavy = joint is not None  # no lean path: the kernel below
+            if heavy or (vectorised and fits):
                 step = batch or 1
                 if not fits:
                     step = max(1, VECTORISED_ENTRIES // max(plan.flat.largest_size, 1))
@@ -336,7 +338,9 @@ class QueriesMixin:
                 ]
                 return parts[0] if len(parts) == 1 else torch.cat(parts)
             probs, log_norm, _ = self._run_flat(plan.flat, plan.kept, ev, batch)
-            if not np.isneginf(log_norm).any() and not self._dropped_zero_rows(plan, ev, batch):
+            if not np.isneginf(log_norm).any() and (
+                checked or not self._dropped_zero_rows(plan, ev, batch)
+            ):
                 shape = (probs.shape[0], *(self.cards[v] for v in query))
                 out = torch.from_numpy(probs).reshape(shape)
                 return out if batch is not None else out[0]
@@ -536,7 +540,9 @@ class QueriesMixin:
         kept = self._observed_trees
         jt = kept.pop(observed, None)
         if jt is None:
-            jt = JunctionTree(self.cards, self._flat_engine.scopes, observed=observed)
+            jt = JunctionTree(
+                self.cards, self._flat_engine.scopes, observed=observed, conditionals=True
+            )
             if jt.size * SPECIALISE_GAIN > general.size:
                 jt = general
         kept[observed] = jt  # most recently used last
