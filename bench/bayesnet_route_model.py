@@ -101,15 +101,22 @@ def main() -> None:
     a = np.array([[r["n_free"], r["query_cost"]] for r in rows])
     y = np.array([r["queries"] for r in rows])
     query_fit = np.linalg.lstsq(a / y[:, None], np.ones(len(y)), rcond=None)[0]
-    wrong, lost = 0, []
+    wrong, lost, total, best = 0, [], 0.0, 0.0
+    print()
     for r in rows:
         tree = tree_fit @ [r["tree_cost"], r["steps"]] if math.isfinite(r["tree"]) else math.inf
         picked = r["queries"] if query_fit @ [r["n_free"], r["query_cost"]] < tree else r["tree"]
+        total, best = total + picked, best + min(r["tree"], r["queries"])
         if picked > min(r["tree"], r["queries"]):
             wrong += 1
             lost.append(picked / min(r["tree"], r["queries"]))
+            print(
+                f"routed wrongly: {r['net']} findings {r['findings']}: "
+                f"{picked * 1e3:.2f} ms instead of {min(r['tree'], r['queries']) * 1e3:.2f} ms"
+            )
     print(
-        f"\n{len(rows)} cases; routed wrongly: {wrong} (worst {max(lost, default=1):.2f}x slower)"
+        f"{len(rows)} cases; routed wrongly: {wrong} (worst {max(lost, default=1):.2f}x slower); "
+        f"all cases {total * 1e3:.0f} ms as routed, {best * 1e3:.0f} ms by the faster route of each"
     )
     print(f"TREE_SECONDS_PER_COST = {tree_fit[0]:.3g}")
     print(f"TREE_SECONDS_PER_STEP = {tree_fit[1]:.3g}")

@@ -84,8 +84,10 @@ tut.save(fig, "dag")
 # (as the monitor reads it): the posterior of each cause. One junction-tree calibration
 # gives every posterior at once; each one equals its own exact query. (On networks with
 # big cliques `marginals` calibrates a tree triangulated again without the observed
-# variables, built once per set of them and shown by `net.junction_tree(observed)`, or
-# answers one pruned query per variable, whichever its cost model says is cheaper.)
+# variables, built once per set of them and shown by `net.junction_tree(observed)`, in
+# which a subtree holding no evidence sends no message, since its tables, a conditional
+# distribution, sum to 1; or it answers one pruned query per variable, whichever its
+# cost model says is cheaper.)
 
 # %%
 causes = ["HYPOVOLEMIA", "LVFAILURE", "ANAPHYLAXIS", "INSUFFANESTH", "PULMEMBOLUS", "KINKEDTUBE"]

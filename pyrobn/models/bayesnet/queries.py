@@ -66,17 +66,17 @@ SPECIALISE_GAIN = 1.25
 SPECIALISED_TREES = 16
 SPECIALISED_ENTRIES = 2**26
 #: the cost model that picks, for all posteriors, between one calibration and one pruned
-#: query per variable, fitted by least squares (relative error) on 112 evidence sets of
-#: 1-6 findings over 19 bnlearn networks, both routes timed (bench/bayesnet_route_model.py;
-#: 4 of them routed wrongly: 1.7x slower on asia's 0.1 ms, 1.3x on barley): the
-#: calibration's seconds per unit of its compiled plan's cost
-#: (entries walked x inputs multiplied) and per step; the queries' seconds per query
-#: (plan lookup and call) and per unit of cost; how many queries are planned to
-#: estimate the others' cost
-TREE_SECONDS_PER_COST = 1.9e-9
-TREE_SECONDS_PER_STEP = 1.35e-6
-QUERY_SECONDS_PER_COST = 1.07e-9
-QUERY_OVERHEAD_SECONDS = 1.5e-5
+#: query per variable, fitted by least squares (relative error) on 119 evidence sets of
+#: 1-6 findings over 20 bnlearn networks, both routes timed (bench/bayesnet_route_model.py;
+#: 6 of them routed wrongly, the worst 2.7x slower on one of mildew's 3.8 ms; all 119 take
+#: 1,434 ms as routed, 1,418 ms by the faster route of each): the calibration's seconds
+#: per unit of its compiled plan's cost (entries walked x inputs multiplied) and per step;
+#: the queries' seconds per query (plan lookup and call) and per unit of cost; how many
+#: queries are planned to estimate the others' cost
+TREE_SECONDS_PER_COST = 9.4e-10
+TREE_SECONDS_PER_STEP = 1.24e-6
+QUERY_SECONDS_PER_COST = 6.0e-10
+QUERY_OVERHEAD_SECONDS = 1.33e-5
 COST_SAMPLE = 8
 #: a plan that walks more than this many table entries (x tables multiplied) is also
 #: planned as a pairwise contraction (:mod:`.contraction`), run as torch.einsum steps
