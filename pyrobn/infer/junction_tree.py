@@ -243,6 +243,8 @@ class JunctionTree:
         self._log_scale = 0.0
         self._key: object = None
         self._lock = threading.Lock()
+        self._columns: dict[tuple[int, ...], np.ndarray] = {}  # var_col per evidence order
+        self._single_tree = len(self._one_per_tree) == 1
         self._torch_key: object = None
         self._torch_potentials: dict[int, tuple[tuple[int, ...], torch.Tensor]] = {}
 
@@ -536,13 +538,21 @@ class JunctionTree:
                 f"this junction tree was built for the observed variables {self.observed}, "
                 f"got {tuple(evidence_vars)}"
             )
-        var_col = np.full(len(self.cards), -1, dtype=np.int64)
-        for j, v in enumerate(evidence_vars):
-            var_col[v] = j
+        key = tuple(evidence_vars)
+        var_col = self._columns.get(key)
+        if var_col is None:  # each variable's column in ``evidence`` (-1: unobserved)
+            var_col = np.full(len(self.cards), -1, dtype=np.int64)
+            var_col[list(key)] = np.arange(len(key))
+            if len(self._columns) < 64:
+                self._columns[key] = var_col
         with self._lock:
             results, log_norms, _ = run(self.plan(), self._buffer, self._offsets, evidence, var_col)
         # each tree of the forest normalises its own variables: p(e) is their product
-        return results, log_norms[:, self._one_per_tree].sum(axis=1) + self._log_scale
+        if self._single_tree:
+            log_z = log_norms[:, self._one_per_tree[0]]
+        else:
+            log_z = log_norms[:, self._one_per_tree].sum(axis=1)
+        return results, log_z + self._log_scale
 
     # ------------------------------------------------------------------ torch route
     def calibrate_torch(

@@ -121,9 +121,10 @@ class DiscreteBayesianNetwork(QueriesMixin, LearningMixin, StructureMixin, Pyrob
         self._log_cache: list[torch.Tensor] = []
         self._linear_ok = False
         self._scalar_states: dict[tuple[torch.device, int, int], torch.Tensor] = {}
-        #: all posteriors: {(observed variables, batched?): whether per-variable queries
-        #: beat the calibration} (the structure's cost model, :meth:`_queries_cheaper`)
-        self._route_cache: dict[tuple[tuple[int, ...], bool], bool] = {}
+        #: all posteriors: {(observed variables, batched?, compiled kernel?, memory
+        #: budget): whether per-variable queries beat the calibration} (the structure's
+        #: cost model, :meth:`_queries_cheaper`)
+        self._route_cache: dict[tuple[tuple[int, ...], bool, bool, int], bool] = {}
         #: all posteriors: the junction trees triangulated for sets of observed variables
         self._observed_trees: dict[tuple[int, ...], Any] = {}
 

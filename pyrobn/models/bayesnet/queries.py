@@ -31,6 +31,7 @@ __all__ = [
     "PER_VARIABLE_ENTRIES",
     "QUERY_OVERHEAD_SECONDS",
     "QUERY_SECONDS_PER_COST",
+    "ROUTES_KEPT",
     "SPECIALISED_ENTRIES",
     "SPECIALISED_TREES",
     "SPECIALISE_ENTRIES_PER_VARIABLE",
@@ -78,6 +79,8 @@ TREE_SECONDS_PER_STEP = 1.24e-6
 QUERY_SECONDS_PER_COST = 6.0e-10
 QUERY_OVERHEAD_SECONDS = 1.33e-5
 COST_SAMPLE = 8
+#: route decisions kept per network (one per set of observed variables)
+ROUTES_KEPT = 4096
 #: a plan that walks more than this many table entries (x tables multiplied) is also
 #: planned as a pairwise contraction (:mod:`.contraction`), run as torch.einsum steps
 #: where its largest table is PATH_GAIN times smaller, else in the compiled kernel
@@ -224,7 +227,7 @@ class QueriesMixin:
             self._guard(*exc.args, 1, "the evidence check")
             raise  # pragma: no cover - the guard raises
         _, log_norm, _ = self._run_flat(check, plan.dropped, ev, batch)
-        return bool(np.isneginf(log_norm).any())
+        return bool((log_norm == -math.inf).any())
 
     # ------------------------------------------------------------------ queries
     def query(
@@ -338,12 +341,11 @@ class QueriesMixin:
                 ]
                 return parts[0] if len(parts) == 1 else torch.cat(parts)
             probs, log_norm, _ = self._run_flat(plan.flat, plan.kept, ev, batch)
-            if not np.isneginf(log_norm).any() and (
+            if not (log_norm == -math.inf).any() and (
                 checked or not self._dropped_zero_rows(plan, ev, batch)
             ):
-                shape = (probs.shape[0], *(self.cards[v] for v in query))
-                out = torch.from_numpy(probs).reshape(shape)
-                return out if batch is not None else out[0]
+                out = probs.reshape(probs.shape[0], *(self.cards[v] for v in query))
+                return torch.from_numpy(out if batch is not None else out[0])  # numpy: quicker
         return self._query_torch(query, ev, batch, evidence)
 
     def _path_joint(
@@ -493,6 +495,18 @@ class QueriesMixin:
         per set of observed variables (water, mildew, barley: the queries; andes, pigs,
         the munins: the tree)."""
         compiled = self._compiled_ok()
+        key = (observed, rows > 1, compiled, self._budget())
+        decided = self._route_cache
+        if key not in decided:
+            if len(decided) >= ROUTES_KEPT:  # the oldest decision first
+                del decided[next(iter(decided))]
+            decided[key] = self._decide_route(observed, free, rows, compiled)
+        return decided[key]
+
+    def _decide_route(
+        self, observed: tuple[int, ...], free: tuple[int, ...], rows: int, compiled: bool
+    ) -> bool:
+        """:meth:`_queries_cheaper`'s decision, made afresh."""
         jt = self._tree_for(observed) if compiled else self._tree()
         if jt.size > PER_VARIABLE_ENTRIES or jt.size * 2 * 8 > self._budget():
             return True
@@ -503,20 +517,13 @@ class QueriesMixin:
         overhead = QUERY_OVERHEAD_SECONDS * len(free)
         if tree <= overhead:  # small networks: the calibration, without planning queries
             return False
-        decided = self._route_cache
-        key = (observed, rows > 1)
-        if key not in decided:
-            picked = free[:: max(1, len(free) // COST_SAMPLE)][:COST_SAMPLE]
-            cost = (
-                sum(
-                    self._flat_plan("a query", "query_plan", (v,), observed).flat.cost
-                    for v in picked
-                )
-                * len(free)
-                / len(picked)
-            )
-            decided[key] = overhead + QUERY_SECONDS_PER_COST * cost * rows < tree
-        return decided[key]
+        picked = free[:: max(1, len(free) // COST_SAMPLE)][:COST_SAMPLE]
+        cost = (
+            sum(self._flat_plan("a query", "query_plan", (v,), observed).flat.cost for v in picked)
+            * len(free)
+            / len(picked)
+        )
+        return overhead + QUERY_SECONDS_PER_COST * cost * rows < tree
 
     def _tree(self) -> Any:
         """The network's junction tree, its structure only (built on first use)."""
@@ -586,9 +593,10 @@ class QueriesMixin:
                 store.update(self._tables(), None, jt.potential_plan().workspace)
                 jt.refresh(store.buffer, store.offsets, tuple(store.keys))
             probs, log_z = jt.marginals(order, self._evidence_matrix(ev, order, batch))
-            if np.isneginf(log_z).any():  # zero evidence, or an underflow: log space
+            if (log_z == -math.inf).any():  # zero evidence, or an underflow: log space
                 return None
-            columns = torch.from_numpy(probs)
+            # sliced in numpy, then wrapped: a torch slice costs microseconds each
+            columns = probs if batch is not None else probs[0]
         else:
             jt = self._checked(self._tree())
             rows = batch or 1
@@ -598,14 +606,16 @@ class QueriesMixin:
             columns, log_z = jt.calibrate_torch(self._tables(), order, matrix)
             if bool(torch.isneginf(log_z).any()):
                 return None
+            if batch is None:
+                columns = columns[0]
         out = {}
         start = 0
         wanted = set(free)
         for v in jt.free:
             k = self.cards[v]
             if v in wanted:
-                p = columns[:, start : start + k]
-                out[self.variables[v]] = p if batch is not None else p[0]
+                p = columns[..., start : start + k]
+                out[self.variables[v]] = torch.from_numpy(p) if isinstance(p, np.ndarray) else p
             start += k
         return out
 
@@ -618,7 +628,7 @@ class QueriesMixin:
         if self._compiled_ok():
             plan = self._flat_plan("log_evidence", "query_plan", (), tuple(sorted(ev)))
             _, log_norm, _ = self._run_flat(plan.flat, plan.kept, ev, batch)
-            if not np.isneginf(log_norm).any():  # else: zero, or an underflow: log space
+            if not (log_norm == -math.inf).any():  # else: zero, or an underflow: log space
                 log_z = torch.from_numpy(log_norm[:, 0])
         if log_z is None:
             factors = self._relevant(tuple(ev))
@@ -682,7 +692,7 @@ class QueriesMixin:
         if self._compiled_ok():
             plan = self._flat_plan("the MPE", "mpe_plan", tuple(sorted(ev)))
             _, log_norm, states = self._run_flat(plan.flat, plan.kept, ev, batch)
-            if not np.isneginf(log_norm).any():
+            if not (log_norm == -math.inf).any():
                 best = torch.from_numpy(log_norm[:, 0])
                 columns = dict(zip(plan.flat.free, torch.from_numpy(states).unbind(1)))
                 values = {v: columns[v] for v in range(len(self.variables)) if v in columns}
