@@ -174,17 +174,31 @@ def test_all_posteriors_past_the_tree_limit_are_pruned_queries(monkeypatch):
     import pyrobn.models.bayesnet.queries as queries
 
     net = load("insurance")
+    monkeypatch.setattr(queries, "TREE_SECONDS_PER_COST", 0.0)  # the tree where it fits
+    monkeypatch.setattr(queries, "TREE_SECONDS_PER_STEP", 0.0)
+    calls: list = []
+    original = net._posteriors_by_queries
+    monkeypatch.setattr(
+        net, "_posteriors_by_queries", lambda *a, **k: calls.append(a) or original(*a, **k)
+    )
     evidence = {"Age": torch.tensor([0, 1, 2, 0]), "Mileage": 2}
     tree = net.marginals(evidence)
+    assert not calls
     monkeypatch.setattr(queries, "PER_VARIABLE_ENTRIES", 0)
+    net._route_cache.clear()  # the decision is cached; the limit is a module constant
     one_by_one = net.marginals(evidence)
-    assert one_by_one.keys() == tree.keys()
+    assert len(calls) == 1 and one_by_one.keys() == tree.keys()
     for name, table in tree.items():
         torch.testing.assert_close(one_by_one[name], table, rtol=0, atol=1e-12)
     monkeypatch.setattr(queries, "PER_VARIABLE_ENTRIES", 2**40)
-    net.memory_budget = net.junction_tree().size * 8  # the tree no longer fits
+    net._route_cache.clear()
+    net.marginals(evidence)
+    assert len(calls) == 1  # the tree again
+    # a budget the tree no longer fits decides afresh (the cached decision is per budget)
+    net.memory_budget = net.junction_tree().size * 8
     for name, table in net.marginals(evidence).items():
         torch.testing.assert_close(table, tree[name], rtol=0, atol=1e-12)
+    assert len(calls) == 2
 
 
 def test_impossible_evidence_in_a_pruned_part_is_still_an_error():
