@@ -407,10 +407,9 @@ class MarkovChain(DataSizedBuffers, PyrobnModule):
         dev = self.ngram_keys.device
         keys = self._ngram_keys(sequences, dev)
         lengths = torch.tensor([len(s) + 1 for s in sequences], device=dev)
-        which = torch.repeat_interleave(torch.arange(len(sequences), device=dev), lengths)
-        return torch.zeros(len(sequences), dtype=torch.float64, device=dev).index_add_(
-            0, which, self._log_prob_keys(keys)
-        )
+        # each sequence's terms summed in order (index_add_ adds with atomics on CUDA: the
+        # same corpus would score differently from call to call in the last bits)
+        return torch.segment_reduce(self._log_prob_keys(keys), "sum", lengths=lengths)
 
     def perplexity(self, corpus: Corpus) -> float:
         """exp(- sum log p / number of predicted tokens), the tokens counting each ``</s>``."""

@@ -662,7 +662,7 @@ class NaiveBayes(DataSizedBuffers, PyrobnModule):
         """log p(theta) of the priors whose MAP is the smoothed estimate (Gaussians: flat)."""
         lp = dist.Dirichlet(self._class_concentration()).log_prob(self.log_class_prior.exp())
         if self.b_log_p.numel():
-            a = self.alpha + 1.0
+            a = torch.full_like(self.b_log_p, self.alpha + 1.0)  # on the model's device
             lp = lp + dist.Beta(a, a).log_prob(self.b_log_p.exp()).sum()
         for V, cols in self._category_groups():
             lp = (
