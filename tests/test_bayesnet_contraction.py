@@ -3,6 +3,8 @@ against brute force: plain and rescaled, one row and batches, impossible evidenc
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -68,18 +70,28 @@ def assert_brute_answer(net, query, evidence, expected, total) -> None:
 @given(networks_with_zeros())
 def test_queries_on_the_path_equal_brute_force_and_refuse_impossible_evidence(case):
     """With every plan sent down the path (thresholds at 0), net.query equals brute
-    force on both the linear and the rescaled route, and impossible evidence raises."""
+    force on both the linear and the rescaled route, from the compiled route and from
+    the torch route (other devices), and impossible evidence raises."""
     net, rng = case
     query, evidence = split(net, rng)
     expected, total = brute_posterior(net, query, evidence)
+    calls = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(queries, "HEAVY_COST", 0.0)
         patch.setattr(queries, "PATH_COST", 0.0)
         patch.setattr(contraction, "PATH_GAIN", 0)
-        for linear in (True, False):
+        original = type(net)._path_joint
+        patch.setattr(
+            type(net), "_path_joint", lambda *a, **k: calls.append(1) or original(*a, **k)
+        )
+        for compiled, linear in itertools.product((True, False), (True, False)):
+            net.use_compiled = compiled
             net._refresh()
             net._linear_ok = linear
+            calls.clear()
             assert_brute_answer(net, query, evidence, expected, total)
+            assert total == 0 or calls  # the path answered
+    net.use_compiled = True
 
 
 def test_the_path_beats_elimination_where_the_orders_blow_up():
