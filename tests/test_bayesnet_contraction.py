@@ -3,7 +3,9 @@ against brute force: plain and rescaled, one row and batches, impossible evidenc
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -56,6 +58,21 @@ def test_the_path_joint_is_the_brute_force_joint(case, rescale, rows):
         np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-14)
 
 
+@contextlib.contextmanager
+def every_plan_heavy(net, path_gain: float, spied: str) -> Iterator[list]:
+    """HEAVY_COST and PATH_COST at 0 (every plan heavy, every one planned as a path),
+    PATH_GAIN as given, and the calls of the network's method ``spied`` counted in the
+    list yielded."""
+    calls: list = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(queries, "HEAVY_COST", 0.0)
+        patch.setattr(queries, "PATH_COST", 0.0)
+        patch.setattr(contraction, "PATH_GAIN", path_gain)
+        original = getattr(type(net), spied)
+        patch.setattr(type(net), spied, lambda *a, **k: calls.append(1) or original(*a, **k))
+        yield calls
+
+
 def assert_brute_answer(net, query, evidence, expected, total) -> None:
     """net.query equals the brute-force posterior, or refuses evidence of p(e) = 0."""
     if total == 0:
@@ -75,15 +92,7 @@ def test_queries_on_the_path_equal_brute_force_and_refuse_impossible_evidence(ca
     net, rng = case
     query, evidence = split(net, rng)
     expected, total = brute_posterior(net, query, evidence)
-    calls = []
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(queries, "HEAVY_COST", 0.0)
-        patch.setattr(queries, "PATH_COST", 0.0)
-        patch.setattr(contraction, "PATH_GAIN", 0)
-        original = type(net)._path_joint
-        patch.setattr(
-            type(net), "_path_joint", lambda *a, **k: calls.append(1) or original(*a, **k)
-        )
+    with every_plan_heavy(net, 0, "_path_joint") as calls:
         for compiled, linear in itertools.product((True, False), (True, False)):
             net.use_compiled = compiled
             net._refresh()
@@ -146,14 +155,6 @@ def test_heavy_queries_without_a_lean_path_stay_in_the_kernel(case):
     net, rng = case
     query, evidence = split(net, rng)
     expected, total = brute_posterior(net, query, evidence)
-    calls = []
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(queries, "HEAVY_COST", 0.0)
-        patch.setattr(queries, "PATH_COST", 0.0)
-        patch.setattr(contraction, "PATH_GAIN", 1e30)
-        original = type(net)._query_torch
-        patch.setattr(
-            type(net), "_query_torch", lambda *a, **k: calls.append(1) or original(*a, **k)
-        )
+    with every_plan_heavy(net, 1e30, "_query_torch") as calls:
         assert_brute_answer(net, query, evidence, expected, total)
     assert total == 0 or not calls  # p(e) = 0 is decided in log space
