@@ -244,7 +244,6 @@ class JunctionTree:
         self._key: object = None
         self._lock = threading.Lock()
         self._columns: dict[tuple[int, ...], np.ndarray] = {}  # var_col per evidence order
-        self._single_tree = len(self._one_per_tree) == 1
         self._torch_key: object = None
         self._torch_potentials: dict[int, tuple[tuple[int, ...], torch.Tensor]] = {}
 
@@ -548,10 +547,11 @@ class JunctionTree:
         with self._lock:
             results, log_norms, _ = run(self.plan(), self._buffer, self._offsets, evidence, var_col)
         # each tree of the forest normalises its own variables: p(e) is their product
-        if self._single_tree:
-            log_z = log_norms[:, self._one_per_tree[0]]
+        trees = self._one_per_tree
+        if len(trees) == 1:  # a plain column: quicker than a gather and a sum
+            log_z = log_norms[:, trees[0]]
         else:
-            log_z = log_norms[:, self._one_per_tree].sum(axis=1)
+            log_z = log_norms[:, trees].sum(axis=1)
         return results, log_z + self._log_scale
 
     # ------------------------------------------------------------------ torch route

@@ -309,8 +309,9 @@ class QueriesMixin:
         evidence: Evidence | None,
     ) -> torch.Tensor:
         """:meth:`query` on validated variable ids and evidence columns."""
+        # planned on the structure alone, whatever the device
+        plan = self._flat_plan("the query", "query_plan", query, tuple(sorted(ev)))
         if self._compiled_ok():
-            plan = self._flat_plan("the query", "query_plan", query, tuple(sorted(ev)))
             vectorised = batch is not None and batch >= BATCH_VECTORISED
             heavy = plan.flat.cost >= HEAVY_COST
             checked = False  # the tables the plan dropped, for zero evidence
@@ -324,11 +325,10 @@ class QueriesMixin:
                     return self._query_torch(query, ev, batch, evidence)
                 checked = True
                 if heavy and plan.flat.cost >= PATH_COST:
-                    joint = self._path_joint(plan, query, ev, batch)
-                    probs = None if joint is None else _normalised(joint)
-                    if probs is not None:  # else: zero evidence or an underflow, below
-                        return probs if batch is not None else probs[0]
-                    heavy = joint is not None  # no lean path: the kernel below
+                    probs = self._path_posterior(plan, query, ev, batch)
+                    if probs is not None:
+                        return probs
+                    heavy = plan.extra["path"] is not None  # no lean path: the kernel below
             if heavy or (vectorised and fits):
                 step = batch or 1
                 if not fits:
@@ -346,16 +346,25 @@ class QueriesMixin:
             ):
                 out = probs.reshape(probs.shape[0], *(self.cards[v] for v in query))
                 return torch.from_numpy(out if batch is not None else out[0])  # numpy: quicker
-        else:  # other devices: a heavy plan on the pairwise path too, where it is leaner
-            # (planned on the structure alone; munin1 on CUDA: tables of 2e7 entries
-            # instead of 1.8e8, over the budget)
-            plan = self._flat_plan("the query", "query_plan", query, tuple(sorted(ev)))
-            if plan.flat.cost >= PATH_COST and not self._dropped_zero_rows(plan, ev, batch):
-                joint = self._path_joint(plan, query, ev, batch)
-                probs = None if joint is None else _normalised(joint)
-                if probs is not None:  # else: zero evidence or an underflow, below
-                    return probs if batch is not None else probs[0]
+        elif plan.flat.cost >= PATH_COST and not self._dropped_zero_rows(plan, ev, batch):
+            # other devices: a heavy plan on the pairwise path too, where it is leaner
+            # (munin1 on CUDA: tables of 2e7 entries instead of 1.8e8, over the budget)
+            probs = self._path_posterior(plan, query, ev, batch)
+            if probs is not None:
+                return probs
         return self._query_torch(query, ev, batch, evidence)
+
+    def _path_posterior(
+        self, plan: Any, query: tuple[int, ...], ev: dict[int, torch.Tensor], batch: int | None
+    ) -> torch.Tensor | None:
+        """p(x_Q | e) from :meth:`_path_joint`; None where no path is lean enough
+        (``plan.extra["path"]`` is then None) or a row's normaliser vanished (zero
+        evidence or an underflow: the caller's other routes decide)."""
+        joint = self._path_joint(plan, query, ev, batch)
+        probs = None if joint is None else _normalised(joint)
+        if probs is None:
+            return None
+        return probs if batch is not None else probs[0]
 
     def _path_joint(
         self, plan: Any, query: tuple[int, ...], ev: dict[int, torch.Tensor], batch: int | None
@@ -623,8 +632,8 @@ class QueriesMixin:
         for v in jt.free:
             k = self.cards[v]
             if v in wanted:
-                p = columns[..., start : start + k]
-                out[self.variables[v]] = torch.from_numpy(p) if isinstance(p, np.ndarray) else p
+                # a numpy slice shared as a tensor; a tensor slice as it is
+                out[self.variables[v]] = torch.as_tensor(columns[..., start : start + k])
             start += k
         return out
 
