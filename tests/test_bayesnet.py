@@ -709,6 +709,79 @@ def test_batches_answered_from_one_table_over_the_evidence_equal_brute_force(cas
 
 
 @contextlib.contextmanager
+def evidence_checked_by_table(net):
+    """Every batch's check that the tables a pruned query dropped leave p(e) > 0 read
+    from one table over the batched evidence variables (thresholds at 0; batches not
+    answered from one joint table, so that the rows' route runs); yields the list of the
+    table's verdicts (None where it was not used)."""
+    import pyrobn.models.bayesnet.queries as queries
+
+    verdicts: list = []
+    inner = net._zero_rows_by_table
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(queries, "JOINT_ROWS", 2)
+        patch.setattr(queries, "JOINT_GAIN", 0)
+        patch.setattr(net, "_batch_by_joint", lambda *args: None)
+        patch.setattr(
+            net, "_zero_rows_by_table", lambda *a: verdicts.append(inner(*a)) or verdicts[-1]
+        )
+        yield verdicts
+
+
+def test_a_batch_whose_dropped_tables_make_a_row_impossible_is_caught_from_one_table():
+    """p(c | b) keeps c's table alone; whether a row's b is possible is read from the
+    table p(b) (not one elimination per row): b = 2 has probability zero and its row is
+    named, the other rows are answered exactly."""
+    net = DiscreteBayesianNetwork(
+        {
+            "a": CPT([0.3, 0.7]),
+            "b": CPT([[0.2, 0.8, 0.0], [0.6, 0.4, 0.0]], ["a"]),
+            "c": CPT([[0.1, 0.9], [0.5, 0.5], [0.7, 0.3]], ["b"]),
+        },
+        device="cpu",
+    )
+    with evidence_checked_by_table(net) as verdicts:
+        with pytest.raises(ZeroProbabilityEvidence, match=r"rows \[3\]"):
+            net.query("c", {"b": torch.tensor([0, 1, 0, 2, 1])})
+        assert verdicts and all(verdicts)  # the distinct rows, then the user's rows
+        verdicts.clear()
+        got = net.query("c", {"b": torch.tensor([0, 1, 0, 1])})
+        assert verdicts == [False]
+    torch.testing.assert_close(got, torch.tensor([[0.1, 0.9], [0.5, 0.5]]).double()[[0, 1, 0, 1]])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(networks_with_zeros(max_nodes=6), st.integers(2, 12))
+def test_batches_whose_evidence_is_checked_from_one_table_equal_brute_force(case, rows):
+    """With the evidence check read from one table over the batched evidence variables,
+    every row equals brute force, and a row of probability zero is named by its index."""
+    net, rng = case
+    query, evidence = split(net, rng, max_query=2)
+    if not evidence:
+        return
+    names = list(evidence)
+    shared = names[: int(rng.integers(0, len(names)))]
+    cases = [
+        {v: evidence[v] if v in shared else int(rng.integers(net.cardinality(v))) for v in names}
+        for _ in range(rows)
+    ]
+    batch = {v: evidence[v] if v in shared else torch.tensor([c[v] for c in cases]) for v in names}
+    if all(v in shared for v in names):
+        return
+    totals = [restrict(brute_joint(net), net, c).sum() for c in cases]
+    with evidence_checked_by_table(net):
+        if min(totals) == 0:
+            shared_total = restrict(brute_joint(net), net, {v: evidence[v] for v in shared}).sum()
+            named = "" if shared_total == 0 else rf"batch rows \[{totals.index(0)}\b"
+            with pytest.raises(ZeroProbabilityEvidence, match=named):
+                net.query(query, batch)
+            return
+        got = net.query(query, batch)
+    for b, row in enumerate(cases):
+        torch.testing.assert_close(got[b], net.query(query, row), rtol=1e-9, atol=1e-13)
+
+
+@contextlib.contextmanager
 def trees_built_for_the_evidence():
     """Every all-posteriors call on a junction tree triangulated for its observed
     variables (the size thresholds that normally decide it set to always)."""
