@@ -182,6 +182,33 @@ def test_elimination_orders():
         elimination_order(scopes, cards, [0], "min-degree")
 
 
+def test_variables_only_the_product_holds_are_summed_in_its_walk():
+    """p(a) p(b | a) p(c | b), everything summed in the order a, b, c: eliminating b
+    multiplies the tables holding b into a walk over (b, c); c is then held by nothing
+    else, so it is summed in that walk too: three steps, not four (the last, over no
+    variable, multiplies what is left), in both compilers, and the total is 1."""
+    from pyrobn.infer.enumeration_compiled import (
+        StructureArrays,
+        compile_elimination,
+        compile_query,
+        run,
+    )
+
+    cards, scopes = [2, 3, 2], [(0,), (0, 1), (1, 2)]
+    reference = compile_elimination(cards, scopes, [0, 1, 2], (), (), [0, 1, 2])
+    assert len(reference.starts) == 3
+    second = reference.program.tolist()[reference.starts[1] :]
+    assert second[1] == 2 and second[5:9] == [2, 1, 0, 0]  # walks c, b; keeps nothing
+    plan = compile_query(StructureArrays(cards, scopes), [0, 1, 2], (), (), "sum", "min-fill")
+    assert plan.order == (0, 1, 2) and np.array_equal(plan.program, reference.program)
+    rng = np.random.default_rng(1)
+    tables = [rng.dirichlet(np.ones(2)), rng.dirichlet(np.ones(3), 2), rng.dirichlet(np.ones(2), 3)]
+    buffer = np.concatenate([*(t.ravel() for t in tables), np.empty(plan.workspace)])
+    offsets = np.array([0, 2, 8, 14], dtype=np.int64)
+    _, log_norms, _ = run(plan, buffer, offsets, np.zeros((1, 0), dtype=np.int64))
+    assert log_norms[0, 0] == pytest.approx(0.0, abs=1e-12)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(factor_graphs(), st.data())
 def test_compiled_plans_equal_the_reference_builder_and_brute_force(graph, data):

@@ -97,6 +97,44 @@ def test_a_tree_needs_a_free_variable_and_its_own_observed_variables():
         jt.calibrate_torch([], [1], np.zeros((1, 1), dtype=np.int64))
 
 
+def assert_no_step_twice(plan) -> None:
+    """No two steps of a compiled plan walk the same inputs into the same output (the
+    encoding of each step but the slot it writes): a product asked for again is read."""
+    program = plan.program.tolist()
+    ends = [*plan.starts.tolist()[1:], len(program)]
+    seen = set()
+    for start, end in zip(plan.starts.tolist(), ends):
+        step = tuple(program[start : start + 2] + program[start + 3 : end])
+        assert step not in seen, f"a step is walked twice: {step}"
+        seen.add(step)
+
+
+def test_a_product_asked_for_again_is_read_or_summed_further():
+    """PlanBuilder.step: the same product onto the same variables is the earlier slot;
+    onto fewer of them, one step over that smaller table; the plan equals einsum."""
+    from pyrobn.infer.enumeration_compiled import _SLOT, _TABLE, PlanBuilder, run
+
+    cards, scopes = [2, 3, 4], [(0, 1), (1, 2)]
+    rng = np.random.default_rng(0)
+    tables = [rng.random((2, 3)), rng.random((3, 4))]
+    builder = PlanBuilder(cards, scopes, ())
+    inputs = [(_TABLE, 0), (_TABLE, 1)]
+    first = builder.step(inputs, [0, 1, 2], [0, 1])
+    assert builder.step(inputs, [1, 0, 2], [0, 1]) == first  # the walk's order aside
+    again = builder.step(inputs, [0, 1, 2], [1])
+    plan = builder.finish([first, again], "sum", reuse=True)
+    assert len(plan.starts) == 2
+    encoded = plan.program.tolist()[plan.starts[1] :]
+    assert encoded[0] == 1 and encoded[3 + 3 * 2 : 3 + 3 * 2 + 2] == [_SLOT, first]
+    buffer = np.concatenate([tables[0].ravel(), tables[1].ravel(), np.empty(plan.workspace)])
+    offsets = np.array([0, 6, 18], dtype=np.int64)
+    results, log_norms, _ = run(plan, buffer, offsets, np.zeros((1, 0), dtype=np.int64))
+    joint = np.einsum("ab,bc->ab", *tables)
+    assert_close(results[0, :6], (joint / joint.sum()).ravel(), rtol=1e-12, atol=0)
+    assert_close(results[0, 6:], joint.sum(0) / joint.sum(), rtol=1e-12, atol=0)
+    assert log_norms[0, 0] == pytest.approx(np.log(joint.sum()), rel=1e-12)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     factor_graphs(),
@@ -128,6 +166,7 @@ def test_every_marginal_and_the_normaliser_equal_brute_force(
     homes = [jt.home.count(c) for c in range(len(jt.cliques))]
     sends = [len(jt.children[c]) + homes[c] for c in range(len(jt.cliques))]
     assert jt.lazy == [lazy_above == 0 and k <= fanout for k in sends]
+    assert_no_step_twice(jt.plan())
     flat = np.concatenate([t.ravel() for t in tables])
     offsets = np.concatenate([[0], np.cumsum([t.size for t in tables])]).astype(np.int64)
     buffer = np.concatenate([flat, np.empty(jt.potential_plan().workspace)])

@@ -378,12 +378,22 @@ class JunctionTree:
         order (cached)."""
         if self._plan is not None:
             return self._plan
+        builder, outputs = self._build_plan(frozenset())
+        repeated = frozenset(k for k, n in builder.asked.items() if n > 1)
+        if repeated:  # products several messages start from: built again, kept whole
+            builder, outputs = self._build_plan(repeated)
+        self._plan = builder.finish(outputs, "sum", reuse=True)
+        return self._plan
+
+    def _build_plan(self, repeated: frozenset[tuple]) -> tuple[PlanBuilder, list[int]]:
+        """:meth:`plan`'s steps: the builder and the output slots."""
         cards = self.cards
         layouts = self._layouts()
         n_tables = len(self.scopes)
         builder = PlanBuilder(
             cards, [*self.scopes, *(layouts[c] for c in self.phi_cliques)], self.observed
         )
+        builder.repeated = repeated
         potential: list[list[tuple[int, int]]] = [[] for _ in self.cliques]
         for k, c in enumerate(self.phi_cliques):
             potential[c].append((_TABLE, n_tables + k))
@@ -489,8 +499,7 @@ class JunctionTree:
                     if v in sep and builder.slot_sizes[slot] < builder.slot_sizes[source]:
                         source, scope = slot, sep
                 outputs[v] = builder.step([(_SLOT, source)], arranged(scope, [v]), [v])
-        self._plan = builder.finish([outputs[v] for v in self.free], "sum", reuse=True)
-        return self._plan
+        return builder, [outputs[v] for v in self.free]
 
     # ------------------------------------------------------------------ run
     def refresh(self, buffer: np.ndarray, table_offsets: np.ndarray, key: object) -> None:
