@@ -1,15 +1,15 @@
 """Fit the cost model that picks the route of all posteriors (``net.marginals``).
 
 For every network and several evidence sets (1-6 findings drawn from a forward sample),
-time both routes — one junction-tree calibration, and one pruned query per variable —
-and fit by least squares (relative error)
+time both routes — one junction-tree calibration, and the per-variable queries run as
+one shared plan — each one run of the compiled kernel, and fit by least squares
+(relative error), over both routes' runs,
 
-    calibration ≈ TREE_SECONDS_PER_COST x plan cost + TREE_SECONDS_PER_STEP x steps
-    queries     ≈ QUERY_OVERHEAD_SECONDS x queries + QUERY_SECONDS_PER_COST x their cost
+    seconds ≈ KERNEL_SECONDS_PER_COST x plan cost + KERNEL_SECONDS_PER_STEP x steps
 
-(the queries' cost estimated, as ``marginals`` does, from COST_SAMPLE of them). Prints
-each case with both times and predictions, the cases the fitted model routes wrongly and
-what that costs, and the constants to put in ``pyrobn/models/bayesnet/queries.py``.
+Prints each case with both times, the cases that ``marginals``' decision (with the
+fitted constants, its bounds included) routes wrongly and what that costs, and the
+constants to put in ``pyrobn/models/bayesnet/queries.py``.
 
     python bench/bayesnet_route_model.py                       # every network (long)
     python bench/bayesnet_route_model.py --networks alarm,water,pigs
@@ -63,7 +63,7 @@ def cases(name: str) -> list[dict]:
             continue
         tree = net._tree_for(ids)
         calibrated = tree.size <= queries.PER_VARIABLE_ENTRIES
-        row = {"net": name, "findings": n_obs, "queries": len(free), "tree": math.inf}
+        row = {"net": name, "findings": n_obs, "tree": math.inf}
         for route in (False, True) if calibrated else (True,):
             net._queries_cheaper = lambda *args, route=route: route
             net.marginals(evidence)  # plans and trees built
@@ -71,13 +71,11 @@ def cases(name: str) -> list[dict]:
                 lambda evidence=evidence: net.marginals(evidence)
             )
         del net._queries_cheaper
-        picked = free[:: max(1, len(free) // queries.COST_SAMPLE)][: queries.COST_SAMPLE]
-        cost = sum(net._flat_plan("q", "query_plan", (v,), ids).flat.cost for v in picked)
+        shared = net._flat_engine.posteriors_plan(free, ids).flat
         row |= {
-            "n_free": len(free),
-            "query_cost": cost * len(free) / len(picked),
-            "tree_cost": tree.plan().cost if calibrated else math.nan,
-            "steps": len(tree.plan().starts) if calibrated else 0,
+            "decide": (net, ids, free),
+            "shared": (shared.cost, len(shared.starts)),
+            "calibration": (tree.plan().cost, len(tree.plan().starts)) if calibrated else None,
         }
         out.append(row)
         print(
@@ -94,34 +92,32 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = [r for name in args.networks.split(",") for r in cases(name)]
-    both = [r for r in rows if math.isfinite(r["tree"])]
-    a = np.array([[r["tree_cost"], r["steps"]] for r in both])
-    y = np.array([r["tree"] for r in both])
-    tree_fit = np.linalg.lstsq(a / y[:, None], np.ones(len(y)), rcond=None)[0]
-    a = np.array([[r["n_free"], r["query_cost"]] for r in rows])
-    y = np.array([r["queries"] for r in rows])
-    query_fit = np.linalg.lstsq(a / y[:, None], np.ones(len(y)), rcond=None)[0]
+    runs = [(r["shared"], r["queries"]) for r in rows]
+    runs += [(r["calibration"], r["tree"]) for r in rows if r["calibration"] is not None]
+    a = np.array([features for features, _ in runs], dtype=float)
+    y = np.array([seconds for _, seconds in runs])
+    fit = np.linalg.lstsq(a / y[:, None], np.ones(len(y)), rcond=None)[0]
+    queries.KERNEL_SECONDS_PER_COST, queries.KERNEL_SECONDS_PER_STEP = fit
     wrong, lost, total, best = 0, [], 0.0, 0.0
     print()
     for r in rows:
-        tree = tree_fit @ [r["tree_cost"], r["steps"]] if math.isfinite(r["tree"]) else math.inf
-        picked = r["queries"] if query_fit @ [r["n_free"], r["query_cost"]] < tree else r["tree"]
-        total, best = total + picked, best + min(r["tree"], r["queries"])
-        if picked > min(r["tree"], r["queries"]):
+        net, ids, free = r["decide"]
+        picked = r["queries"] if net._decide_route(ids, free, True) else r["tree"]
+        fastest = min(r["tree"], r["queries"])
+        total, best = total + picked, best + fastest
+        if picked > fastest:
             wrong += 1
-            lost.append(picked / min(r["tree"], r["queries"]))
+            lost.append(picked / fastest)
             print(
                 f"routed wrongly: {r['net']} findings {r['findings']}: "
-                f"{picked * 1e3:.2f} ms instead of {min(r['tree'], r['queries']) * 1e3:.2f} ms"
+                f"{picked * 1e3:.2f} ms instead of {fastest * 1e3:.2f} ms"
             )
     print(
         f"{len(rows)} cases; routed wrongly: {wrong} (worst {max(lost, default=1):.2f}x slower); "
         f"all cases {total * 1e3:.0f} ms as routed, {best * 1e3:.0f} ms by the faster route of each"
     )
-    print(f"TREE_SECONDS_PER_COST = {tree_fit[0]:.3g}")
-    print(f"TREE_SECONDS_PER_STEP = {tree_fit[1]:.3g}")
-    print(f"QUERY_OVERHEAD_SECONDS = {query_fit[0]:.3g}")
-    print(f"QUERY_SECONDS_PER_COST = {query_fit[1]:.3g}")
+    print(f"KERNEL_SECONDS_PER_COST = {fit[0]:.3g}")
+    print(f"KERNEL_SECONDS_PER_STEP = {fit[1]:.3g}")
 
 
 if __name__ == "__main__":

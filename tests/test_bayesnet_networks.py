@@ -174,8 +174,8 @@ def test_all_posteriors_past_the_tree_limit_are_pruned_queries(monkeypatch):
     import pyrobn.models.bayesnet.queries as queries
 
     net = load("insurance")
-    monkeypatch.setattr(queries, "TREE_SECONDS_PER_COST", 0.0)  # the tree where it fits
-    monkeypatch.setattr(queries, "TREE_SECONDS_PER_STEP", 0.0)
+    monkeypatch.setattr(queries, "KERNEL_SECONDS_PER_COST", 0.0)  # the tree where it fits
+    monkeypatch.setattr(queries, "KERNEL_SECONDS_PER_STEP", 0.0)
     calls: list = []
     original = net._posteriors_by_queries
     monkeypatch.setattr(
@@ -259,9 +259,14 @@ def test_the_cost_model_picks_the_route_once_per_observed_set(monkeypatch):
 
     net = load("insurance")
     evidence = {"Age": 1, "Mileage": 2}
+    tree = net.junction_tree(list(evidence)).plan()
     routes = []
-    for tree_cost, route in ((1.0, True), (1e-30, False)):
-        monkeypatch.setattr(queries, "TREE_SECONDS_PER_COST", tree_cost)
+    for scale, route in ((1e9, True), (1e-30, False)):  # the tree modelled dear, then cheap
+        monkeypatch.setattr(
+            queries,
+            "_kernel_seconds",
+            lambda plan, s=scale: plan.cost * (s if plan is tree else 1e-9),
+        )
         net._route_cache.clear()
         calls: list = []
         original = net._posteriors_by_queries
@@ -274,7 +279,7 @@ def test_the_cost_model_picks_the_route_once_per_observed_set(monkeypatch):
         assert bool(calls) == route
         observed = tuple(sorted(net.variables.index(v) for v in evidence))
         ((key, picked),) = net._route_cache.items()
-        assert key[:2] == (observed, False) and picked == route
+        assert key[:2] == (observed, True) and picked == route
         monkeypatch.setattr(net, "_posteriors_by_queries", original)
     for name, table in routes[0].items():
         torch.testing.assert_close(routes[1][name], table, rtol=0, atol=1e-12)

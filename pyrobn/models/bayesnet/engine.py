@@ -214,6 +214,37 @@ class Engine:
             plan.check = self._compile(plan.dropped, (), plan.flat.evidence, "sum")
         return plan.check
 
+    def posteriors_plan(self, variables: tuple[int, ...], evidence: tuple[int, ...]) -> QueryPlan:
+        """p(x_v, e) for each v in ``variables`` in one plan: each variable's pruned
+        query (:meth:`query_plan`, its tables and order) added to one builder, where a
+        step another query already made is read, not walked again (variable elimination
+        with its intermediate tables cached, which is what a junction tree does once
+        for all: here each query keeps its own pruning and order). Water, three
+        findings: 22 M units of work as separate queries, 15 M as a calibration, 7.8 M
+        shared; pigs 0.1 M, 9.1 M and 0.03 M. Outputs in the order of ``variables``;
+        ``kept`` is every table used. Cached per shape."""
+        from pyrobn.infer.enumeration_compiled import _TABLE, PlanBuilder, eliminate_into
+
+        key = ("posteriors", variables, evidence)
+        plan = self._plans.get(key)
+        if plan is None:
+            queries = [self.query_plan((v,), evidence) for v in variables]
+            repeated: frozenset[tuple] = frozenset()
+            for _ in range(2):  # again, keeping whole the products several queries use
+                builder = PlanBuilder(self.cards, self.scopes, evidence)
+                builder.repeated = repeated
+                outputs = [
+                    eliminate_into(builder, [(_TABLE, t) for t in q.kept], (v,), q.flat.order)
+                    for v, q in zip(variables, queries)
+                ]
+                repeated = frozenset(k for k, n in builder.asked.items() if n > 1)
+                if not repeated or builder.repeated:
+                    break
+            flat = builder.finish(outputs, "sum", reuse=True)
+            kept = tuple(sorted(set().union(*(q.kept for q in queries))))
+            plan = self._plans[key] = QueryPlan(flat, kept, ())
+        return plan
+
     def mpe_plan(self, evidence: tuple[int, ...]) -> QueryPlan:
         """Max-product over every table (a barren node still has a most probable state)."""
         key = ("max", (), evidence)

@@ -124,7 +124,7 @@ class DiscreteBayesianNetwork(QueriesMixin, LearningMixin, StructureMixin, Pyrob
         #: all posteriors: {(observed variables, batched?, compiled kernel?, memory
         #: budget): whether per-variable queries beat the calibration} (the structure's
         #: cost model, :meth:`_queries_cheaper`)
-        self._route_cache: dict[tuple[tuple[int, ...], bool, bool, int], bool] = {}
+        self._route_cache: dict[tuple[tuple[int, ...], bool, int], bool] = {}
         #: all posteriors: the junction trees triangulated for sets of observed variables
         self._observed_trees: dict[tuple[int, ...], Any] = {}
 

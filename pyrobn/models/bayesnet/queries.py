@@ -27,17 +27,16 @@ __all__ = [
     "HEAVY_COST",
     "JOINT_GAIN",
     "JOINT_ROWS",
+    "KERNEL_SECONDS_PER_COST",
+    "KERNEL_SECONDS_PER_STEP",
     "PATH_COST",
     "PER_VARIABLE_ENTRIES",
-    "QUERY_OVERHEAD_SECONDS",
-    "QUERY_SECONDS_PER_COST",
     "ROUTES_KEPT",
+    "SHARING_BOUND",
     "SPECIALISED_ENTRIES",
     "SPECIALISED_TREES",
     "SPECIALISE_ENTRIES_PER_VARIABLE",
     "SPECIALISE_GAIN",
-    "TREE_SECONDS_PER_COST",
-    "TREE_SECONDS_PER_STEP",
     "VECTORISED_ENTRIES",
     "QueriesMixin",
 ]
@@ -66,19 +65,18 @@ SPECIALISE_GAIN = 1.25
 #: used is dropped first, the one in use never
 SPECIALISED_TREES = 16
 SPECIALISED_ENTRIES = 2**26
-#: the cost model that picks, for all posteriors, between one calibration and one pruned
-#: query per variable, fitted by least squares (relative error) on 119 evidence sets of
-#: 1-6 findings over 20 bnlearn networks, both routes timed (bench/bayesnet_route_model.py;
-#: 6 of them routed wrongly, the worst 2.7x slower on one of mildew's 3.8 ms; all 119 take
-#: 1,434 ms as routed, 1,418 ms by the faster route of each): the calibration's seconds
-#: per unit of its compiled plan's cost (entries walked x inputs multiplied) and per step;
-#: the queries' seconds per query (plan lookup and call) and per unit of cost; how many
-#: queries are planned to estimate the others' cost
-TREE_SECONDS_PER_COST = 9.4e-10
-TREE_SECONDS_PER_STEP = 1.24e-6
-QUERY_SECONDS_PER_COST = 6.0e-10
-QUERY_OVERHEAD_SECONDS = 1.33e-5
+#: the cost model that picks, for all posteriors, between one calibration and the
+#: per-variable queries run as one shared plan: both are one run of the compiled
+#: kernel, whose time is modelled as seconds per unit of a plan's cost (entries walked
+#: x inputs multiplied) and per step, fitted by least squares (relative error) on both
+#: routes timed over evidence sets of 1-6 findings on 20 bnlearn networks
+#: (bench/bayesnet_route_model.py); how many queries are planned to bound the shared
+#: plan's cost (its queries' cost apart), and how many times less than that it may cost
+#: (the bnlearn networks: 1.3-7x)
+KERNEL_SECONDS_PER_COST = 9.4e-10
+KERNEL_SECONDS_PER_STEP = 1.24e-6
 COST_SAMPLE = 8
+SHARING_BOUND = 10
 #: route decisions kept per network (one per set of observed variables)
 ROUTES_KEPT = 4096
 #: a plan that walks more than this many table entries (x tables multiplied) is also
@@ -95,6 +93,11 @@ PATH_COST = 1e6
 #: many times less than the rows' plans
 JOINT_ROWS = 32
 JOINT_GAIN = 4
+
+
+def _kernel_seconds(plan: Any) -> float:
+    """The modelled time of one row of a compiled plan (the constants above)."""
+    return KERNEL_SECONDS_PER_COST * plan.cost + KERNEL_SECONDS_PER_STEP * len(plan.starts)
 
 
 def _distinct_rows(
@@ -477,7 +480,7 @@ class QueriesMixin:
         free = tuple(v for v in range(len(self.variables)) if v not in ev)
         if not free:
             return {}
-        if self._queries_cheaper(tuple(sorted(ev)), free, batch or 1):
+        if self._queries_cheaper(tuple(sorted(ev)), free):
             # pgmpy's way, in the compiled kernel: each query pruned, planned, cached
             return self._posteriors_by_queries(ev, batch, free, evidence)
         distinct = _distinct_rows(ev, batch, self.cards)
@@ -502,57 +505,61 @@ class QueriesMixin:
         free: tuple[int, ...],
         evidence: Evidence | None,
     ) -> dict[str, torch.Tensor]:
-        """p(x_v | e) for each v in ``free`` by its own pruned query. For one evidence
-        row on CPU, the light plans run back to back in the compiled kernel: the tables
-        are brought up to date once, and p(e) > 0 is checked once (:meth:`log_evidence`)
-        instead of each query checking the tables it dropped (pigs: 440 queries, a
-        third of the time); heavy plans, batches and underflows take :meth:`query`."""
-        if batch is not None or not self._compiled_ok():
-            return {self.variables[v]: self.query(self.variables[v], evidence) for v in free}
-        from pyrobn.infer.enumeration_compiled import run as run_flat
-
-        self._raise_zero(torch.tensor(self.log_evidence(evidence)), evidence)
-        observed = tuple(sorted(ev))
-        state = {v: int(ev[v]) for v in observed}
-        plans = {v: self._flat_plan("a query", "query_plan", (v,), observed) for v in free}
-        light = [v for v in free if plans[v].flat.cost < HEAVY_COST]
+        """p(x_v | e) for each v in ``free`` by its own pruned query. On CPU all the
+        queries run as one compiled plan in which a step one query shares with another
+        is made once (:meth:`Engine.posteriors_plan`), row by row, and p(e) > 0 is
+        checked once (:meth:`log_evidence`) instead of each query checking the tables
+        it dropped; other devices, a plan over the memory budget and any posterior
+        whose normaliser underflowed take :meth:`query`."""
         out: dict[str, torch.Tensor] = {}
-        store = self._flat_tables
-        with store.lock:
-            store.update(
-                self._tables(), None, max((plans[v].flat.workspace for v in light), default=0)
-            )
-            for v in light:
-                flat = plans[v].flat
-                row = np.array([[state[u] for u in flat.evidence]], dtype=np.int64)
-                probs, log_norm, _ = run_flat(flat, store.buffer, store.offsets, row)
-                if log_norm[0, 0] != -math.inf:  # else an underflow: query() below
-                    out[self.variables[v]] = torch.from_numpy(probs[0])
+        if self._compiled_ok():
+            self._raise_zero(torch.as_tensor(self.log_evidence(evidence)), evidence)
+            plan = self._shared_plan(free, tuple(sorted(ev)))
+            if plan is not None:
+                probs, log_norm, _ = self._run_flat(plan.flat, plan.kept, ev, batch)
+                if batch is None:
+                    probs = probs[0]
+                start = 0
+                for k, v in enumerate(free):
+                    stop = start + self.cards[v]
+                    if not (log_norm[:, k] == -math.inf).any():  # else an underflow
+                        out[self.variables[v]] = torch.from_numpy(probs[..., start:stop])
+                    start = stop
         for v in free:
             name = self.variables[v]
             if name not in out:
                 out[name] = self.query(name, evidence)
         return {self.variables[v]: out[self.variables[v]] for v in free}
 
-    def _queries_cheaper(self, observed: tuple[int, ...], free: tuple[int, ...], rows: int) -> bool:
-        """Whether all posteriors are cheaper as one pruned query per variable than as
-        one calibration: always when the junction tree (its structure: no potentials
-        are built to decide) has more than PER_VARIABLE_ENTRIES entries or would not fit
-        the memory budget; else by the cost model above, the queries' cost estimated
-        from COST_SAMPLE of them planned (evenly spaced: no randomness), decided once
-        per set of observed variables (water, mildew, barley: the queries; andes, pigs,
-        the munins: the tree)."""
+    def _shared_plan(self, free: tuple[int, ...], observed: tuple[int, ...]) -> Any:
+        """:meth:`Engine.posteriors_plan` within the memory budget (its workspace holds
+        every table live at once), else None."""
+        try:
+            plan = self._flat_plan("all posteriors", "posteriors_plan", free, observed)
+        except SizeLimitError:
+            return None
+        if plan.flat.workspace * 8 > self._budget():
+            return None
+        return plan
+
+    def _queries_cheaper(self, observed: tuple[int, ...], free: tuple[int, ...]) -> bool:
+        """Whether all posteriors are cheaper as the per-variable queries' shared plan
+        than as one calibration: always when the junction tree (its structure: no
+        potentials are built to decide) has more than PER_VARIABLE_ENTRIES entries or
+        would not fit the memory budget; else by the kernel's cost model above, decided
+        once per set of observed variables (the same for every row of a batch: both
+        routes run the kernel row by row)."""
         compiled = self._compiled_ok()
-        key = (observed, rows > 1, compiled, self._budget())
+        key = (observed, compiled, self._budget())
         decided = self._route_cache
         if key not in decided:
             if len(decided) >= ROUTES_KEPT:  # the oldest decision first
                 del decided[next(iter(decided))]
-            decided[key] = self._decide_route(observed, free, rows, compiled)
+            decided[key] = self._decide_route(observed, free, compiled)
         return decided[key]
 
     def _decide_route(
-        self, observed: tuple[int, ...], free: tuple[int, ...], rows: int, compiled: bool
+        self, observed: tuple[int, ...], free: tuple[int, ...], compiled: bool
     ) -> bool:
         """:meth:`_queries_cheaper`'s decision, made afresh."""
         jt = self._tree_for(observed) if compiled else self._tree()
@@ -560,18 +567,22 @@ class QueriesMixin:
             return True
         if not compiled:
             return False
-        plan = jt.plan()
-        tree = (TREE_SECONDS_PER_COST * plan.cost + TREE_SECONDS_PER_STEP * len(plan.starts)) * rows
-        overhead = QUERY_OVERHEAD_SECONDS * len(free)
-        if tree <= overhead:  # small networks: the calibration, without planning queries
-            return False
+        tree = _kernel_seconds(jt.plan())
+        # the shared plan costs at most what its queries cost apart (COST_SAMPLE of them
+        # planned, evenly spaced: no randomness) and, on the bnlearn networks, never
+        # less than a tenth of it: only between the two is it built to be compared
         picked = free[:: max(1, len(free) // COST_SAMPLE)][:COST_SAMPLE]
-        cost = (
+        apart = (
             sum(self._flat_plan("a query", "query_plan", (v,), observed).flat.cost for v in picked)
             * len(free)
             / len(picked)
         )
-        return overhead + QUERY_SECONDS_PER_COST * cost * rows < tree
+        if KERNEL_SECONDS_PER_COST * apart < tree:
+            return True
+        if KERNEL_SECONDS_PER_COST * apart > SHARING_BOUND * tree:
+            return False
+        shared = self._shared_plan(free, observed)
+        return shared is not None and _kernel_seconds(shared.flat) < tree
 
     def _tree(self) -> Any:
         """The network's junction tree, its structure only (built on first use)."""
