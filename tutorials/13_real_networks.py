@@ -86,8 +86,9 @@ tut.save(fig, "dag")
 # big cliques `marginals` calibrates a tree triangulated again without the observed
 # variables, built once per set of them and shown by `net.junction_tree(observed)`, in
 # which a subtree holding no evidence sends no message, since its tables, a conditional
-# distribution, sum to 1; or it answers one pruned query per variable, whichever its
-# cost model says is cheaper.)
+# distribution, sum to 1; or it answers one pruned query per variable, all compiled into
+# one plan in which a step two queries share is made once, whichever its cost model says
+# is cheaper.)
 
 # %%
 causes = ["HYPOVOLEMIA", "LVFAILURE", "ANAPHYLAXIS", "INSUFFANESTH", "PULMEMBOLUS", "KINKEDTUBE"]

@@ -32,6 +32,8 @@ __all__ = [
     "PATH_COST",
     "PER_VARIABLE_ENTRIES",
     "ROUTES_KEPT",
+    "SHARED_SECONDS",
+    "SHARED_SECONDS_PER_VARIABLE",
     "SHARING_BOUND",
     "SPECIALISED_ENTRIES",
     "SPECIALISED_TREES",
@@ -73,10 +75,16 @@ SPECIALISED_ENTRIES = 2**26
 #: (bench/bayesnet_route_model.py); how many queries are planned to bound the shared
 #: plan's cost (its queries' cost apart), and how many times less than that it may cost
 #: (the bnlearn networks: 1.3-7x)
-KERNEL_SECONDS_PER_COST = 9.4e-10
-KERNEL_SECONDS_PER_STEP = 1.24e-6
+KERNEL_SECONDS_PER_COST = 9.73e-10
+KERNEL_SECONDS_PER_STEP = 1.27e-6
 COST_SAMPLE = 8
 SHARING_BOUND = 10
+#: ... and the shared plan's own overhead per call and per posterior (p(e) checked by a
+#: query of its own; each answer sliced and wrapped), from the small networks, where the
+#: calibration's 0.04-0.3 ms wins by it (asia 0.06 ms more over 5 variables, win95pts
+#: 0.16 ms over 73)
+SHARED_SECONDS = 4e-5
+SHARED_SECONDS_PER_VARIABLE = 1.6e-6
 #: route decisions kept per network (one per set of observed variables)
 ROUTES_KEPT = 4096
 #: a plan that walks more than this many table entries (x tables multiplied) is also
@@ -577,12 +585,15 @@ class QueriesMixin:
             * len(free)
             / len(picked)
         )
-        if KERNEL_SECONDS_PER_COST * apart < tree:
+        overhead = SHARED_SECONDS + SHARED_SECONDS_PER_VARIABLE * len(free)
+        if tree <= overhead:
+            return False
+        if overhead + KERNEL_SECONDS_PER_COST * apart < tree:
             return True
         if KERNEL_SECONDS_PER_COST * apart > SHARING_BOUND * tree:
             return False
         shared = self._shared_plan(free, observed)
-        return shared is not None and _kernel_seconds(shared.flat) < tree
+        return shared is not None and overhead + _kernel_seconds(shared.flat) < tree
 
     def _tree(self) -> Any:
         """The network's junction tree, its structure only (built on first use)."""
