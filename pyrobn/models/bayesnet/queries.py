@@ -39,6 +39,7 @@ __all__ = [
     "SPECIALISED_TREES",
     "SPECIALISE_ENTRIES_PER_VARIABLE",
     "SPECIALISE_GAIN",
+    "TREE_ALONE_SECONDS",
     "VECTORISED_ENTRIES",
     "QueriesMixin",
 ]
@@ -85,6 +86,10 @@ SHARING_BOUND = 10
 #: 0.16 ms over 73)
 SHARED_SECONDS = 4e-5
 SHARED_SECONDS_PER_VARIABLE = 1.6e-6
+#: a calibration modelled under this is taken without building the shared plan to
+#: compare (that would cost more than it could save: alarm's first call 0.4 ms, 10 ms
+#: with the shared plan built)
+TREE_ALONE_SECONDS = 5e-4
 #: route decisions kept per network (one per set of observed variables)
 ROUTES_KEPT = 4096
 #: a plan that walks more than this many table entries (x tables multiplied) is also
@@ -261,7 +266,10 @@ class QueriesMixin:
         if not batched or entries > VECTORISED_ENTRIES:
             return None
         shared = {v: c for v, c in ev.items() if v not in batched}
-        joint = self._flat_plan("the evidence check", "query_plan", batched, tuple(sorted(shared)))
+        try:
+            joint = self._flat_plan("the check", "query_plan", batched, tuple(sorted(shared)))
+        except SizeLimitError:  # its tables do not fit: the rows one by one
+            return None
         if joint.flat.cost * JOINT_GAIN > batch * row_cost:
             return None
         try:
@@ -579,18 +587,15 @@ class QueriesMixin:
         # the shared plan costs at most what its queries cost apart (COST_SAMPLE of them
         # planned, evenly spaced: no randomness) and, on the bnlearn networks, never
         # less than a tenth of it: only between the two is it built to be compared
-        picked = free[:: max(1, len(free) // COST_SAMPLE)][:COST_SAMPLE]
-        apart = (
-            sum(self._flat_plan("a query", "query_plan", (v,), observed).flat.cost for v in picked)
-            * len(free)
-            / len(picked)
-        )
         overhead = SHARED_SECONDS + SHARED_SECONDS_PER_VARIABLE * len(free)
         if tree <= overhead:
             return False
-        if overhead + KERNEL_SECONDS_PER_COST * apart < tree:
+        picked = free[:: max(1, len(free) // COST_SAMPLE)][:COST_SAMPLE]
+        plans = [self._flat_plan("a query", "query_plan", (v,), observed).flat for v in picked]
+        apart = sum(map(_kernel_seconds, plans)) * len(free) / len(picked)
+        if overhead + apart < tree:
             return True
-        if KERNEL_SECONDS_PER_COST * apart > SHARING_BOUND * tree:
+        if tree < TREE_ALONE_SECONDS or apart > SHARING_BOUND * tree:
             return False
         shared = self._shared_plan(free, observed)
         return shared is not None and overhead + _kernel_seconds(shared.flat) < tree
