@@ -228,14 +228,15 @@ class Engine:
         key = ("posteriors", variables, evidence)
         plan = self._plans.get(key)
         if plan is None:
-            queries = [self.query_plan((v,), evidence) for v in variables]
+            targets = [(v,) for v in variables] + ([()] if evidence else [])
+            queries = [self.query_plan(q, evidence) for q in targets]
             repeated: frozenset[tuple] = frozenset()
             for _ in range(2):  # again, keeping whole the products several queries use
                 builder = PlanBuilder(self.cards, self.scopes, evidence)
                 builder.repeated = repeated
                 outputs = [
-                    eliminate_into(builder, [(_TABLE, t) for t in q.kept], (v,), q.flat.order)
-                    for v, q in zip(variables, queries)
+                    eliminate_into(builder, [(_TABLE, t) for t in q.kept], target, q.flat.order)
+                    for target, q in zip(targets, queries)
                 ]
                 repeated = frozenset(k for k, n in builder.asked.items() if n > 1)
                 if not repeated or builder.repeated:

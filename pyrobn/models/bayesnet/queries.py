@@ -524,23 +524,27 @@ class QueriesMixin:
         """p(x_v | e) for each v in ``free`` by its own pruned query. On CPU all the
         queries run as one compiled plan in which a step one query shares with another
         is made once (:meth:`Engine.posteriors_plan`), row by row, and p(e) > 0 is
-        checked once (:meth:`log_evidence`) instead of each query checking the tables
-        it dropped; other devices, a plan over the memory budget and any posterior
-        whose normaliser underflowed take :meth:`query`."""
+        checked once, by the plan's last output p(e) (sharing its steps too), instead
+        of each query checking the tables it dropped; other devices, a plan over the
+        memory budget and any posterior whose normaliser underflowed take
+        :meth:`query`."""
         out: dict[str, torch.Tensor] = {}
-        if self._compiled_ok():
+        plan = self._shared_plan(free, tuple(sorted(ev))) if self._compiled_ok() else None
+        if plan is not None:
+            probs, log_norm, _ = self._run_flat(plan.flat, plan.kept, ev, batch)
+            if ev and (log_norm[:, -1] == -math.inf).any():  # p(e) = 0, or an underflow
+                self._raise_zero(torch.as_tensor(self.log_evidence(evidence)), evidence)
+            start = 0
+            for k, v in enumerate(free):
+                stop = start + self.cards[v]
+                if not (log_norm[:, k] == -math.inf).any():  # else an underflow
+                    column = probs[:, start:stop]
+                    out[self.variables[v]] = torch.from_numpy(
+                        column if batch is not None else column[0]
+                    )
+                start = stop
+        elif self._compiled_ok():
             self._raise_zero(torch.as_tensor(self.log_evidence(evidence)), evidence)
-            plan = self._shared_plan(free, tuple(sorted(ev)))
-            if plan is not None:
-                probs, log_norm, _ = self._run_flat(plan.flat, plan.kept, ev, batch)
-                if batch is None:
-                    probs = probs[0]
-                start = 0
-                for k, v in enumerate(free):
-                    stop = start + self.cards[v]
-                    if not (log_norm[:, k] == -math.inf).any():  # else an underflow
-                        out[self.variables[v]] = torch.from_numpy(probs[..., start:stop])
-                    start = stop
         for v in free:
             name = self.variables[v]
             if name not in out:
