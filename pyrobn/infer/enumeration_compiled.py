@@ -126,6 +126,7 @@ class PlanBuilder:
         self.scopes = scopes
         self.evidence = tuple(evidence)
         self._ev_col = {v: i for i, v in enumerate(self.evidence)}
+        self._table_scopes: dict[int, tuple[int, ...]] = {}
         self.program: list[int] = []
         self.starts: list[int] = []
         self.slot_sizes: list[int] = []
@@ -169,7 +170,12 @@ class PlanBuilder:
         """The unobserved variables of a table or a slot."""
         if kind == _SLOT:
             return self.slot_scopes[index]
-        return tuple(v for v in self.scopes[index] if v not in self._ev_col)
+        scope = self._table_scopes.get(index)
+        if scope is None:
+            scope = self._table_scopes[index] = tuple(
+                v for v in self.scopes[index] if v not in self._ev_col
+            )
+        return scope
 
     def _strides(self, kind: int, index: int) -> dict[int, int]:
         scope = self.slot_scopes[index] if kind == _SLOT else self.scopes[index]

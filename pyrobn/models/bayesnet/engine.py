@@ -230,17 +230,14 @@ class Engine:
         if plan is None:
             targets = [(v,) for v in variables] + ([()] if evidence else [])
             queries = [self.query_plan(q, evidence) for q in targets]
-            repeated: frozenset[tuple] = frozenset()
-            for _ in range(2):  # again, keeping whole the products several queries use
-                builder = PlanBuilder(self.cards, self.scopes, evidence)
-                builder.repeated = repeated
-                outputs = [
-                    eliminate_into(builder, [(_TABLE, t) for t in q.kept], target, q.flat.order)
-                    for target, q in zip(targets, queries)
-                ]
-                repeated = frozenset(k for k, n in builder.asked.items() if n > 1)
-                if not repeated or builder.repeated:
-                    break
+            # one pass: building it again with the products several queries ask for
+            # kept whole (as the junction tree does) saved under 1% on the bnlearn
+            # networks, for twice the building time
+            builder = PlanBuilder(self.cards, self.scopes, evidence)
+            outputs = [
+                eliminate_into(builder, [(_TABLE, t) for t in q.kept], target, q.flat.order)
+                for target, q in zip(targets, queries)
+            ]
             flat = builder.finish(outputs, "sum", reuse=True)
             kept = tuple(sorted(set().union(*(q.kept for q in queries))))
             plan = self._plans[key] = QueryPlan(flat, kept, ())
