@@ -72,7 +72,7 @@ SPECIALISED_ENTRIES = 2**26
 #: per-variable queries run as one shared plan: both are one run of the compiled
 #: kernel, whose time is modelled as seconds per unit of a plan's cost (entries walked
 #: x inputs multiplied) and per step, fitted by least squares (relative error) on both
-#: routes timed over evidence sets of 1-6 findings on 20 bnlearn networks
+#: routes timed over 101 evidence sets of 1-6 findings on 17 bnlearn networks
 #: (bench/bayesnet_route_model.py); how many queries are planned to bound the shared
 #: plan's cost (its queries' cost apart), and how many times less than that it may cost
 #: (the bnlearn networks: 1.3-7x)
@@ -80,10 +80,10 @@ KERNEL_SECONDS_PER_COST = 9.73e-10
 KERNEL_SECONDS_PER_STEP = 1.27e-6
 COST_SAMPLE = 8
 SHARING_BOUND = 10
-#: ... and the shared plan's own overhead per call and per posterior (p(e) checked by a
-#: query of its own; each answer sliced and wrapped), from the small networks, where the
-#: calibration's 0.04-0.3 ms wins by it (asia 0.06 ms more over 5 variables, win95pts
-#: 0.16 ms over 73)
+#: ... and the shared plan's own overhead per call and per posterior (each answer sliced
+#: and wrapped), estimated from the small networks, where the calibration's 0.04-0.3 ms
+#: wins by it (asia 0.06 ms more over 5 variables, win95pts 0.16 ms over 73, measured
+#: while p(e) was still a query of its own: on the calibration's side, if anything)
 SHARED_SECONDS = 4e-5
 SHARED_SECONDS_PER_VARIABLE = 1.6e-6
 #: a calibration modelled under this is taken without building the shared plan to
