@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["assert_close", "brute_force_joint", "enumerate_states"]
+__all__ = ["assert_close", "assert_no_step_twice", "brute_force_joint", "enumerate_states"]
 
 
 def assert_close(
@@ -53,3 +53,15 @@ def brute_force_joint(
     """The normalised joint table p(x) ∝ exp(log_factor(x)) by enumeration (float64)."""
     table = torch.tensor([log_factor(s) for s in enumerate_states(cards)], dtype=torch.float64)
     return torch.softmax(table, 0).reshape(*cards)
+
+
+def assert_no_step_twice(plan: Any) -> None:
+    """No two steps of a compiled plan walk the same inputs into the same output (the
+    encoding of each step but the slot it writes): a product asked for again is read."""
+    program = plan.program.tolist()
+    ends = [*plan.starts.tolist()[1:], len(program)]
+    seen = set()
+    for start, end in zip(plan.starts.tolist(), ends):
+        step = tuple(program[start : start + 2] + program[start + 3 : end])
+        assert step not in seen, f"a step is walked twice: {step}"
+        seen.add(step)

@@ -33,6 +33,7 @@ from tests.bayesnet_cases import (
     restrict,
     split,
 )
+from tests.common import assert_no_step_twice
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -875,6 +876,36 @@ def test_all_posteriors_by_per_variable_queries_equal_brute_force(case):
         axis = net.variables.index(name)
         expected = weighted.sum(tuple(a for a in range(weighted.ndim) if a != axis))
         np.testing.assert_allclose(table.numpy(), expected / weighted.sum(), rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(networks_with_zeros())
+def test_the_shared_plan_makes_each_step_once_and_ends_with_p_of_e(case):
+    """Engine.posteriors_plan: no step walked twice, no dearer than its queries apart,
+    and its last output's normaliser is log p(e) (the query of nothing)."""
+    from pyrobn.infer.enumeration_compiled import run
+
+    net, rng = case
+    _, evidence = split(net, rng)
+    if not evidence:
+        return
+    ev, _ = net._evidence(evidence)
+    observed = tuple(sorted(ev))
+    free = tuple(v for v in range(len(net.variables)) if v not in ev)
+    engine = net._flat_engine
+    plan = engine.posteriors_plan(free, observed)
+    assert_no_step_twice(plan.flat)
+    apart = sum(engine.query_plan(q, observed).flat.cost for q in [(v,) for v in free] + [()])
+    assert plan.flat.cost <= apart
+    store = net._flat_tables
+    store.update(net._tables(), None, plan.flat.workspace)
+    row = np.array([[int(ev[v]) for v in plan.flat.evidence]], dtype=np.int64)
+    _, log_norm, _ = run(plan.flat, store.buffer, store.offsets, row)
+    total = restrict(brute_joint(net), net, evidence).sum()
+    if total == 0:
+        assert log_norm[0, -1] == -math.inf
+    else:
+        assert log_norm[0, -1] == pytest.approx(math.log(total), rel=1e-9, abs=1e-12)
 
 
 def test_per_variable_posteriors_survive_an_underflow_in_the_kernel():

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from pyrobn.errors import ConfigurationError
 from pyrobn.infer.junction_tree import JunctionTree
-from tests.common import assert_close
+from tests.common import assert_close, assert_no_step_twice
 
 
 @st.composite
@@ -95,18 +95,6 @@ def test_a_tree_needs_a_free_variable_and_its_own_observed_variables():
         jt.marginals([0], np.zeros((1, 1), dtype=np.int64))
     with pytest.raises(ConfigurationError, match="without observed"):
         jt.calibrate_torch([], [1], np.zeros((1, 1), dtype=np.int64))
-
-
-def assert_no_step_twice(plan) -> None:
-    """No two steps of a compiled plan walk the same inputs into the same output (the
-    encoding of each step but the slot it writes): a product asked for again is read."""
-    program = plan.program.tolist()
-    ends = [*plan.starts.tolist()[1:], len(program)]
-    seen = set()
-    for start, end in zip(plan.starts.tolist(), ends):
-        step = tuple(program[start : start + 2] + program[start + 3 : end])
-        assert step not in seen, f"a step is walked twice: {step}"
-        seen.add(step)
 
 
 def test_a_product_asked_for_again_is_read_or_summed_further():
