@@ -158,3 +158,37 @@ def test_heavy_queries_without_a_lean_path_stay_in_the_kernel(case):
     with every_plan_heavy(net, 1e30, "_query_torch") as calls:
         assert_brute_answer(net, query, evidence, expected, total)
     assert total == 0 or not calls  # p(e) = 0 is decided in log space
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(networks_with_zeros(), st.integers(1, 3))
+def test_all_posteriors_with_heavy_queries_on_their_paths_equal_brute_force(case, rows):
+    """The per-variable route of marginals with every query heavy and its path lean and
+    modelled quick (the thresholds at 0): each query takes its pairwise path, the shared
+    plan keeps p(e) alone; every posterior of every row equals brute force, and
+    impossible evidence is refused exactly when p(e) = 0."""
+    net, rng = case
+    _, first = split(net, rng)
+    if not first:
+        return
+    cases = [first] + [
+        {v: int(rng.integers(net.cardinality(v))) for v in first} for _ in range(rows - 1)
+    ]
+    evidence = {v: torch.tensor([c[v] for c in cases]) for v in first}
+    net._queries_cheaper = lambda *args: True
+    joint = brute_joint(net)
+    totals = [restrict(joint, net, c) for c in cases]
+    with every_plan_heavy(net, 0.0, "_path_posterior") as calls:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(queries, "PATH_MARGIN", 0.0)
+            if any(t.sum() == 0 for t in totals):
+                with pytest.raises(ZeroProbabilityEvidence):
+                    net.marginals(evidence)
+                return
+            answers = net.marginals(evidence)
+        assert len(calls) == len(answers)  # every posterior from its path
+    for name, table in answers.items():
+        axis = net.variables.index(name)
+        for b, w in enumerate(totals):
+            expected = w.sum(tuple(a for a in range(w.ndim) if a != axis)) / w.sum()
+            np.testing.assert_allclose(table[b].numpy(), expected, rtol=1e-9, atol=1e-12)

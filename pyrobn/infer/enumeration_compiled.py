@@ -151,6 +151,15 @@ class PlanBuilder:
         self.asked: dict[tuple, int] = {}
         self.repeated: frozenset[tuple] = frozenset()
 
+    def cost(self, first: int = 0) -> float:
+        """The work (entries walked x inputs) of the steps from step ``first`` on."""
+        prog = self.program
+        total = 0.0
+        for start in self.starts[first:]:
+            n_in, nd = prog[start], prog[start + 1]
+            total += float(math.prod(prog[start + 3 : start + 3 + nd])) * n_in
+        return total
+
     def lambda_slot(self, var: int) -> int:
         """A slot holding the evidence indicator of ``var`` (see :class:`FlatPlan`)."""
         slot = self.new_slot((var,))

@@ -121,10 +121,13 @@ class DiscreteBayesianNetwork(QueriesMixin, LearningMixin, StructureMixin, Pyrob
         self._log_cache: list[torch.Tensor] = []
         self._linear_ok = False
         self._scalar_states: dict[tuple[torch.device, int, int], torch.Tensor] = {}
-        #: all posteriors: {(observed variables, batched?, compiled kernel?, memory
-        #: budget): whether per-variable queries beat the calibration} (the structure's
-        #: cost model, :meth:`_queries_cheaper`)
+        #: all posteriors: {(observed variables, compiled kernel?, memory budget):
+        #: whether the per-variable queries beat the calibration} (the structure's cost
+        #: model, :meth:`_queries_cheaper`)
         self._route_cache: dict[tuple[tuple[int, ...], bool, int], bool] = {}
+        #: the per-variable queries that take their pairwise path, per observed set
+        #: (:meth:`_path_queries`)
+        self._paths_kept: dict[tuple, dict[int, Any]] = {}
         #: all posteriors: the junction trees triangulated for sets of observed variables
         self._observed_trees: dict[tuple[int, ...], Any] = {}
 

@@ -30,6 +30,9 @@ __all__ = [
     "KERNEL_SECONDS_PER_COST",
     "KERNEL_SECONDS_PER_STEP",
     "PATH_COST",
+    "PATH_MARGIN",
+    "PATH_SECONDS_PER_FLOP",
+    "PATH_SECONDS_PER_STEP",
     "PER_VARIABLE_ENTRIES",
     "ROUTES_KEPT",
     "SHARED_SECONDS",
@@ -101,6 +104,14 @@ ROUTES_KEPT = 4096
 #: previous rule (einsum where the path was not 4x leaner); the kernel wins below 1e6
 HEAVY_COST = 1e6
 PATH_COST = 1e6
+#: the pairwise path's time per flop (opt_einsum's count) and per torch.einsum step, and
+#: how much quicker than a query's own work in the shared plan it must be modelled to
+#: leave it, estimated from 15 heavy queries of barley, mildew and water (0.15-0.9 ns
+#: per flop, about 27 us per step; the margin keeps mildew's dm_3 in the plan, whose
+#: steps later queries share: its path is quicker alone, the whole slower)
+PATH_SECONDS_PER_FLOP = 2e-10
+PATH_SECONDS_PER_STEP = 2.7e-5
+PATH_MARGIN = 1.5
 #: a batch of at least this many rows may be answered from one table over the batched
 #: evidence variables (:meth:`QueriesMixin._batch_by_joint`), where its plan costs this
 #: many times less than the rows' plans
@@ -420,18 +431,7 @@ class QueriesMixin:
     ) -> torch.Tensor | None:
         """p(x_Q, e) on opt_einsum's pairwise path (:mod:`.contraction`), where that path
         is planned (once per shape) to be PATH_GAIN times leaner than the elimination."""
-        from pyrobn.models.bayesnet.contraction import PATH_GAIN, PathContraction
-
-        if "path" not in plan.extra:
-            try:
-                path = PathContraction(
-                    self.cards, self._flat_engine.scopes, plan.kept, query, tuple(sorted(ev))
-                )
-            except SizeLimitError:  # a pairwise step over more than 52 indices
-                path = None
-            useful = path is not None and path.largest * PATH_GAIN <= plan.flat.largest_size
-            plan.extra["path"] = path if useful else None
-        path = plan.extra["path"]
+        path = self._path_of(plan, query, ev)
         if path is None:
             return None
         tables = self._refresh()
@@ -443,6 +443,22 @@ class QueriesMixin:
             for chunk, size in _row_chunks(ev, batch, step)
         ]
         return torch.cat(parts)
+
+    def _path_of(self, plan: Any, query: tuple[int, ...], ev: dict[int, torch.Tensor]) -> Any:
+        """The plan's pairwise contraction (:mod:`.contraction`), planned once per shape,
+        or None where it is not PATH_GAIN times leaner than the elimination."""
+        from pyrobn.models.bayesnet.contraction import PATH_GAIN, PathContraction
+
+        if "path" not in plan.extra:
+            try:
+                path = PathContraction(
+                    self.cards, self._flat_engine.scopes, plan.kept, query, tuple(sorted(ev))
+                )
+            except SizeLimitError:  # a pairwise step over more than 52 indices
+                path = None
+            useful = path is not None and path.largest * PATH_GAIN <= plan.flat.largest_size
+            plan.extra["path"] = path if useful else None
+        return plan.extra["path"]
 
     def _query_torch(
         self,
@@ -529,13 +545,20 @@ class QueriesMixin:
         memory budget and any posterior whose normaliser underflowed take
         :meth:`query`."""
         out: dict[str, torch.Tensor] = {}
-        plan = self._shared_plan(free, tuple(sorted(ev))) if self._compiled_ok() else None
+        observed = tuple(sorted(ev))
+        paths = self._path_queries(observed, free, ev) if self._compiled_ok() else {}
+        shared = tuple(v for v in free if v not in paths)
+        plan = self._shared_plan(shared, observed) if self._compiled_ok() else None
         if plan is not None:
             probs, log_norm, _ = self._run_flat(plan.flat, plan.kept, ev, batch)
             if ev and (log_norm[:, -1] == -math.inf).any():  # p(e) = 0, or an underflow
                 self._raise_zero(torch.as_tensor(self.log_evidence(evidence)), evidence)
+            for v, single in paths.items():
+                answer = self._path_posterior(single, (v,), ev, batch)
+                if answer is not None:  # else a normaliser vanished: query() below
+                    out[self.variables[v]] = answer
             start = 0
-            for k, v in enumerate(free):
+            for k, v in enumerate(shared):
                 stop = start + self.cards[v]
                 if not (log_norm[:, k] == -math.inf).any():  # else an underflow
                     column = probs[:, start:stop]
@@ -550,6 +573,38 @@ class QueriesMixin:
             if name not in out:
                 out[name] = self.query(name, evidence)
         return {self.variables[v]: out[self.variables[v]] for v in free}
+
+    def _path_queries(
+        self, observed: tuple[int, ...], free: tuple[int, ...], ev: dict[int, torch.Tensor]
+    ) -> dict[int, Any]:
+        """{v: its query plan} for the queries among ``free`` that add PATH_COST or more
+        work of their own to the shared plan (most of a query's steps are often made by
+        others), whose pairwise path is PATH_GAIN times leaner than their elimination and
+        is modelled PATH_MARGIN times quicker than that work: they leave the shared plan
+        (barley, p(protein | three findings): 8.1 M units of its own, 7.9 ms in the
+        kernel, 1.4 ms on the path); decided once per set of observed variables."""
+        kept = self._paths_kept
+        key = (observed, free, self._budget())
+        if key not in kept:
+            if len(kept) >= ROUTES_KEPT:
+                del kept[next(iter(kept))]
+            paths = {}
+            whole = self._shared_plan(free, observed)
+            added = whole.extra["added"] if whole is not None else [math.inf] * len(free)
+            for v, own in zip(free, added):
+                if own < PATH_COST:
+                    continue
+                single = self._flat_plan("a query", "query_plan", (v,), observed)
+                path = self._path_of(single, (v,), ev)
+                if path is None:
+                    continue
+                on_path = PATH_SECONDS_PER_FLOP * path.cost + PATH_SECONDS_PER_STEP * len(
+                    path.steps
+                )
+                if PATH_MARGIN * on_path < KERNEL_SECONDS_PER_COST * own:
+                    paths[v] = single
+            kept[key] = paths
+        return kept[key]
 
     def _shared_plan(self, free: tuple[int, ...], observed: tuple[int, ...]) -> Any:
         """:meth:`Engine.posteriors_plan` within the memory budget (its workspace holds
