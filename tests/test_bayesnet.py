@@ -681,7 +681,17 @@ def test_batches_answered_from_one_table_over_the_evidence_equal_brute_force(cas
     brute force row by row, and a row of probability zero is named by its index."""
     import pyrobn.models.bayesnet.queries as queries
 
-    net, rng = case
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(queries, "JOINT_ROWS", 2)
+        patch.setattr(queries, "JOINT_GAIN", 0)
+        assert_random_batch_equals_brute_force(*case, rows)
+
+
+def assert_random_batch_equals_brute_force(net, rng, rows: int) -> None:
+    """A random query and a batch of ``rows`` random evidence rows (some variables shared
+    by all rows): the batched answer equals each row's own query, and a batch with a
+    row of probability zero is refused, naming that row when the shared part is
+    possible."""
     query, evidence = split(net, rng, max_query=2)
     if not evidence:
         return
@@ -695,16 +705,13 @@ def test_batches_answered_from_one_table_over_the_evidence_equal_brute_force(cas
     if all(v in shared for v in names):
         return
     totals = [restrict(brute_joint(net), net, c).sum() for c in cases]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(queries, "JOINT_ROWS", 2)
-        patch.setattr(queries, "JOINT_GAIN", 0)
-        if min(totals) == 0:
-            shared_total = restrict(brute_joint(net), net, {v: evidence[v] for v in shared}).sum()
-            named = "" if shared_total == 0 else rf"batch rows \[{totals.index(0)}\b"
-            with pytest.raises(ZeroProbabilityEvidence, match=named):
-                net.query(query, batch)
-            return
-        got = net.query(query, batch)
+    if min(totals) == 0:
+        shared_total = restrict(brute_joint(net), net, {v: evidence[v] for v in shared}).sum()
+        named = "" if shared_total == 0 else rf"batch rows \[{totals.index(0)}\b"
+        with pytest.raises(ZeroProbabilityEvidence, match=named):
+            net.query(query, batch)
+        return
+    got = net.query(query, batch)
     for b, row in enumerate(cases):
         torch.testing.assert_close(got[b], net.query(query, row), rtol=1e-9, atol=1e-13)
 
@@ -757,29 +764,8 @@ def test_batches_whose_evidence_is_checked_from_one_table_equal_brute_force(case
     """With the evidence check read from one table over the batched evidence variables,
     every row equals brute force, and a row of probability zero is named by its index."""
     net, rng = case
-    query, evidence = split(net, rng, max_query=2)
-    if not evidence:
-        return
-    names = list(evidence)
-    shared = names[: int(rng.integers(0, len(names)))]
-    cases = [
-        {v: evidence[v] if v in shared else int(rng.integers(net.cardinality(v))) for v in names}
-        for _ in range(rows)
-    ]
-    batch = {v: evidence[v] if v in shared else torch.tensor([c[v] for c in cases]) for v in names}
-    if all(v in shared for v in names):
-        return
-    totals = [restrict(brute_joint(net), net, c).sum() for c in cases]
     with evidence_checked_by_table(net):
-        if min(totals) == 0:
-            shared_total = restrict(brute_joint(net), net, {v: evidence[v] for v in shared}).sum()
-            named = "" if shared_total == 0 else rf"batch rows \[{totals.index(0)}\b"
-            with pytest.raises(ZeroProbabilityEvidence, match=named):
-                net.query(query, batch)
-            return
-        got = net.query(query, batch)
-    for b, row in enumerate(cases):
-        torch.testing.assert_close(got[b], net.query(query, row), rtol=1e-9, atol=1e-13)
+        assert_random_batch_equals_brute_force(net, rng, rows)
 
 
 @contextlib.contextmanager
