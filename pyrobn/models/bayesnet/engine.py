@@ -221,8 +221,10 @@ class Engine:
         with its intermediate tables cached, which is what a junction tree does once
         for all: here each query keeps its own pruning and order). Water, three
         findings: 22 M units of work as separate queries, 15 M as a calibration, 7.8 M
-        shared; pigs 0.1 M, 9.1 M and 0.03 M. Outputs in the order of ``variables``;
-        ``kept`` is every table used. Cached per shape."""
+        shared; pigs 0.1 M, 9.1 M and 0.03 M. Outputs in the order of ``variables``,
+        then, given evidence, p(e) (the query of nothing over An(E): its normaliser is
+        log p(e), its steps shared too); ``kept`` is every table used, ``extra["added"]``
+        the work each query added when it joined. Cached per shape."""
         from pyrobn.infer.enumeration_compiled import _TABLE, PlanBuilder, eliminate_into
 
         key = ("posteriors", variables, evidence)
