@@ -99,12 +99,17 @@ class FlatPlan:
         object.__setattr__(self, "slot_lambda", slot_lambda)
         object.__setattr__(self, "free_array", np.asarray(self.free, dtype=np.int64))
         object.__setattr__(self, "total_output", int(sum(self.output_sizes)))
-        cost = 0.0
-        program = self.program.tolist()  # Python ints: math.prod on short lists is quick
-        for s in self.starts.tolist():  # entries walked x tables multiplied: the work
-            n_in, nd = program[s], program[s + 1]
-            cost += float(math.prod(program[s + 3 : s + 3 + nd])) * n_in
-        object.__setattr__(self, "cost", cost)
+        # Python ints: math.prod on short lists is quick
+        object.__setattr__(self, "cost", _work(self.program.tolist(), self.starts.tolist()))
+
+
+def _work(program: Sequence[int], starts: Sequence[int]) -> float:
+    """The work of the steps beginning at ``starts``: entries walked x inputs multiplied."""
+    total = 0.0
+    for s in starts:
+        n_in, nd = program[s], program[s + 1]
+        total += float(math.prod(program[s + 3 : s + 3 + nd])) * n_in
+    return total
 
 
 _NO_COLUMNS = np.zeros(1, dtype=np.int64)
@@ -153,12 +158,7 @@ class PlanBuilder:
 
     def cost(self, first: int = 0) -> float:
         """The work (entries walked x inputs) of the steps from step ``first`` on."""
-        prog = self.program
-        total = 0.0
-        for start in self.starts[first:]:
-            n_in, nd = prog[start], prog[start + 1]
-            total += float(math.prod(prog[start + 3 : start + 3 + nd])) * n_in
-        return total
+        return _work(self.program, self.starts[first:])
 
     def lambda_slot(self, var: int) -> int:
         """A slot holding the evidence indicator of ``var`` (see :class:`FlatPlan`)."""
@@ -349,7 +349,8 @@ def compile_elimination(
     """Variable elimination of ``factors`` (table ids) in ``order``, keeping ``query``.
 
     Eliminating v multiplies the live tables that hold v and sums v out (v is the last,
-    fastest axis of the walk); a last step multiplies what is left into a table over
+    fastest axis of the walk), with the variables only that product holds (sum mode:
+    :func:`eliminate_into`); a last step multiplies what is left into a table over
     ``query`` in the given order. ``mode="max"`` maximises instead (``query`` must be
     empty) and keeps back-pointers for the traceback of the variables in ``order``.
     """
@@ -373,7 +374,9 @@ def eliminate_into(
     """Add to ``builder`` the steps of a variable elimination of ``items`` ((kind, index)
     pairs: tables or slots) in ``order``, ending in a step over ``query`` (in its order);
     returns that last step's slot. Eliminating v multiplies the live items that hold v
-    and sums (or maximises) v out, v being the last, fastest axis of the walk."""
+    and sums (or maximises) v out, v being the last, fastest axis of the walk; in sum
+    mode the other variables that product alone holds (not queried) are summed in the
+    same walk, unless the product is in ``builder.repeated``."""
     live: dict[int, tuple[int, int, tuple[int, ...]]] = {}
     holding: dict[int, set[int]] = {}  # variable -> the live items holding it
     counter = 0

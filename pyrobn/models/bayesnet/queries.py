@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -122,6 +122,16 @@ JOINT_GAIN = 4
 def _kernel_seconds(plan: Any) -> float:
     """The modelled time of one row of a compiled plan (the constants above)."""
     return KERNEL_SECONDS_PER_COST * plan.cost + KERNEL_SECONDS_PER_STEP * len(plan.starts)
+
+
+def _remembered(kept: dict, key: tuple, decide: Callable[[], Any]) -> Any:
+    """``kept[key]``, decided by ``decide()`` on first sight; at most ROUTES_KEPT
+    decisions are kept, the oldest dropped first."""
+    if key not in kept:
+        if len(kept) >= ROUTES_KEPT:
+            del kept[next(iter(kept))]
+        kept[key] = decide()
+    return kept[key]
 
 
 def _distinct_rows(
@@ -583,28 +593,30 @@ class QueriesMixin:
         is modelled PATH_MARGIN times quicker than that work: they leave the shared plan
         (barley, p(protein | three findings): 8.1 M units of its own, 7.9 ms in the
         kernel, 1.4 ms on the path); decided once per set of observed variables."""
-        kept = self._paths_kept
-        key = (observed, free, self._budget())
-        if key not in kept:
-            if len(kept) >= ROUTES_KEPT:
-                del kept[next(iter(kept))]
-            paths = {}
-            whole = self._shared_plan(free, observed)
-            added = whole.extra["added"] if whole is not None else [math.inf] * len(free)
-            for v, own in zip(free, added):
-                if own < PATH_COST:
-                    continue
-                single = self._flat_plan("a query", "query_plan", (v,), observed)
-                path = self._path_of(single, (v,), ev)
-                if path is None:
-                    continue
-                on_path = PATH_SECONDS_PER_FLOP * path.cost + PATH_SECONDS_PER_STEP * len(
-                    path.steps
-                )
-                if PATH_MARGIN * on_path < KERNEL_SECONDS_PER_COST * own:
-                    paths[v] = single
-            kept[key] = paths
-        return kept[key]
+        return _remembered(
+            self._paths_kept,
+            (observed, free, self._budget()),
+            lambda: self._choose_paths(observed, free, ev),
+        )
+
+    def _choose_paths(
+        self, observed: tuple[int, ...], free: tuple[int, ...], ev: dict[int, torch.Tensor]
+    ) -> dict[int, Any]:
+        """:meth:`_path_queries`' choice, made afresh."""
+        paths = {}
+        whole = self._shared_plan(free, observed)
+        added = whole.extra["added"] if whole is not None else [math.inf] * len(free)
+        for v, own in zip(free, added):
+            if own < PATH_COST:
+                continue
+            single = self._flat_plan("a query", "query_plan", (v,), observed)
+            path = self._path_of(single, (v,), ev)
+            if path is None:
+                continue
+            on_path = PATH_SECONDS_PER_FLOP * path.cost + PATH_SECONDS_PER_STEP * len(path.steps)
+            if PATH_MARGIN * on_path < KERNEL_SECONDS_PER_COST * own:
+                paths[v] = single
+        return paths
 
     def _shared_plan(self, free: tuple[int, ...], observed: tuple[int, ...]) -> Any:
         """:meth:`Engine.posteriors_plan` within the memory budget (its workspace holds
@@ -625,13 +637,11 @@ class QueriesMixin:
         once per set of observed variables (the same for every row of a batch: both
         routes run the kernel row by row)."""
         compiled = self._compiled_ok()
-        key = (observed, compiled, self._budget())
-        decided = self._route_cache
-        if key not in decided:
-            if len(decided) >= ROUTES_KEPT:  # the oldest decision first
-                del decided[next(iter(decided))]
-            decided[key] = self._decide_route(observed, free, compiled)
-        return decided[key]
+        return _remembered(
+            self._route_cache,
+            (observed, compiled, self._budget()),
+            lambda: self._decide_route(observed, free, compiled),
+        )
 
     def _decide_route(
         self, observed: tuple[int, ...], free: tuple[int, ...], compiled: bool
